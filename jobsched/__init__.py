@@ -1,0 +1,23 @@
+"""jobsched: a gang scheduler for ML training jobs with memory right-sizing.
+
+Heavy modules are imported lazily so that ``jobsched --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+if TYPE_CHECKING:  # pragma: no cover
+    from jobsched.sdk.client import Client
+
+__all__ = ["Client", "__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "Client":
+        from jobsched.sdk.client import Client
+
+        return Client
+    raise AttributeError(name)

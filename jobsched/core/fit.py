@@ -1,0 +1,82 @@
+"""Feasibility: the exported pure checks ``fits(req, table, row)`` and the vectorized ``feasible``."""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+
+from jobsched.core.framework import SUCCESS, Status
+from jobsched.core.nodes import NodeTable
+from jobsched.spec.resources import Resources
+
+B = npt.NDArray[np.bool_]
+
+
+def feasible(table: NodeTable, req: Resources) -> B:
+    """Rows where one replica with request ``req`` fits now (resources only)."""
+    mask = table.schedulable & (table.cpu_free >= req.cpu_milli) & (table.mem_free >= req.memory)
+    if req.gpus:
+        if req.gpu_milli >= 1000:
+            mask &= table.gpu_full >= req.gpus
+        else:
+            mask &= table.gpu_max_free >= req.gpu_milli
+    return mask
+
+
+def fits(req: Resources, table: NodeTable, row: int) -> Status:
+    """Does one replica fit on node ``row``? The reason names the first missing resource."""
+    if not table.schedulable[row]:
+        return Status.unschedulable("node is unschedulable")
+    if table.cpu_free[row] < req.cpu_milli:
+        return Status.unschedulable("insufficient cpu")
+    if table.mem_free[row] < req.memory:
+        return Status.unschedulable("insufficient memory")
+    if req.gpus:
+        if req.gpu_milli >= 1000 and table.gpu_full[row] < req.gpus:
+            return Status.unschedulable("insufficient nvidia.com/gpu")
+        if req.gpu_milli < 1000 and table.gpu_max_free[row] < req.gpu_milli:
+            return Status.unschedulable("insufficient nvidia.com/gpu share")
+    return SUCCESS
+
+
+def insufficiency(table: NodeTable, req: Resources, allowed: B) -> str:
+    """kube-scheduler style summary: '0/5 nodes are available: 3 insufficient memory, ...'."""
+    n = len(table)
+    counts: dict[str, int] = {}
+    left = allowed.copy()
+    not_allowed = int((~allowed).sum())
+    if not_allowed:
+        counts["node selector/GPU model mismatch"] = not_allowed
+    checks: list[tuple[str, B]] = [
+        ("unschedulable", ~table.schedulable),
+        ("insufficient cpu", table.cpu_free < req.cpu_milli),
+        ("insufficient memory", table.mem_free < req.memory),
+    ]
+    if req.gpus:
+        gpu_bad = (table.gpu_full < req.gpus) if req.gpu_milli >= 1000 else (
+            table.gpu_max_free < req.gpu_milli)
+        checks.append(("insufficient nvidia.com/gpu", gpu_bad))
+    for label, bad in checks:
+        hit = int((bad & left).sum())
+        if hit:
+            counts[label] = hit
+        left &= ~bad
+    avail = int(left.sum())
+    detail = ", ".join(f"{v} {k}" for k, v in counts.items())
+    return f"{avail}/{n} nodes are available" + (f": {detail}" if detail else "")
+
+
+def choose_gpus_bestfit(table: NodeTable, row: int, req: Resources) -> tuple[int, ...]:
+    """Whole GPUs: the lowest-numbered free devices. Shares: the fullest device that still fits."""
+    if not req.gpus:
+        return ()
+    g = table.gpu_free[row]
+    if req.gpu_milli >= 1000:
+        return tuple(int(x) for x in np.flatnonzero(g == 1000)[: req.gpus])
+    ok = np.flatnonzero(g >= req.gpu_milli)
+    return (int(ok[np.argmin(g[ok])]),)
+
+
+class BestFitGpus:
+    def choose(self, table: NodeTable, row: int, req: Resources) -> tuple[int, ...]:
+        return choose_gpus_bestfit(table, row, req)

@@ -1,0 +1,112 @@
+"""Gangs: every replica of a job placed at once, or none."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+
+from jobsched.core.fit import feasible
+from jobsched.core.framework import GpuChooser, ScorePlugin
+from jobsched.core.nodes import NodeTable
+from jobsched.spec.resources import Resources
+
+
+@dataclass(frozen=True, slots=True)
+class Assignment:
+    """Where one replica goes: a node row (and name) and the GPU devices it gets."""
+
+    rank: int
+    node: str
+    row: int
+    gpus: tuple[int, ...] = ()
+
+
+@dataclass(slots=True)
+class PodGroup:
+    """A pending job as the core sees it. ``request`` is per replica (already right-sized)."""
+
+    key: str
+    request: Resources
+    replicas: int = 1
+    queue: str = "default"
+    priority: int = 0
+    created: float = 0.0
+    node_selector: dict[str, str] = field(default_factory=dict)
+    gpu_models: tuple[str, ...] = ()
+    placement: str = "Pack"  # Pack | Spread | StrictSpread
+    preemptible: bool = True
+
+    def total(self) -> Resources:
+        return self.request.scaled(self.replicas)
+
+    def shape(self) -> tuple[object, ...]:
+        """Jobs with the same shape fit or not alike: used to memoize never-fits checks."""
+        return (self.request, self.replicas, tuple(sorted(self.node_selector.items())),
+                self.gpu_models, self.placement)
+
+
+def allowed_mask(table: NodeTable, group: PodGroup) -> npt.NDArray[np.bool_]:
+    """Static constraints (node selector, GPU model): independent of what is running."""
+    mask = np.ones(len(table), dtype=bool)
+    for k, v in group.node_selector.items():
+        mask &= table.label_mask(k, v)
+    if group.gpu_models and group.request.gpus:
+        mask &= table.model_mask(group.gpu_models)
+    return mask
+
+
+def place_gang(
+    table: NodeTable,
+    group: PodGroup,
+    scorer: ScorePlugin,
+    gpus: GpuChooser,
+    allowed: npt.NDArray[np.bool_] | None = None,
+) -> list[Assignment] | None:
+    """Place all replicas on ``table`` (mutating it), or restore it and return None."""
+    if allowed is None:
+        allowed = allowed_mask(table, group)
+    req = group.request
+    done: list[Assignment] = []
+    used = np.zeros(len(table), dtype=bool)
+    for rank in range(group.replicas):
+        mask = feasible(table, req) & allowed
+        if group.placement == "StrictSpread":
+            mask &= ~used
+        rows = np.flatnonzero(mask)
+        if rows.size == 0:
+            unplace(table, req, done)
+            return None
+        scores = scorer.score(table, req, rows, group)
+        if group.placement == "Pack" and done:
+            scores = scores + np.where(used[rows], 1e3, 0.0)  # keep a gang together
+        elif group.placement == "Spread" and done:
+            scores = scores - np.where(used[rows], 1e3, 0.0)
+        row = int(rows[int(np.argmax(scores))])
+        gpu_idx = gpus.choose(table, row, req)
+        table.allocate(row, req, gpu_idx)
+        used[row] = True
+        done.append(Assignment(rank, table.names[row], row, gpu_idx))
+    return done
+
+
+def unplace(table: NodeTable, req: Resources, done: Sequence[Assignment]) -> None:
+    for a in done:
+        table.release(a.row, req, a.gpus)
+
+
+def placeable_count(table: NodeTable, group: PodGroup, scorer: ScorePlugin, gpus: GpuChooser) -> int:
+    """How many replicas of ``group`` fit at once (for reasons); leaves ``table`` unchanged."""
+    single = PodGroup(group.key, group.request, 1, group.queue, group.priority, group.created,
+                      group.node_selector, group.gpu_models, group.placement)
+    allowed = allowed_mask(table, group)
+    done: list[Assignment] = []
+    for rank in range(group.replicas):
+        got = place_gang(table, single, scorer, gpus, allowed)
+        if got is None:
+            break
+        done.append(Assignment(rank, got[0].node, got[0].row, got[0].gpus))
+    unplace(table, group.request, done)
+    return len(done)

@@ -1,0 +1,117 @@
+"""Models of the HTTP API, shared by the server and the SDK (and printed by the CLI as JSON)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from jobsched.spec.status import JobPhase
+
+
+class ApiModel(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+
+class AttemptResources(ApiModel):
+    requests: dict[str, int] = Field(default_factory=dict)  # cpu (milli), memory (bytes), nvidia.com/gpu
+    limits: dict[str, int] = Field(default_factory=dict)
+
+
+class ReplicaInfo(ApiModel):
+    rank: int
+    node: str | None = None
+    pid: int | None = None
+    exit_code: int | None = None
+    reason: str | None = None
+    peak_memory_bytes: int | None = None
+    message: str | None = None
+
+
+class AttemptInfo(ApiModel):
+    index: int
+    resources: AttemptResources = Field(default_factory=AttemptResources)
+    exit_code: int | None = None
+    reason: str | None = None  # AttemptReason value once ended
+    message: str | None = None
+    peak_memory_bytes: int | None = None
+    node: str | None = None  # node of rank 0 (all nodes in ``nodes``)
+    nodes: list[str] = Field(default_factory=list)
+    started_at: float | None = None
+    finished_at: float | None = None
+    enforcement: str | None = None  # cgroup-v2 | cgroup-v1 | watchdog | kubernetes | ray
+    resumed_from_checkpoint: bool = False
+    replicas: list[ReplicaInfo] = Field(default_factory=list)
+
+
+class EventInfo(ApiModel):
+    time: float
+    type: str  # Normal | Warning
+    reason: str
+    message: str
+
+
+class SizingInfo(ApiModel):
+    """Right-sizing decisions for the next/current attempt (declared, estimated, chosen, why)."""
+
+    declared_memory: int | None = None
+    estimated_memory: int | None = None
+    recommended_memory: int | None = None
+    chosen_memory: int | None = None
+    why: str | None = None
+    breakdown: dict[str, Any] = Field(default_factory=dict)
+
+
+class JobStatus(ApiModel):
+    name: str
+    namespace: str = "default"
+    uid: str | None = None
+    queue: str = "default"
+    priority: int = 0
+    replicas: int = 1
+    phase: JobPhase = JobPhase.PENDING
+    reason: str | None = None
+    message: str | None = None
+    created_at: float | None = None
+    admitted_at: float | None = None
+    finished_at: float | None = None
+    attempts: list[AttemptInfo] = Field(default_factory=list)
+    events: list[EventInfo] = Field(default_factory=list)
+    sizing: SizingInfo = Field(default_factory=SizingInfo)
+    cost: float = 0.0
+    labels: dict[str, str] = Field(default_factory=dict)
+    manifest: dict[str, Any] | None = None
+
+
+class JobList(ApiModel):
+    items: list[JobStatus]
+
+
+class QueueStatus(ApiModel):
+    name: str
+    weight: float = 1.0
+    quota: dict[str, Any] = Field(default_factory=dict)
+    usage: dict[str, int] = Field(default_factory=dict)
+    pending: int = 0
+    running: int = 0
+
+
+class NodeStatus(ApiModel):
+    name: str
+    allocatable: dict[str, Any] = Field(default_factory=dict)
+    allocated: dict[str, int] = Field(default_factory=dict)
+    labels: dict[str, str] = Field(default_factory=dict)
+    unschedulable: bool = False
+    enforcement: str | None = None
+
+
+class ServerInfo(ApiModel):
+    version: str
+    backend: str
+    home: str
+    pid: int
+    enforcement: str | None = None
+
+
+class ErrorBody(ApiModel):
+    detail: str

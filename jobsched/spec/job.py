@@ -1,0 +1,144 @@
+"""The TrainingJob manifest (``apiVersion: jobsched.io/v1alpha1``, ``kind: TrainingJob``)."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from jobsched.spec import quantity as q
+from jobsched.spec.base import DNSLabel, Model
+from jobsched.spec.resources import Resources
+
+API_VERSION = "jobsched.io/v1alpha1"
+
+
+class ObjectMeta(Model):
+    name: DNSLabel
+    namespace: DNSLabel = "default"
+    labels: dict[str, str] = Field(default_factory=dict)
+    annotations: dict[str, str] = Field(default_factory=dict)
+    # Set by a Kubernetes API server; accepted so that `kubectl get -o yaml` output round-trips.
+    uid: str | None = None
+    resource_version: str | None = None
+    generation: int | None = None
+    creation_timestamp: str | None = None
+
+
+class EnvVar(Model):
+    name: str = Field(min_length=1)
+    value: str = ""
+
+
+class ResourceRequirements(Model):
+    requests: dict[str, q.Quantity] = Field(default_factory=dict)
+    limits: dict[str, q.Quantity] = Field(default_factory=dict)
+
+    @field_validator("requests", "limits")
+    @classmethod
+    def _known(cls, v: dict[str, Any]) -> dict[str, Any]:
+        for key in v:
+            if key not in q.KNOWN_RESOURCES and "/" not in key:
+                raise ValueError(f"unknown resource {key!r} (known: {', '.join(q.KNOWN_RESOURCES)})")
+        return v
+
+    def request_vector(self) -> Resources:
+        """Requests, defaulting each missing request to its limit (as Kubernetes does)."""
+        merged = {**self.limits, **self.requests}
+        return Resources.from_quantities(merged)
+
+    def memory_limit(self) -> int | None:
+        return q.memory_bytes(self.limits[q.MEMORY]) if q.MEMORY in self.limits else None
+
+
+class MemoryPolicy(StrEnum):
+    FIXED = "Fixed"  # run at the declared size; resize only after an OOM
+    AUTO = "Auto"  # size from the estimator and history before launch, and after an OOM
+
+
+class RightSizing(Model):
+    """Tunables of the right-sizing policy (defaults documented in docs/rightsizing.md)."""
+
+    margin: float = Field(0.15, ge=0, le=10)  # headroom over estimate / observed peak
+    growth: float = Field(1.5, gt=1, le=10)  # at least this factor over the previous size after OOM
+    max_memory: q.Quantity | None = None  # never size above this (else: the largest node)
+    min_memory: q.Quantity | None = None  # floor for history-based shrinking
+    family: str | None = None  # history key; default the job name
+    factory: str | None = None  # "module:function" returning (model, optimizer, batch, loss_fn)
+    factory_kwargs: dict[str, Any] = Field(default_factory=dict)
+
+
+class JobTemplate(Model):
+    command: list[str] = Field(min_length=1)
+    args: list[str] = Field(default_factory=list)
+    env: list[EnvVar] = Field(default_factory=list)
+    working_dir: str | None = None
+    image: str | None = None
+    resources: ResourceRequirements = Field(default_factory=ResourceRequirements)
+    node_selector: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("env", mode="before")
+    @classmethod
+    def _env_mapping(cls, v: Any) -> Any:
+        # Accept the Kubernetes list form and a plain mapping for convenience.
+        if isinstance(v, dict):
+            return [{"name": k, "value": str(val)} for k, val in v.items()]
+        return v
+
+    def argv(self) -> list[str]:
+        return [*self.command, *self.args]
+
+    def env_dict(self) -> dict[str, str]:
+        return {e.name: e.value for e in self.env}
+
+
+class TrainingJobSpec(Model):
+    queue: str = "default"
+    priority: int = 0
+    replicas: int = Field(1, ge=1, le=10_000)
+    template: JobTemplate
+    max_retries: int = Field(3, ge=0, le=100)
+    memory_policy: MemoryPolicy = MemoryPolicy.FIXED
+    checkpoint_dir: str | None = None
+    right_sizing: RightSizing = Field(default_factory=RightSizing)
+    placement: Literal["Pack", "Spread", "StrictSpread"] = "Pack"
+    # GPU models the job accepts (node label jobsched.io/gpu-model); empty: any.
+    gpu_models: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _resources_valid(self) -> TrainingJobSpec:
+        try:
+            self.template.resources.request_vector()
+        except ValueError as e:
+            raise ValueError(f"template.resources: {e}") from None
+        res = self.template.resources
+        for key in (q.CPU, q.MEMORY):
+            if key in res.requests and key in res.limits:
+                lim, req = q.parse_quantity(res.limits[key]), q.parse_quantity(res.requests[key])
+                if req > lim:
+                    raise ValueError(f"template.resources.requests.{key} must not exceed the limit")
+        return self
+
+
+class TrainingJob(Model):
+    api_version: Literal["jobsched.io/v1alpha1"] = API_VERSION
+    kind: Literal["TrainingJob"] = "TrainingJob"
+    metadata: ObjectMeta
+    spec: TrainingJobSpec
+    status: dict[str, Any] | None = Field(None, exclude=True)  # ignored on submit
+
+    @property
+    def name(self) -> str:
+        return self.metadata.name
+
+    @property
+    def key(self) -> str:
+        return f"{self.metadata.namespace}/{self.metadata.name}"
+
+    def requests(self) -> Resources:
+        return self.spec.template.resources.request_vector()
+
+    def family(self) -> str:
+        return self.spec.right_sizing.family or self.metadata.labels.get(
+            "jobsched.io/family", self.metadata.name)

@@ -1,0 +1,69 @@
+"""Queues: a quota per resource and a weight for fair sharing among queues."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, field_validator
+
+from jobsched.spec import quantity as q
+from jobsched.spec.base import DNSLabel, Model
+from jobsched.spec.resources import Resources
+
+
+class QueueMeta(Model):
+    name: DNSLabel
+    labels: dict[str, str] = Field(default_factory=dict)
+    uid: str | None = None
+    resource_version: str | None = None
+    generation: int | None = None
+    creation_timestamp: str | None = None
+    annotations: dict[str, str] = Field(default_factory=dict)
+
+
+class QueueSpec(Model):
+    # Missing resource: unlimited. Quota is on the sum of requests of all admitted replicas.
+    quota: dict[str, q.Quantity] = Field(default_factory=dict)
+    weight: float = Field(1.0, gt=0)
+    # BestEffortFIFO lets a smaller job behind a blocked head go first; StrictFIFO never does.
+    strategy: Literal["BestEffortFIFO", "StrictFIFO"] = "BestEffortFIFO"
+
+    @field_validator("quota")
+    @classmethod
+    def _known(cls, v: dict[str, object]) -> dict[str, object]:
+        for key in v:
+            if key not in (q.CPU, q.MEMORY, q.GPU):
+                raise ValueError(f"unknown quota resource {key!r} (known: cpu, memory, {q.GPU})")
+        return v
+
+
+class Queue(Model):
+    api_version: Literal["jobsched.io/v1alpha1"] = "jobsched.io/v1alpha1"
+    kind: Literal["Queue"] = "Queue"
+    metadata: QueueMeta
+    spec: QueueSpec = Field(default_factory=QueueSpec)
+
+    @property
+    def name(self) -> str:
+        return self.metadata.name
+
+    def quota_limits(self) -> tuple[int | None, int | None, int | None]:
+        """(cpu_milli, memory, gpus) limits; None means unlimited."""
+        qt = self.spec.quota
+        return (
+            q.cpu_milli(qt[q.CPU]) if q.CPU in qt else None,
+            q.memory_bytes(qt[q.MEMORY]) if q.MEMORY in qt else None,
+            q.whole(qt[q.GPU], q.GPU) if q.GPU in qt else None,
+        )
+
+    @classmethod
+    def make(cls, name: str, quota: dict[str, object] | None = None, weight: float = 1.0) -> Queue:
+        return cls.model_validate({"metadata": {"name": name},
+                                   "spec": {"quota": quota or {}, "weight": weight}})
+
+
+def default_queue() -> Queue:
+    return Queue.make("default")
+
+
+__all__ = ["Queue", "QueueSpec", "Resources", "default_queue"]
