@@ -1,0 +1,214 @@
+"""The controller: the impure loop around the pure core.
+
+Each tick: (1) apply replica events from the backend, (2) carry out cancellations, (3) build a
+snapshot and run one scheduling cycle, (4) carry out its decisions: assume in the store first, then
+start through the backend; on failure unreserve and requeue. Side effects live here and in the
+backend only.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from jobsched.backends.base import Backend, GangLaunch, ReplicaLaunch, StartError
+from jobsched.core import Admit, Preempt, Reject, Scheduler, Snapshot, Wait
+from jobsched.core.nodes import NodeTable
+from jobsched.core.snapshot import QueueInfo
+from jobsched.server import convert
+from jobsched.server.lifecycle import Lifecycle
+from jobsched.server.metrics import Metrics
+from jobsched.spec.node import Node
+from jobsched.spec.queue import Queue
+from jobsched.spec.status import JobPhase
+from jobsched.store import AttemptRow, JobRow, Store
+
+log = logging.getLogger("jobsched.controller")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Controller:
+    def __init__(self, store: Store, backend: Backend, metrics: Metrics, home: Path,
+                 clock: Callable[[], float] = time.time, policy: str = "jobsched",
+                 provisionable: tuple = ()) -> None:  # type: ignore[type-arg]
+        self.store, self.backend, self.metrics, self.home, self.clock = store, backend, metrics, home, clock
+        self.scheduler = Scheduler(policy)
+        self.lifecycle = Lifecycle(store, backend, metrics, clock, self.max_node_memory)
+        self.provisionable = provisionable
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._nodes: list[Node] = []
+        self._nodes_at = 0.0
+        self._last_reason: dict[str, str] = {}
+
+    # loop -------------------------------------------------------------------------------------
+    def start(self) -> None:
+        self.lifecycle.readopt()
+        self._thread = threading.Thread(target=self._run, name="jobsched-controller", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread:
+            self._thread.join(timeout=10)
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.tick()
+            except Exception:  # keep scheduling; the error is logged with its traceback
+                log.exception("controller tick failed")
+            self._wake.wait(0.1)
+            self._wake.clear()
+
+    def tick(self) -> None:
+        for ev in self.backend.poll():
+            self.lifecycle.on_event(ev)
+        self.lifecycle.process_cancellations()
+        self.schedule()
+        self.update_gauges()
+
+    # scheduling -------------------------------------------------------------------------------
+    def nodes(self) -> list[Node]:
+        now = time.monotonic()
+        if not self._nodes or now - self._nodes_at > 5:
+            self._nodes, self._nodes_at = self.backend.nodes(), now
+        return self._nodes
+
+    def max_node_memory(self) -> int:
+        mems = [n.allocatable_vector().memory for n in self.nodes()]
+        mems += [s.resources.memory for s in self.provisionable]
+        return max(mems, default=0)
+
+    def queue_infos(self) -> list[QueueInfo]:
+        return [QueueInfo.from_spec(Queue.model_validate(m)) for m in self.store.queues().values()]
+
+    def snapshot(self) -> tuple[Snapshot, dict[str, JobRow]]:
+        live = self.store.live_attempts()
+        jobs = {j.uid: j for j in self.store.jobs()} if live else {}
+        running = [convert.running_gang(jobs[a.job_uid], a) for a in live if a.job_uid in jobs]
+        table = NodeTable.from_nodes(self.nodes())
+        return Snapshot.build(table, running, self.queue_infos(), self.provisionable), jobs
+
+    def schedule(self) -> None:
+        pending = [j for j in self.store.jobs(phases=(JobPhase.PENDING.value,))
+                   if j.sizing_ready and not j.cancel_requested]
+        if not pending:
+            return
+        t0 = time.perf_counter()
+        snap, _ = self.snapshot()
+        by_key = {j.key: j for j in pending}
+        groups = []
+        for j in pending:
+            try:
+                groups.append(convert.pod_group(j))
+            except ValueError as e:  # a stored manifest that no longer validates
+                self.lifecycle.fail(j, "InvalidSpec", str(e))
+        result = self.scheduler.cycle(snap, groups, self.clock())
+        self.metrics.cycle_duration.observe(time.perf_counter() - t0)
+        for d in result.decisions:
+            if isinstance(d, Admit):
+                self.admit(by_key[d.key], d)
+            elif isinstance(d, Preempt):
+                self.lifecycle.preempt(d.victim, d.preemptor, d.reason)
+            elif isinstance(d, Reject):
+                self.lifecycle.fail(by_key[d.key], "Unschedulable", d.reason)
+            elif isinstance(d, Wait):
+                self.note_wait(by_key[d.key], d.reason)
+
+    def note_wait(self, job: JobRow, reason: str) -> None:
+        if self._last_reason.get(job.uid) == reason:
+            return
+        self._last_reason[job.uid] = reason
+        with self.store.tx() as c:
+            self.store.update_job(job.uid, conn=c, reason="Unschedulable", message=reason)
+            self.store.add_event(job.uid, self.clock(), "Normal", "Pending", reason, conn=c)
+
+    def admit(self, job: JobRow, d: Admit) -> None:
+        spec = convert.job_spec(job)
+        attempts = self.store.attempts(job.uid)
+        idx = len(attempts)
+        now = self.clock()
+        ckpt = spec.spec.checkpoint_dir or str(self.home / "checkpoints" / job.namespace / job.name)
+        Path(ckpt).mkdir(parents=True, exist_ok=True)
+        resumed = any(Path(ckpt).iterdir())
+        declared_limit = spec.spec.template.resources.memory_limit()
+        limit = job.memory if job.sizing.get("resized") else max(job.memory, declared_limit or 0)
+        port = free_port()
+        per_node: dict[str, int] = {}
+        reps = []
+        rank_env = convert.rank_env(spec)
+        for a in d.assignments:
+            local_rank = per_node.get(a.node, 0)
+            per_node[a.node] = local_rank + 1
+            env = {**_base_env(), **spec.spec.template.env_dict(), **rank_env.get(a.rank, {}),
+                   "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port),
+                   "WORLD_SIZE": str(len(d.assignments)), "RANK": str(a.rank), "LOCAL_RANK": str(local_rank),
+                   "JOBSCHED_JOB": job.name, "JOBSCHED_NAMESPACE": job.namespace,
+                   "JOBSCHED_ATTEMPT": str(idx), "JOBSCHED_CHECKPOINT_DIR": ckpt,
+                   "JOBSCHED_MEMORY_LIMIT": str(limit)}
+            if a.gpus:
+                env["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, a.gpus))
+            reps.append(ReplicaLaunch(a.rank, a.node, spec.spec.template.argv(), env, d.request, limit,
+                                      a.gpus, spec.spec.template.working_dir, spec.spec.template.image))
+        gang = GangLaunch(job.key, job.uid, idx, reps, ckpt, spec.spec.placement, dict(spec.metadata.labels))
+        # Assume: record the attempt and the allocation before any side effect.
+        row = AttemptRow(job.uid, idx, "starting", d.request.as_dict(), limit,
+                         [[a.rank, a.node, list(a.gpus)] for a in d.assignments], {}, {}, None, now, None,
+                         None, None, None, None, self.backend.enforcement(), resumed,
+                         convert.launch_to_json(gang))
+        with self.store.tx() as c:
+            self.store.insert_attempt(row, c)
+            self.store.update_job(job.uid, conn=c, phase=JobPhase.ADMITTED.value, reason=None, message=None,
+                                  admitted_at=job.admitted_at or now)
+            nodes = sorted({a.node for a in d.assignments})
+            self.store.add_event(job.uid, now, "Normal", "Admitted",
+                                 f"attempt {idx}: {len(reps)} replica(s) on {', '.join(nodes)}, memory "
+                                 f"request {d.request.memory} limit {limit}"
+                                 + (" (resuming from checkpoint)" if resumed else ""), conn=c)
+        if idx == 0:
+            self.metrics.admission_latency.observe(max(now - job.created_at, 0.0))
+        self._last_reason.pop(job.uid, None)
+        # Bind: the side effect. On failure, unreserve and requeue.
+        try:
+            handles = self.backend.start(gang)
+        except StartError as e:
+            self.lifecycle.start_failed(job, idx, str(e))
+            return
+        with self.store.tx() as c:
+            self.store.update_attempt(job.uid, idx, conn=c, state="running", handles=handles)
+            self.store.update_job(job.uid, conn=c, phase=JobPhase.RUNNING.value)
+
+    def update_gauges(self) -> None:
+        counts: dict[tuple[str, str], int] = {}
+        for j in self.store.jobs():
+            counts[(j.phase, j.queue)] = counts.get((j.phase, j.queue), 0) + 1
+        self.metrics.jobs.clear()
+        for (phase, queue), n in counts.items():
+            self.metrics.jobs.labels(phase=phase, queue=queue).set(n)
+
+
+def _base_env() -> dict[str, str]:
+    import os
+
+    keep = ("PATH", "HOME", "LANG", "LC_ALL", "PYTHONPATH", "VIRTUAL_ENV", "TMPDIR", "USER", "SHELL",
+            "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "PYENV_VERSION")
+    env = {k: os.environ[k] for k in keep if k in os.environ}
+    # `python` in a replica's command means the interpreter jobsched runs under (its venv).
+    env["PATH"] = os.pathsep.join([os.path.dirname(sys.executable), env.get("PATH", "/usr/bin:/bin")])
+    return env

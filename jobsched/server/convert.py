@@ -1,0 +1,113 @@
+"""Translate between stored rows and the core's / backend's / API's structures."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from jobsched.backends.base import GangLaunch, ReplicaLaunch
+from jobsched.core.gang import Assignment, PodGroup
+from jobsched.core.snapshot import RunningGang
+from jobsched.spec.api import (
+    AttemptInfo,
+    AttemptResources,
+    EventInfo,
+    JobStatus,
+    ReplicaInfo,
+    SizingInfo,
+)
+from jobsched.spec.job import TrainingJob
+from jobsched.spec.resources import Resources
+from jobsched.spec.status import JobPhase
+from jobsched.store import AttemptRow, JobRow, Store
+
+
+def job_spec(row: JobRow) -> TrainingJob:
+    return TrainingJob.model_validate(row.manifest)
+
+
+def request_of(row: JobRow, job: TrainingJob | None = None) -> Resources:
+    job = job or job_spec(row)
+    return job.requests().with_memory(row.memory)
+
+
+def pod_group(row: JobRow) -> PodGroup:
+    job = job_spec(row)
+    return PodGroup(
+        key=row.key, request=request_of(row, job), replicas=job.spec.replicas, queue=row.queue,
+        priority=row.priority, created=row.created_at, node_selector=dict(job.spec.template.node_selector),
+        gpu_models=tuple(job.spec.gpu_models), placement=job.spec.placement,
+    )
+
+
+def running_gang(job: JobRow, att: AttemptRow) -> RunningGang:
+    stop = att.stop_reason or ""
+    terminating_for = stop.split(":", 1)[1] if stop.startswith("Preempted:") else None
+    return RunningGang(
+        key=job.key, request=Resources.from_dict(att.requests),
+        assignments=tuple(Assignment(int(r), str(n), -1, tuple(g)) for r, n, g in att.assignments),
+        queue=job.queue, priority=job.priority, started=att.started_at or 0.0,
+        terminating_for=terminating_for,
+    )
+
+
+def attempt_info(att: AttemptRow) -> AttemptInfo:
+    req = Resources.from_dict(att.requests)
+    requests = {"cpu": req.cpu_milli, "memory": req.memory, "nvidia.com/gpu": req.gpus}
+    limits = {"memory": att.memory_limit} if att.memory_limit is not None else {}
+    reps = [ReplicaInfo(rank=int(k), **{kk: vv for kk, vv in v.items() if kk != "rank"})
+            for k, v in sorted(att.replicas.items(), key=lambda kv: int(kv[0]))]
+    nodes = [str(n) for _, n, _ in att.assignments]
+    return AttemptInfo(
+        index=att.idx, resources=AttemptResources(requests=requests, limits=limits),
+        exit_code=att.exit_code, reason=att.reason, message=att.message, peak_memory_bytes=att.peak_memory,
+        node=nodes[0] if nodes else None, nodes=nodes, started_at=att.started_at,
+        finished_at=att.finished_at, enforcement=att.enforcement, resumed_from_checkpoint=att.resumed,
+        replicas=reps,
+    )
+
+
+def job_status(store: Store, row: JobRow, with_manifest: bool = False) -> JobStatus:
+    job = row.manifest
+    events = [EventInfo(time=e["time"], type=e["type"], reason=e["reason"], message=e["message"])
+              for e in store.events(row.uid)]
+    return JobStatus(
+        name=row.name, namespace=row.namespace, uid=row.uid, queue=row.queue, priority=row.priority,
+        replicas=int(job.get("spec", {}).get("replicas", 1)), phase=JobPhase(row.phase), reason=row.reason,
+        message=row.message, created_at=row.created_at, admitted_at=row.admitted_at,
+        finished_at=row.finished_at, attempts=[attempt_info(a) for a in store.attempts(row.uid)],
+        events=events, sizing=SizingInfo(**row.sizing), cost=row.cost,
+        labels=dict(job.get("metadata", {}).get("labels", {})), manifest=job if with_manifest else None,
+    )
+
+
+def launch_to_json(g: GangLaunch) -> dict[str, Any]:
+    return {
+        "job_key": g.job_key, "job_uid": g.job_uid, "attempt": g.attempt, "checkpoint_dir": g.checkpoint_dir,
+        "placement": g.placement, "labels": g.labels,
+        "replicas": [{**r.__dict__, "requests": r.requests.as_dict(), "gpus": list(r.gpus)} for r in g.replicas],
+    }
+
+
+def launch_from_json(d: dict[str, Any]) -> GangLaunch:
+    reps = [ReplicaLaunch(**{**r, "requests": Resources.from_dict(r["requests"]), "gpus": tuple(r["gpus"])})
+            for r in d["replicas"]]
+    return GangLaunch(d["job_key"], d["job_uid"], int(d["attempt"]), reps, d.get("checkpoint_dir"),
+                      d.get("placement", "Pack"), d.get("labels", {}))
+
+
+def dumps(x: Any) -> str:
+    return json.dumps(x, sort_keys=True)
+
+
+RANK_ENV_ANNOTATION = "jobsched.io/rank-env"
+
+
+def rank_env(job: TrainingJob) -> dict[int, dict[str, str]]:
+    """Per-rank extra environment from the ``jobsched.io/rank-env`` annotation (JSON
+    ``{"0": {"DMLC_ROLE": "scheduler"}, ...}``), used for MXJob roles."""
+    raw = job.metadata.annotations.get(RANK_ENV_ANNOTATION)
+    if not raw:
+        return {}
+    data = json.loads(raw)
+    return {int(k): {str(a): str(b) for a, b in v.items()} for k, v in data.items()}

@@ -1,0 +1,42 @@
+"""Runtime: wires store + backend + controller + service for one $JOBSCHED_HOME."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from jobsched.backends import make_backend
+from jobsched.server.controller import Controller
+from jobsched.server.estimation import Estimator
+from jobsched.server.metrics import Metrics
+from jobsched.server.service_impl import JobService
+from jobsched.spec.queue import default_queue
+from jobsched.store import Store
+
+
+class Runtime:
+    def __init__(self, home: Path | str, backend: str = "local", backend_options: dict[str, Any] | None = None,
+                 policy: str = "jobsched", estimate_timeout: float = 180.0) -> None:
+        self.home = Path(home).expanduser()
+        self.home.mkdir(parents=True, exist_ok=True)
+        self.store_path = self.home / "state.db"
+        self.store = Store(self.store_path)
+        self.metrics = Metrics()
+        self.clock = time.time
+        self.backend = make_backend(backend, home=self.home, **(backend_options or {}))
+        self.controller = Controller(self.store, self.backend, self.metrics, self.home, self.clock, policy)
+        self.service = JobService(self.store, self.backend, str(self.home), self.controller.wake, self.clock)
+        self.estimator = Estimator(self.store, self.controller, self.clock, estimate_timeout)
+        if "default" not in self.store.queues():
+            self.store.put_queue("default", default_queue().to_manifest())
+
+    def start(self) -> None:
+        self.controller.start()
+        self.estimator.start()
+
+    def stop(self) -> None:
+        self.estimator.stop()
+        self.controller.stop()
+        self.backend.close()
+        self.store.close()

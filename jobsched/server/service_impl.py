@@ -1,0 +1,191 @@
+"""JobService: the real implementation of JobServiceAPI over the store, controller and backend."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from pydantic import ValidationError
+
+from jobsched import __version__
+from jobsched.backends.base import Backend
+from jobsched.server import convert
+from jobsched.server.errors import Conflict, Invalid, NotFound
+from jobsched.spec.api import EventInfo, JobStatus, NodeStatus, QueueStatus, ServerInfo
+from jobsched.spec.errors import SpecError, format_validation_error
+from jobsched.spec.job import MemoryPolicy, TrainingJob
+from jobsched.spec.queue import Queue
+from jobsched.spec.resources import Resources
+from jobsched.spec.status import JobPhase
+from jobsched.store import JobRow, Store
+
+LIVE = (JobPhase.PENDING.value, JobPhase.ADMITTED.value, JobPhase.RUNNING.value)
+
+
+def parse_job(manifest: Any) -> tuple[TrainingJob, list[str]]:
+    """Validate a TrainingJob (or a Kubeflow PyTorchJob/MXJob, converted) manifest."""
+    if not isinstance(manifest, dict):
+        raise SpecError("the manifest must be a mapping (a YAML/JSON object)")
+    kind = manifest.get("kind", "TrainingJob")
+    warnings: list[str] = []
+    if kind in ("PyTorchJob", "MXJob"):
+        from jobsched.spec.kubeflow import convert as kubeflow_convert
+
+        return kubeflow_convert(manifest)
+    if kind == "Workflow":
+        raise SpecError("kind Workflow: submit workflows with `jobsched workflow submit`", "kind")
+    try:
+        return TrainingJob.model_validate(manifest), warnings
+    except ValidationError as e:
+        raise SpecError(format_validation_error(e)) from None
+
+
+class JobService:
+    def __init__(self, store: Store, backend: Backend, home: str, wake: Callable[[], None],
+                 clock: Callable[[], float]) -> None:
+        self.store, self.backend, self.home, self.wake, self.clock = store, backend, home, wake, clock
+
+    # jobs -------------------------------------------------------------------------------------
+    def submit(self, manifest: dict[str, Any]) -> JobStatus:
+        job, warnings = parse_job(manifest)
+        queues = self.store.queues()
+        if job.spec.queue not in queues:
+            raise Invalid(f"spec.queue: queue {job.spec.queue!r} does not exist "
+                          f"(known: {', '.join(sorted(queues))})")
+        if self.store.job(job.metadata.namespace, job.name) is not None:
+            raise Conflict(f"metadata.name: job {job.key!r} already exists")
+        declared = job.requests().memory
+        auto = job.spec.memory_policy is MemoryPolicy.AUTO
+        now = self.clock()
+        sizing = {"declared_memory": declared or None, "chosen_memory": declared or None,
+                  "why": "declared" if not auto else "waiting for the memory estimate"}
+        row = JobRow(uid=str(uuid.uuid4()), namespace=job.metadata.namespace, name=job.name,
+                     manifest=job.to_manifest(), queue=job.spec.queue, priority=job.spec.priority,
+                     phase=JobPhase.PENDING.value, reason="EstimatingMemory" if auto else None,
+                     message=None, created_at=now, admitted_at=None, finished_at=None, family=job.family(),
+                     memory=declared, sizing=sizing, sizing_ready=not auto, retries_used=0,
+                     cancel_requested=False, cost=0.0)
+        try:
+            self.store.insert_job(row)
+        except Exception as e:  # the UNIQUE constraint raced with another submit
+            if "UNIQUE" in str(e):
+                raise Conflict(f"metadata.name: job {job.key!r} already exists") from None
+            raise
+        self.store.add_event(row.uid, now, "Normal", "Submitted",
+                             f"queue {job.spec.queue}, {job.spec.replicas} replica(s), memoryPolicy "
+                             f"{job.spec.memory_policy.value}")
+        for w in warnings:
+            self.store.add_event(row.uid, now, "Warning", "NotHonoured", w)
+        self.wake()
+        return self.get(job.metadata.namespace, job.name)
+
+    def _row(self, namespace: str, name: str) -> JobRow:
+        row = self.store.job(namespace, name)
+        if row is None:
+            raise NotFound(f"job {namespace}/{name} not found")
+        return row
+
+    def get(self, namespace: str, name: str) -> JobStatus:
+        return convert.job_status(self.store, self._row(namespace, name), with_manifest=True)
+
+    def list(self, namespace: str | None = None, phase: str | None = None,
+             queue: str | None = None) -> list[JobStatus]:
+        if phase is not None and phase not in {p.value for p in JobPhase}:
+            raise Invalid(f"phase: unknown phase {phase!r}")
+        rows = self.store.jobs(phases=(phase,) if phase else None, namespace=namespace, queue=queue)
+        return [convert.job_status(self.store, r) for r in rows]
+
+    def cancel(self, namespace: str, name: str) -> JobStatus:
+        row = self._row(namespace, name)
+        if row.phase in LIVE and not row.cancel_requested:
+            self.store.update_job(row.uid, cancel_requested=True)
+            self.store.add_event(row.uid, self.clock(), "Normal", "CancelRequested", "cancel requested")
+            self.wake()
+        return self.get(namespace, name)
+
+    def events(self, namespace: str, name: str) -> list[EventInfo]:
+        return self.get(namespace, name).events
+
+    def logs(self, namespace: str, name: str, rank: int | None = None, attempt: int | None = None,
+             offset: int = 0) -> tuple[str, int, bool]:
+        row = self._row(namespace, name)
+        atts = self.store.attempts(row.uid)
+        terminal = JobPhase(row.phase).is_terminal()
+        if not atts:
+            return "", offset, terminal
+        att = atts[-1] if attempt is None else next((a for a in atts if a.idx == attempt), None)
+        if att is None:
+            raise NotFound(f"job {namespace}/{name} has no attempt {attempt}")
+        paths = self.backend.log_paths(row.key, att.idx)
+        if rank is not None:
+            if rank not in paths:
+                raise NotFound(f"job {namespace}/{name} attempt {att.idx} has no replica {rank}")
+            data = _read_from(paths[rank], offset)
+            return data.decode(errors="replace"), offset + len(data), terminal
+        # All ranks: the cursor packs each rank's byte offset in 40 bits.
+        out, cursor = [], 0
+        for r, path in paths.items():
+            start = (offset >> (40 * r)) & ((1 << 40) - 1)
+            data = _read_from(path, start)
+            text = data.decode(errors="replace")
+            if len(paths) > 1:
+                text = "".join(f"[rank {r}] {line}" for line in text.splitlines(keepends=True))
+            out.append(text)
+            cursor |= (start + len(data)) << (40 * r)
+        return "".join(out), cursor, terminal
+
+    # queues, nodes, info ---------------------------------------------------------------------
+    def queues(self) -> list[QueueStatus]:
+        jobs = self.store.jobs(phases=LIVE)
+        out = []
+        for name, m in sorted(self.store.queues().items()):
+            qobj = Queue.model_validate(m)
+            mine = [j for j in jobs if j.queue == name]
+            running = [j for j in mine if j.phase != JobPhase.PENDING.value]
+            usage = Resources()
+            for j in running:
+                usage = usage + convert.request_of(j).scaled(int(j.manifest["spec"].get("replicas", 1)))
+            out.append(QueueStatus(name=name, weight=qobj.spec.weight, quota=dict(qobj.spec.quota),
+                                   usage={"cpu": usage.cpu_milli, "memory": usage.memory,
+                                          "nvidia.com/gpu": usage.gpus},
+                                   pending=len(mine) - len(running), running=len(running)))
+        return out
+
+    def apply_queue(self, manifest: dict[str, Any]) -> QueueStatus:
+        try:
+            qobj = Queue.model_validate(manifest)
+        except ValidationError as e:
+            raise SpecError(format_validation_error(e)) from None
+        self.store.put_queue(qobj.name, qobj.to_manifest())
+        self.wake()
+        return next(qs for qs in self.queues() if qs.name == qobj.name)
+
+    def nodes(self) -> list[NodeStatus]:
+        live = self.store.live_attempts()
+        used: dict[str, Resources] = {}
+        for a in live:
+            req = Resources.from_dict(a.requests)
+            for _, node, _ in a.assignments:
+                used[node] = used.get(node, Resources()) + req
+        enforcement = self.backend.enforcement()
+        return [NodeStatus(name=n.name, allocatable=dict(n.allocatable), labels=dict(n.labels),
+                           unschedulable=n.unschedulable, enforcement=enforcement,
+                           allocated={"cpu": used.get(n.name, Resources()).cpu_milli,
+                                      "memory": used.get(n.name, Resources()).memory,
+                                      "nvidia.com/gpu": used.get(n.name, Resources()).gpus})
+                for n in self.backend.nodes()]
+
+    def info(self) -> ServerInfo:
+        return ServerInfo(version=__version__, backend=self.backend.name, home=str(self.home), pid=os.getpid(),
+                          enforcement=self.backend.enforcement())
+
+
+def _read_from(path: str, offset: int) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            f.seek(offset)
+            return f.read()
+    except FileNotFoundError:
+        return b""

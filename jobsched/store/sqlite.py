@@ -1,0 +1,292 @@
+"""The state store: one SQLite file (WAL) under $JOBSCHED_HOME holding jobs, attempts, events,
+queues and the memory history. Thread-safe (one connection, one lock); every write is a
+transaction, so a crash (even SIGKILL) never leaves a half-written job."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    uid TEXT PRIMARY KEY,
+    namespace TEXT NOT NULL,
+    name TEXT NOT NULL,
+    manifest TEXT NOT NULL,
+    queue TEXT NOT NULL,
+    priority INTEGER NOT NULL,
+    phase TEXT NOT NULL,
+    reason TEXT,
+    message TEXT,
+    created_at REAL NOT NULL,
+    admitted_at REAL,
+    finished_at REAL,
+    family TEXT NOT NULL,
+    memory INTEGER NOT NULL,          -- per-replica memory request for the next attempt
+    sizing TEXT NOT NULL DEFAULT '{}', -- SizingInfo JSON
+    sizing_ready INTEGER NOT NULL DEFAULT 1,
+    retries_used INTEGER NOT NULL DEFAULT 0,
+    cancel_requested INTEGER NOT NULL DEFAULT 0,
+    cost REAL NOT NULL DEFAULT 0,
+    UNIQUE(namespace, name)
+);
+CREATE INDEX IF NOT EXISTS jobs_phase ON jobs(phase);
+CREATE TABLE IF NOT EXISTS attempts (
+    job_uid TEXT NOT NULL REFERENCES jobs(uid),
+    idx INTEGER NOT NULL,
+    state TEXT NOT NULL,               -- starting | running | stopping | ended
+    requests TEXT NOT NULL,            -- Resources.as_dict() per replica
+    memory_limit INTEGER,
+    assignments TEXT NOT NULL,         -- [[rank, node, [gpus]], ...]
+    handles TEXT NOT NULL DEFAULT '{}',
+    replicas TEXT NOT NULL DEFAULT '{}',-- rank -> ReplicaInfo dict
+    stop_reason TEXT,
+    started_at REAL,
+    finished_at REAL,
+    exit_code INTEGER,
+    reason TEXT,
+    message TEXT,
+    peak_memory INTEGER,
+    enforcement TEXT,
+    resumed INTEGER NOT NULL DEFAULT 0,
+    launch TEXT NOT NULL DEFAULT '{}', -- GangLaunch as JSON, for re-adoption
+    PRIMARY KEY (job_uid, idx)
+);
+CREATE TABLE IF NOT EXISTS events (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    job_uid TEXT NOT NULL,
+    time REAL NOT NULL,
+    type TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    message TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS events_job ON events(job_uid);
+CREATE TABLE IF NOT EXISTS queues (
+    name TEXT PRIMARY KEY,
+    manifest TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS history (
+    family TEXT NOT NULL,
+    time REAL NOT NULL,
+    peak INTEGER NOT NULL,
+    memory INTEGER NOT NULL,
+    reason TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS history_family ON history(family, time);
+"""
+
+
+@dataclass
+class JobRow:
+    uid: str
+    namespace: str
+    name: str
+    manifest: dict[str, Any]
+    queue: str
+    priority: int
+    phase: str
+    reason: str | None
+    message: str | None
+    created_at: float
+    admitted_at: float | None
+    finished_at: float | None
+    family: str
+    memory: int
+    sizing: dict[str, Any]
+    sizing_ready: bool
+    retries_used: int
+    cancel_requested: bool
+    cost: float
+
+    @property
+    def key(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+
+@dataclass
+class AttemptRow:
+    job_uid: str
+    idx: int
+    state: str
+    requests: dict[str, int]
+    memory_limit: int | None
+    assignments: list[list[Any]]
+    handles: dict[str, Any]
+    replicas: dict[str, dict[str, Any]]
+    stop_reason: str | None
+    started_at: float | None
+    finished_at: float | None
+    exit_code: int | None
+    reason: str | None
+    message: str | None
+    peak_memory: int | None
+    enforcement: str | None
+    resumed: bool
+    launch: dict[str, Any]
+
+
+_JSON_JOB = {"manifest", "sizing"}
+_JSON_ATT = {"requests", "assignments", "handles", "replicas", "launch"}
+
+
+class Store:
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._conn = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None,
+                                     timeout=30)
+        self._conn.row_factory = sqlite3.Row
+        self._lock = threading.RLock()
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn.execute("PRAGMA synchronous=NORMAL")
+        self._conn.execute("PRAGMA foreign_keys=ON")
+        self._conn.executescript(SCHEMA)
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    @contextmanager
+    def tx(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._conn
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            self._conn.execute("COMMIT")
+
+    def _q(self, sql: str, args: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
+        with self._lock:
+            return list(self._conn.execute(sql, args).fetchall())
+
+    # jobs -------------------------------------------------------------------------------------
+    def insert_job(self, row: JobRow) -> None:
+        d = _encode(row.__dict__, _JSON_JOB)
+        cols = ", ".join(d)
+        marks = ", ".join("?" for _ in d)
+        with self.tx() as c:
+            c.execute(f"INSERT INTO jobs ({cols}) VALUES ({marks})", tuple(d.values()))
+
+    def update_job(self, uid: str, conn: sqlite3.Connection | None = None, **fields: Any) -> None:
+        d = _encode(fields, _JSON_JOB)
+        sets = ", ".join(f"{k} = ?" for k in d)
+        sql = f"UPDATE jobs SET {sets} WHERE uid = ?"
+        if conn is not None:
+            conn.execute(sql, (*d.values(), uid))
+            return
+        with self.tx() as c:
+            c.execute(sql, (*d.values(), uid))
+
+    def job(self, namespace: str, name: str) -> JobRow | None:
+        rows = self._q("SELECT * FROM jobs WHERE namespace = ? AND name = ?", (namespace, name))
+        return _job(rows[0]) if rows else None
+
+    def job_by_uid(self, uid: str) -> JobRow | None:
+        rows = self._q("SELECT * FROM jobs WHERE uid = ?", (uid,))
+        return _job(rows[0]) if rows else None
+
+    def jobs(self, phases: tuple[str, ...] | None = None, namespace: str | None = None,
+             queue: str | None = None) -> list[JobRow]:
+        sql, args = "SELECT * FROM jobs WHERE 1=1", []
+        if phases:
+            sql += f" AND phase IN ({', '.join('?' for _ in phases)})"
+            args += list(phases)
+        if namespace:
+            sql += " AND namespace = ?"
+            args.append(namespace)
+        if queue:
+            sql += " AND queue = ?"
+            args.append(queue)
+        return [_job(r) for r in self._q(sql + " ORDER BY created_at, name", tuple(args))]
+
+    # attempts ---------------------------------------------------------------------------------
+    def insert_attempt(self, row: AttemptRow, conn: sqlite3.Connection) -> None:
+        d = _encode(row.__dict__, _JSON_ATT)
+        conn.execute(f"INSERT INTO attempts ({', '.join(d)}) VALUES ({', '.join('?' for _ in d)})",
+                     tuple(d.values()))
+
+    def update_attempt(self, uid: str, idx: int, conn: sqlite3.Connection | None = None,
+                       **fields: Any) -> None:
+        d = _encode(fields, _JSON_ATT)
+        sql = f"UPDATE attempts SET {', '.join(f'{k} = ?' for k in d)} WHERE job_uid = ? AND idx = ?"
+        if conn is not None:
+            conn.execute(sql, (*d.values(), uid, idx))
+            return
+        with self.tx() as c:
+            c.execute(sql, (*d.values(), uid, idx))
+
+    def attempts(self, uid: str) -> list[AttemptRow]:
+        return [_att(r) for r in self._q("SELECT * FROM attempts WHERE job_uid = ? ORDER BY idx", (uid,))]
+
+    def live_attempts(self) -> list[AttemptRow]:
+        return [_att(r) for r in self._q("SELECT * FROM attempts WHERE state != 'ended'")]
+
+    # events, queues, history ------------------------------------------------------------------
+    def add_event(self, uid: str, time: float, type_: str, reason: str, message: str,
+                  conn: sqlite3.Connection | None = None) -> None:
+        sql = "INSERT INTO events (job_uid, time, type, reason, message) VALUES (?, ?, ?, ?, ?)"
+        if conn is not None:
+            conn.execute(sql, (uid, time, type_, reason, message))
+            return
+        with self.tx() as c:
+            c.execute(sql, (uid, time, type_, reason, message))
+
+    def events(self, uid: str) -> list[sqlite3.Row]:
+        return self._q("SELECT * FROM events WHERE job_uid = ? ORDER BY id", (uid,))
+
+    def put_queue(self, name: str, manifest: dict[str, Any]) -> None:
+        with self.tx() as c:
+            c.execute("INSERT INTO queues (name, manifest) VALUES (?, ?) ON CONFLICT(name) DO UPDATE "
+                      "SET manifest = excluded.manifest", (name, json.dumps(manifest)))
+
+    def queues(self) -> dict[str, dict[str, Any]]:
+        return {r["name"]: json.loads(r["manifest"]) for r in self._q("SELECT * FROM queues")}
+
+    def add_history(self, family: str, time: float, peak: int, memory: int, reason: str,
+                    conn: sqlite3.Connection | None = None) -> None:
+        sql = "INSERT INTO history (family, time, peak, memory, reason) VALUES (?, ?, ?, ?, ?)"
+        if conn is not None:
+            conn.execute(sql, (family, time, peak, memory, reason))
+            return
+        with self.tx() as c:
+            c.execute(sql, (family, time, peak, memory, reason))
+
+    def history(self, family: str, limit: int = 50) -> list[sqlite3.Row]:
+        return self._q("SELECT * FROM history WHERE family = ? ORDER BY time DESC LIMIT ?", (family, limit))
+
+
+def _encode(d: dict[str, Any], json_cols: set[str]) -> dict[str, Any]:
+    out = {}
+    for k, v in d.items():
+        if k in json_cols:
+            out[k] = json.dumps(v)
+        elif isinstance(v, bool):
+            out[k] = int(v)
+        else:
+            out[k] = v
+    return out
+
+
+def _job(r: sqlite3.Row) -> JobRow:
+    d = dict(r)
+    for k in _JSON_JOB:
+        d[k] = json.loads(d[k])
+    d["sizing_ready"] = bool(d["sizing_ready"])
+    d["cancel_requested"] = bool(d["cancel_requested"])
+    return JobRow(**d)
+
+
+def _att(r: sqlite3.Row) -> AttemptRow:
+    d = dict(r)
+    for k in _JSON_ATT:
+        d[k] = json.loads(d[k])
+    d["resumed"] = bool(d["resumed"])
+    return AttemptRow(**d)
