@@ -1,0 +1,224 @@
+"""Job, queue and node commands: a thin layer over :class:`jobsched.sdk.client.Client`.
+
+The SDK (httpx, pydantic) is imported inside the commands so that ``jobsched --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import string
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import typer
+
+from jobsched.cli.output import (
+    EXIT_JOB_FAILED,
+    Format,
+    emit,
+    progress_line,
+    sdk_errors,
+)
+
+if TYPE_CHECKING:  # pragma: no cover
+    from jobsched.sdk.client import Client
+    from jobsched.spec.api import JobStatus
+
+NS = typer.Option("default", "--namespace", "-n", help="Namespace of the job.")
+OUT = typer.Option(Format.table, "--output", "-o", help="Output format.")
+_INTERPRETERS = {"python", "python3", "env", "bash", "sh", "uv", "torchrun", "accelerate"}
+
+
+def _client() -> Client:
+    from jobsched.sdk.client import Client
+
+    return Client()
+
+
+def default_job_name(argv: list[str]) -> str:
+    """``python train.py --lr 1`` -> ``train-x7k2q``: the script or program, plus a random suffix."""
+    base = "job"
+    for arg in argv:
+        stem = Path(arg).name
+        if arg.startswith("-") or stem.split(".")[0] in _INTERPRETERS or stem.startswith("python"):
+            continue
+        base = stem.rsplit(".", 1)[0] if stem.endswith((".py", ".sh")) else stem
+        break
+    base = re.sub(r"[^a-z0-9-]+", "-", base.lower()).strip("-")[:50] or "job"
+    suffix = "".join(secrets.choice(string.ascii_lowercase + string.digits) for _ in range(5))
+    return f"{base}-{suffix}"
+
+
+def _wait(client: Client, st: JobStatus) -> JobStatus:
+    """Wait for the job with a live progress line on stderr; exit 1 unless it Succeeded."""
+    if sys.stderr.isatty():
+        from jobsched.cli.output import console
+
+        with console(stderr=True).status(progress_line(st)) as spinner:
+            final = client.wait(st.name, st.namespace, on_update=lambda s: spinner.update(progress_line(s)))
+    else:
+        final = client.wait(st.name, st.namespace,
+                            on_update=lambda s: print(progress_line(s), file=sys.stderr, flush=True))
+    return final
+
+
+def _finish(client: Client, st: JobStatus, wait: bool, output: Format) -> None:
+    if wait:
+        st = _wait(client, st)
+    if output is not Format.table:
+        emit(st, output)
+    elif wait:
+        from jobsched.cli.output import job_detail
+
+        job_detail(st)
+    else:
+        print(f"{st.namespace}/{st.name} submitted to queue {st.queue} ({st.phase.value})")
+    if wait and st.phase.value != "Succeeded":
+        raise typer.Exit(EXIT_JOB_FAILED)
+
+
+def submit(file: Path = typer.Argument(..., help="TrainingJob manifest (YAML)."),
+           wait: bool = typer.Option(False, "--wait", "-w", help="Wait until the job ends."),
+           output: Format = OUT) -> None:
+    """Submit a TrainingJob manifest."""
+    with sdk_errors():
+        client = _client()
+        _finish(client, client.submit(file), wait, output)
+
+
+def run(command: list[str] = typer.Argument(..., help="The command, after '--'."),
+        name: str | None = typer.Option(None, help="Job name (default: from the command)."),
+        namespace: str = NS,
+        queue: str = typer.Option("default", help="Queue."),
+        cpu: str | None = typer.Option(None, help="CPU per replica, e.g. 2 or 500m."),
+        memory: str | None = typer.Option(None, help="Memory per replica (request and limit), e.g. 4Gi."),
+        gpu: int | None = typer.Option(None, help="GPUs per replica."),
+        replicas: int = typer.Option(1, help="Number of replicas (gang-scheduled)."),
+        priority: int = typer.Option(0, help="Priority (higher first; may preempt)."),
+        memory_policy: str = typer.Option("Fixed", help="Fixed or Auto (right-size before launch)."),
+        max_retries: int = typer.Option(3, help="Retries after failed attempts."),
+        env: list[str] = typer.Option([], "--env", "-e", help="KEY=VALUE, repeatable."),
+        wait: bool = typer.Option(False, "--wait", "-w", help="Wait until the job ends."),
+        output: Format = OUT) -> None:
+    """Run a command as a job: jobsched run [OPTIONS] -- CMD ARGS..."""
+    requests: dict[str, Any] = {}
+    limits: dict[str, Any] = {}
+    if cpu is not None:
+        requests["cpu"] = cpu
+    if memory is not None:
+        requests["memory"] = limits["memory"] = memory
+    if gpu is not None:
+        requests["nvidia.com/gpu"] = gpu
+    env_map: dict[str, str] = {}
+    for item in env:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            from jobsched.cli.output import fail
+
+            fail(f"--env: expected KEY=VALUE, got {item!r}")
+        env_map[key] = value
+    manifest = {
+        "apiVersion": "jobsched.io/v1alpha1", "kind": "TrainingJob",
+        "metadata": {"name": name or default_job_name(command), "namespace": namespace},
+        "spec": {"queue": queue, "priority": priority, "replicas": replicas,
+                 "memoryPolicy": memory_policy, "maxRetries": max_retries,
+                 "template": {"command": command, "workingDir": os.getcwd(), "env": env_map,
+                              "resources": {"requests": requests, "limits": limits}}},
+    }
+    with sdk_errors():
+        client = _client()
+        _finish(client, client.submit(manifest), wait, output)
+
+
+def list_jobs(namespace: str | None = typer.Option(None, "--namespace", "-n",
+                                                   help="Only this namespace (default: all)."),
+              phase: str | None = typer.Option(None, help="Only this phase, e.g. Running."),
+              queue: str | None = typer.Option(None, help="Only this queue."),
+              output: Format = OUT) -> None:
+    """List jobs."""
+    from jobsched.cli.output import jobs_table
+
+    with sdk_errors():
+        jobs = _client().list(namespace=namespace, phase=phase, queue=queue)
+    emit(jobs, output) if output is not Format.table else jobs_table(jobs)
+
+
+def status(name: str, namespace: str = NS, output: Format = OUT) -> None:
+    """Show a job: phase, attempts (memory, peak, exit code, reason), events."""
+    from jobsched.cli.output import job_detail
+
+    with sdk_errors():
+        st = _client().get(name, namespace)
+    emit(st, output) if output is not Format.table else job_detail(st)
+
+
+def logs(name: str, namespace: str = NS,
+         replica: int | None = typer.Option(None, "--replica", "-r", help="Only this rank."),
+         attempt: int | None = typer.Option(None, help="Attempt index (default: the latest)."),
+         follow: bool = typer.Option(False, "--follow", "-f", help="Stream until the job ends.")) -> None:
+    """Print a job's logs (all replicas prefixed [rank N], unless --replica)."""
+    with sdk_errors():
+        out = _client().logs(name, namespace, replica=replica, attempt=attempt, follow=follow)
+        chunks = [out] if isinstance(out, str) else out
+        for chunk in chunks:
+            sys.stdout.write(chunk)
+            sys.stdout.flush()
+
+
+def cancel(name: str, namespace: str = NS) -> None:
+    """Cancel a job (its replicas are stopped)."""
+    with sdk_errors():
+        st = _client().cancel(name, namespace)
+    print(f"{st.namespace}/{st.name} {st.phase.value}")
+
+
+def events(name: str, namespace: str = NS, output: Format = OUT) -> None:
+    """Show a job's events."""
+    from jobsched.cli.output import console, events_table
+
+    with sdk_errors():
+        evs = _client().events(name, namespace)
+    emit(evs, output) if output is not Format.table else console().print(events_table(evs))
+
+
+def queues(output: Format = OUT) -> None:
+    """List queues with their quota, usage and pending/running jobs."""
+    from jobsched.cli.output import queues_table
+
+    with sdk_errors():
+        qs = _client().queues()
+    emit(qs, output) if output is not Format.table else queues_table(qs)
+
+
+def queue_apply(file: Path = typer.Argument(..., help="Queue manifest (YAML).")) -> None:
+    """Create or update a queue."""
+    with sdk_errors():
+        q = _client().apply_queue(file)
+    print(f"queue {q.name} applied")
+
+
+def nodes(output: Format = OUT) -> None:
+    """List nodes with allocatable and allocated resources."""
+    from jobsched.cli.output import nodes_table
+
+    with sdk_errors():
+        ns = _client().nodes()
+    emit(ns, output) if output is not Format.table else nodes_table(ns)
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(submit)
+    app.command(context_settings={"allow_interspersed_args": False})(run)
+    app.command("list")(list_jobs)
+    app.command()(status)
+    app.command()(logs)
+    app.command()(cancel)
+    app.command()(events)
+    app.command()(queues)
+    queue_app = typer.Typer(help="Manage queues.", no_args_is_help=True)
+    queue_app.command("apply")(queue_apply)
+    app.add_typer(queue_app, name="queue")
+    app.command()(nodes)

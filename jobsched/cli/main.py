@@ -1,0 +1,46 @@
+"""The ``jobsched`` command line. Each command module exposes ``register(app)``; a module that does
+not exist is skipped, but an error inside one that exists is not hidden.
+
+Start-up imports are kept light (typer only): the SDK, rich tables and the server are imported by the
+commands that need them, so ``jobsched --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+
+import typer
+
+COMMAND_MODULES = [
+    "jobsched.cli.jobs",
+    "jobsched.cli.server",
+    "jobsched.cli.estimate",
+    "jobsched.cli.simulate",
+    "jobsched.cli.workflow",
+]
+
+
+def build_app() -> typer.Typer:
+    app = typer.Typer(
+        name="jobsched",
+        help="Gang scheduler for ML training jobs, with memory right-sizing. "
+             "Exit codes: 0 ok, 1 job failed (--wait), 2 invalid input, 3 server unreachable.",
+        no_args_is_help=True,
+        add_completion=False,
+        pretty_exceptions_enable=False,
+        rich_markup_mode=None,
+    )
+    for name in COMMAND_MODULES:
+        if importlib.util.find_spec(name) is None:
+            continue
+        importlib.import_module(name).register(app)
+    return app
+
+
+def main() -> None:
+    build_app()(prog_name="jobsched")
+
+
+if __name__ == "__main__":
+    main()

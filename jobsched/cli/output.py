@@ -1,0 +1,191 @@
+"""Rendering for the CLI (rich tables, JSON, YAML) and the mapping of SDK errors to exit codes.
+
+Exit codes: 0 ok; 1 the job ended Failed or Cancelled (under ``--wait``); 2 invalid input (the
+message names the field path); 3 server unreachable or unauthorized.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any, NoReturn
+
+import typer
+
+if TYPE_CHECKING:  # pragma: no cover
+    from rich.console import Console
+    from rich.table import Table
+
+    from jobsched.spec.api import EventInfo, JobStatus, NodeStatus, QueueStatus
+
+EXIT_OK, EXIT_JOB_FAILED, EXIT_INVALID, EXIT_UNREACHABLE = 0, 1, 2, 3
+
+
+class Format(StrEnum):
+    table = "table"
+    json = "json"
+    yaml = "yaml"
+
+
+def console(stderr: bool = False) -> Console:
+    from rich.console import Console
+
+    return Console(stderr=stderr, highlight=False, soft_wrap=False)
+
+
+def fail(message: str, code: int = EXIT_INVALID) -> NoReturn:
+    print(f"error: {message}", file=sys.stderr)
+    raise typer.Exit(code)
+
+
+@contextmanager
+def sdk_errors() -> Iterator[None]:
+    """Turn SDK exceptions into an ``error: ...`` line on stderr and the documented exit code."""
+    from jobsched.sdk.errors import (
+        ConflictError,
+        InvalidSpec,
+        JobschedError,
+        NotFoundError,
+        ServerUnreachable,
+        Unauthorized,
+    )
+
+    try:
+        yield
+    except (InvalidSpec, NotFoundError, ConflictError) as e:
+        fail(str(e), EXIT_INVALID)
+    except (ServerUnreachable, Unauthorized) as e:
+        fail(str(e), EXIT_UNREACHABLE)
+    except JobschedError as e:
+        fail(str(e), EXIT_JOB_FAILED)
+
+
+def emit(data: Any, fmt: Format) -> None:
+    """Print ``data`` (a pydantic model, or a list of them, or plain data) as JSON or YAML."""
+    def plain(x: Any) -> Any:
+        if hasattr(x, "model_dump"):
+            return x.model_dump(mode="json")
+        if isinstance(x, list | tuple):
+            return [plain(i) for i in x]
+        return x
+
+    obj = plain(data)
+    if fmt is Format.yaml:
+        import yaml
+
+        sys.stdout.write(yaml.safe_dump(obj, sort_keys=False))
+    else:
+        sys.stdout.write(json.dumps(obj, indent=2) + "\n")
+
+
+def fmt_bytes(n: int | None) -> str:
+    from jobsched.spec.quantity import format_bytes
+
+    return format_bytes(n)
+
+
+def fmt_age(t: float | None, now: float | None = None) -> str:
+    if t is None:
+        return "-"
+    s = max(0, int((now or time.time()) - t))
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if s >= size:
+            return f"{s // size}{unit}"
+    return f"{s}s"
+
+
+_PHASE_STYLE = {"Succeeded": "green", "Failed": "red", "Cancelled": "yellow", "Running": "cyan"}
+
+
+def _table(*columns: str, title: str | None = None) -> Table:
+    from rich.table import Table
+
+    t = Table(title=title, box=None, header_style="bold", pad_edge=False)
+    for c in columns:
+        t.add_column(c)
+    return t
+
+
+def _phase(p: str) -> str:
+    style = _PHASE_STYLE.get(p)
+    return f"[{style}]{p}[/{style}]" if style else p
+
+
+def jobs_table(jobs: Sequence[JobStatus]) -> None:
+    t = _table("NAME", "NAMESPACE", "QUEUE", "PHASE", "ATTEMPTS", "MEMORY", "AGE", "REASON")
+    for j in jobs:
+        mem = j.attempts[-1].resources.requests.get("memory") if j.attempts else None
+        t.add_row(j.name, j.namespace, j.queue, _phase(j.phase.value), str(len(j.attempts)),
+                  fmt_bytes(mem), fmt_age(j.created_at), j.reason or "")
+    console().print(t)
+
+
+def attempts_table(job: JobStatus) -> Table:
+    t = _table("ATTEMPT", "MEMORY", "PEAK", "NODE", "EXIT", "REASON", title="Attempts")
+    for a in job.attempts:
+        t.add_row(str(a.index), fmt_bytes(a.resources.requests.get("memory")),
+                  fmt_bytes(a.peak_memory_bytes), a.node or "-",
+                  "-" if a.exit_code is None else str(a.exit_code), a.reason or "")
+    return t
+
+
+def events_table(events: Sequence[EventInfo]) -> Table:
+    t = _table("AGE", "TYPE", "REASON", "MESSAGE")
+    now = time.time()
+    for e in events:
+        typ = f"[yellow]{e.type}[/yellow]" if e.type == "Warning" else e.type
+        t.add_row(fmt_age(e.time, now), typ, e.reason, e.message)
+    return t
+
+
+def job_detail(job: JobStatus) -> None:
+    c = console()
+    c.print(f"[bold]{job.namespace}/{job.name}[/bold]  {_phase(job.phase.value)}"
+            + (f"  ({job.reason})" if job.reason else ""))
+    fields = [("queue", job.queue), ("priority", job.priority), ("replicas", job.replicas),
+              ("message", job.message), ("age", fmt_age(job.created_at)),
+              ("memory (chosen)", fmt_bytes(job.sizing.chosen_memory) if job.sizing.chosen_memory
+               else None), ("sizing", job.sizing.why)]
+    for k, v in fields:
+        if v not in (None, ""):
+            c.print(f"  {k:<16}{v}")
+    if job.attempts:
+        c.print(attempts_table(job))
+    if job.events:
+        c.print(events_table(job.events))
+
+
+def queues_table(queues: Sequence[QueueStatus]) -> None:
+    t = _table("QUEUE", "WEIGHT", "QUOTA", "USAGE", "PENDING", "RUNNING")
+    for q in queues:
+        quota = ", ".join(f"{k}={v}" for k, v in q.quota.items()) or "unlimited"
+        usage = ", ".join(f"{k}={fmt_bytes(v) if k == 'memory' else v}" for k, v in q.usage.items())
+        t.add_row(q.name, f"{q.weight:g}", quota, usage or "-", str(q.pending), str(q.running))
+    console().print(t)
+
+
+def nodes_table(nodes: Sequence[NodeStatus]) -> None:
+    t = _table("NODE", "ALLOCATABLE", "ALLOCATED", "ENFORCEMENT", "SCHEDULABLE")
+    for n in nodes:
+        alloc = ", ".join(f"{k}={v}" for k, v in n.allocatable.items())
+        used = ", ".join(f"{k}={fmt_bytes(v) if k == 'memory' else v}" for k, v in n.allocated.items())
+        t.add_row(n.name, alloc, used or "-", n.enforcement or "-", "no" if n.unschedulable else "yes")
+    console().print(t)
+
+
+def progress_line(job: JobStatus) -> str:
+    a = job.attempts[-1] if job.attempts else None
+    parts = [f"{job.namespace}/{job.name}", job.phase.value]
+    if a is not None:
+        parts.append(f"attempt {a.index}")
+        if a.resources.requests.get("memory"):
+            parts.append(f"memory {fmt_bytes(a.resources.requests['memory'])}")
+        if a.reason:
+            parts.append(f"last attempt: {a.reason}")
+    if job.reason:
+        parts.append(f"reason: {job.reason}")
+    return "  ".join(parts)

@@ -1,0 +1,101 @@
+"""``jobsched server`` (run it in the foreground), ``server stop`` and ``server status``."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+
+import typer
+
+from jobsched.cli.output import EXIT_INVALID, EXIT_UNREACHABLE, fail
+
+server_app = typer.Typer(help="Run the jobsched server (scheduler + backend + HTTP API), or manage it.",
+                         invoke_without_command=True)
+
+HOME = typer.Option(None, "--home", help="State directory (default: $JOBSCHED_HOME or ~/.jobsched).")
+
+
+class Backend(StrEnum):
+    local = "local"
+    kubernetes = "kubernetes"
+    ray = "ray"
+
+
+def _home(home: Path | None, ctx: typer.Context | None = None) -> Path:
+    from jobsched.server.auth import default_home
+
+    if home is None and ctx is not None and ctx.parent is not None:
+        home = ctx.parent.params.get("home")
+    return (home or default_home()).expanduser()
+
+
+@server_app.callback()
+def server(ctx: typer.Context, home: Path | None = HOME,
+           host: str = typer.Option("127.0.0.1", help="Address to listen on."),
+           port: int | None = typer.Option(None, help="Port (default: $JOBSCHED_PORT or 8470)."),
+           backend: Backend = typer.Option(Backend.local, help="Where replicas run."),
+           ray_address: str | None = typer.Option(None, help="Ray cluster address (--backend ray)."),
+           kubeconfig: Path | None = typer.Option(None, help="kubeconfig (--backend kubernetes)."),
+           ) -> None:
+    """Run the server in the foreground until SIGTERM/SIGINT."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from jobsched.server.auth import default_port
+    from jobsched.server.main import ServerStartError, configure_logging, serve
+
+    options: dict[str, str] = {}
+    if ray_address:
+        if backend is not Backend.ray:
+            fail("--ray-address: only with --backend ray")
+        options["address"] = ray_address
+    if kubeconfig:
+        if backend is not Backend.kubernetes:
+            fail("--kubeconfig: only with --backend kubernetes")
+        options["kubeconfig"] = str(kubeconfig.expanduser().resolve())
+    try:
+        port = default_port() if port is None else port
+    except ValueError as e:
+        fail(str(e))
+    configure_logging()
+    try:
+        serve(_home(home), host, port, backend.value, options)
+    except ServerStartError as e:
+        fail(str(e), EXIT_INVALID)
+
+
+@server_app.command("stop")
+def stop(ctx: typer.Context, home: Path | None = HOME,
+         timeout: float = typer.Option(15.0, help="Seconds to wait after SIGTERM before SIGKILL.")) -> None:
+    """Stop the server running for the home (SIGTERM, wait, SIGKILL)."""
+    from jobsched.server.daemon import stop as stop_server
+
+    h = _home(home, ctx)
+    pid = stop_server(h, timeout=timeout)
+    if pid is None:
+        print(f"no jobsched server running for {h}")
+    else:
+        print(f"stopped the jobsched server for {h} (pid {pid})")
+
+
+@server_app.command("status")
+def status(ctx: typer.Context, home: Path | None = HOME) -> None:
+    """Say whether a server runs for the home, and what it answers at the URL."""
+    from jobsched.sdk.client import Client
+    from jobsched.sdk.errors import JobschedError
+    from jobsched.server.daemon import server_pid
+
+    h = _home(home, ctx)
+    pid = server_pid(h)
+    print(f"home:    {h}\nprocess: {'pid ' + str(pid) if pid else 'none running'}")
+    with Client(home=h, autostart=False) as client:
+        try:
+            info = client.info()
+        except JobschedError as e:
+            print(f"url:     {client.url}: {e}")
+            raise typer.Exit(EXIT_UNREACHABLE) from None
+        print(f"url:     {client.url} (version {info.version}, backend {info.backend}, pid {info.pid}, "
+              f"enforcement {info.enforcement or '-'})")
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(server_app, name="server")

@@ -1,0 +1,227 @@
+"""The Python SDK: ``from jobsched import Client``.
+
+>>> c = Client()                                  # JOBSCHED_URL, else the local server (autostarted)
+>>> st = c.submit("job.yaml")                     # or a TrainingJob, or a manifest dict
+>>> st = c.wait(st.name, on_update=print)         # returns once Succeeded/Failed/Cancelled
+>>> print(c.logs(st.name))
+"""
+
+from __future__ import annotations
+
+import builtins
+import os
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+from jobsched.sdk.errors import (
+    ConflictError,
+    InvalidSpec,
+    JobschedError,
+    NotFoundError,
+    ServerUnreachable,
+    Unauthorized,
+    WaitTimeout,
+)
+from jobsched.sdk.manifest import load_manifest, validate
+from jobsched.server import daemon
+from jobsched.server.auth import default_home, default_local_url, read_client_token
+from jobsched.spec.api import EventInfo, JobList, JobStatus, NodeStatus, QueueStatus, ServerInfo
+from jobsched.spec.job import TrainingJob
+from jobsched.spec.queue import Queue
+
+JobLike = TrainingJob | dict[str, Any] | str | Path
+QueueLike = Queue | dict[str, Any] | str | Path
+AUTOSTART_TIMEOUT = 60.0
+
+
+def _path(namespace: str, name: str, *rest: str) -> str:
+    return "/".join(["/v1/jobs", quote(namespace, safe=""), quote(name, safe=""), *rest])
+
+
+class Client:
+    """A client of one jobsched server.
+
+    ``url``: the server (default ``JOBSCHED_URL``, else ``http://127.0.0.1:$JOBSCHED_PORT``, port
+    8470). ``token``: default ``JOBSCHED_TOKEN``, else ``<home>/token``. ``home``: default
+    ``JOBSCHED_HOME`` or ``~/.jobsched``. ``autostart``: when the URL is the default local one and
+    nothing answers, start a server for ``home`` in the background (said on stderr).
+    """
+
+    def __init__(self, url: str | None = None, token: str | None = None,
+                 home: str | Path | None = None, autostart: bool = True, timeout: float = 30.0) -> None:
+        self.home = Path(home).expanduser() if home else default_home()
+        env_url = os.environ.get("JOBSCHED_URL")
+        self.url = (url or env_url or default_local_url()).rstrip("/")
+        self.autostart = autostart and not url and not env_url
+        self._token = token
+        self._http = httpx.Client(base_url=self.url, timeout=timeout)
+
+    # -- plumbing ---------------------------------------------------------------------------
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _headers(self) -> dict[str, str]:
+        token = self._token or read_client_token(self.home)
+        return {"Authorization": f"Bearer {token}"} if token else {}
+
+    def _ping(self) -> bool:
+        try:
+            self._http.get("/healthz", timeout=2.0)
+        except httpx.TransportError:
+            return False
+        return True
+
+    def _start_local_server(self) -> None:
+        with daemon.autostart_lock(self.home):
+            if self._ping():  # another client started it meanwhile
+                return
+            port = httpx.URL(self.url).port or 8470
+            proc = daemon.spawn(self.home, port)
+            print(f"jobsched: no server at {self.url}; started one in the background for {self.home} "
+                  f"(pid {proc.pid}, log {self.home / daemon.LOG_FILE})", file=sys.stderr)
+            deadline = time.monotonic() + AUTOSTART_TIMEOUT
+            while not self._ping():
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise ServerUnreachable(
+                        f"the autostarted server for {self.home} did not come up "
+                        f"(exit code {proc.poll()}); its log:\n{daemon.log_tail(self.home)}")
+                time.sleep(0.1)
+
+    def _request(self, method: str, path: str, **kw: Any) -> httpx.Response:
+        try:
+            resp = self._http.request(method, path, headers=self._headers(), **kw)
+        except httpx.ConnectError as e:
+            if not self.autostart:
+                raise ServerUnreachable(f"no jobsched server at {self.url}: {e}") from None
+            self._start_local_server()
+            self.autostart = False  # once is enough
+            return self._request(method, path, **kw)
+        except httpx.TransportError as e:
+            raise ServerUnreachable(f"jobsched server at {self.url}: {e}") from None
+        self._check(resp)
+        return resp
+
+    def _check(self, resp: httpx.Response) -> None:
+        if resp.is_success:
+            return
+        try:
+            detail = str(resp.json().get("detail", resp.text))
+        except ValueError:
+            detail = resp.text
+        code = resp.status_code
+        if code == 401:
+            raise Unauthorized(f"{self.url}: {detail} (the token comes from JOBSCHED_TOKEN or "
+                               f"{self.home / 'token'})")
+        if code == 404:
+            raise NotFoundError(detail)
+        if code == 409:
+            raise ConflictError(detail)
+        if code in (400, 422):
+            raise InvalidSpec(detail)
+        raise JobschedError(f"HTTP {code} from {self.url}: {detail}")
+
+    # -- jobs -------------------------------------------------------------------------------
+    def submit(self, job: JobLike) -> JobStatus:
+        """Submit a TrainingJob (model, manifest dict, or path to a YAML file), validated locally
+        first; returns its status (Pending)."""
+        if isinstance(job, TrainingJob):
+            manifest: dict[str, Any] = job.to_manifest()
+        elif isinstance(job, dict):
+            validate(TrainingJob, job)
+            manifest = job
+        else:
+            _, manifest = load_manifest(TrainingJob, job)
+        return JobStatus.model_validate(self._request("POST", "/v1/jobs", json=manifest).json())
+
+    def get(self, name: str, namespace: str = "default") -> JobStatus:
+        return JobStatus.model_validate(self._request("GET", _path(namespace, name)).json())
+
+    def list(self, namespace: str | None = None, phase: str | None = None,
+             queue: str | None = None) -> builtins.list[JobStatus]:
+        params = {k: v for k, v in (("namespace", namespace), ("phase", phase), ("queue", queue)) if v}
+        return JobList.model_validate(self._request("GET", "/v1/jobs", params=params).json()).items
+
+    def cancel(self, name: str, namespace: str = "default") -> JobStatus:
+        return JobStatus.model_validate(self._request("POST", _path(namespace, name, "cancel")).json())
+
+    def events(self, name: str, namespace: str = "default") -> builtins.list[EventInfo]:
+        data = self._request("GET", _path(namespace, name, "events")).json()
+        return [EventInfo.model_validate(e) for e in data]
+
+    def wait(self, name: str, namespace: str = "default", timeout: float | None = None,
+             poll: float = 0.5, on_update: Callable[[JobStatus], None] | None = None) -> JobStatus:
+        """Poll until the job is Succeeded, Failed or Cancelled. ``on_update`` is called with the
+        status whenever phase, attempt or reason changes. Raises WaitTimeout after ``timeout`` s."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        last: tuple[Any, ...] | None = None
+        while True:
+            st = self.get(name, namespace)
+            key = (st.phase, len(st.attempts), st.reason, st.attempts[-1].reason if st.attempts else None)
+            if key != last and on_update is not None:
+                on_update(st)
+            last = key
+            if st.phase.is_terminal():
+                return st
+            if deadline is not None and time.monotonic() > deadline:
+                raise WaitTimeout(f"{namespace}/{name} still {st.phase} after {timeout} s")
+            time.sleep(poll)
+
+    def _logs_chunk(self, namespace: str, name: str, replica: int | None, attempt: int | None,
+                    offset: int) -> tuple[str, int, bool]:
+        params = {k: v for k, v in (("replica", replica), ("attempt", attempt)) if v is not None}
+        resp = self._request("GET", _path(namespace, name, "logs"), params={**params, "offset": offset})
+        return (resp.text, int(resp.headers.get("X-Next-Offset", offset + len(resp.content))),
+                resp.headers.get("X-Job-Terminal") == "true")
+
+    def logs(self, name: str, namespace: str = "default", replica: int | None = None,
+             attempt: int | None = None, follow: bool = False, poll: float = 0.5) -> str | Iterator[str]:
+        """The log text (all replicas prefixed ``[rank N]`` unless ``replica`` is given; the latest
+        attempt unless ``attempt`` is). ``follow=True``: an iterator of chunks until the job ends."""
+        if not follow:
+            return self._logs_chunk(namespace, name, replica, attempt, 0)[0]
+        return self._follow(namespace, name, replica, attempt, poll)
+
+    def _follow(self, namespace: str, name: str, replica: int | None, attempt: int | None,
+                poll: float) -> Iterator[str]:
+        offset = 0
+        while True:
+            text, offset, terminal = self._logs_chunk(namespace, name, replica, attempt, offset)
+            if text:
+                yield text
+            elif terminal:
+                return
+            else:
+                time.sleep(poll)
+
+    # -- queues, nodes, server --------------------------------------------------------------
+    def queues(self) -> builtins.list[QueueStatus]:
+        return [QueueStatus.model_validate(q) for q in self._request("GET", "/v1/queues").json()]
+
+    def apply_queue(self, queue: QueueLike) -> QueueStatus:
+        """Create or update a Queue (model, manifest dict, or path to a YAML file)."""
+        if isinstance(queue, Queue):
+            manifest: dict[str, Any] = queue.to_manifest()
+        elif isinstance(queue, dict):
+            validate(Queue, queue)
+            manifest = queue
+        else:
+            _, manifest = load_manifest(Queue, queue)
+        return QueueStatus.model_validate(self._request("PUT", "/v1/queues", json=manifest).json())
+
+    def nodes(self) -> builtins.list[NodeStatus]:
+        return [NodeStatus.model_validate(n) for n in self._request("GET", "/v1/nodes").json()]
+
+    def info(self) -> ServerInfo:
+        return ServerInfo.model_validate(self._request("GET", "/v1/info").json())
