@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import re
+
 from pydantic import ValidationError
+
+_SUBPATH = re.compile(r"^([a-zA-Z][\w\-]*(?:\.[\w\-/]+)+): (.*)$", re.S)
 
 
 class SpecError(ValueError):
@@ -30,9 +34,12 @@ def format_validation_error(err: ValidationError, prefix: str = "") -> str:
         loc = _loc(tuple(e["loc"]))
         if prefix:
             loc = f"{prefix}.{loc}" if loc != "<root>" else prefix
-        msg = e["msg"]
+        msg = str(e["msg"]).removeprefix("Value error, ")
         if e["type"] == "extra_forbidden":
             msg = "unknown field"
+        m = _SUBPATH.match(msg)
+        if m and loc != "<root>":  # a model validator naming a sub-field: join the paths
+            loc, msg = f"{loc}.{m.group(1)}", m.group(2)
         lines.append(f"{loc}: {msg}")
     return "\n".join(lines)
 
