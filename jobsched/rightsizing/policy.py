@@ -1,0 +1,219 @@
+"""Memory sizing decisions: at admission, and for the next attempt after one ends.
+
+Pure functions over byte counts; the controller passes everything in (no I/O, no clock).
+Formulas and defaults are documented in docs/rightsizing.md:
+
+* admission, Auto:  ``max(declared, estimate * (1 + margin))``; with history,
+  ``max(recommended, estimate * (1 + margin))`` (history may shrink an over-sized request);
+  a pinned limit (``template.resources.limits.memory``) keeps the declared size.
+* admission, Fixed: the declared size, with a warning when it is below the estimate.
+* after an OOM:     ``max(peak * (1 + margin), previous * growth)``, never the same size again,
+  capped at the largest node (and ``maxMemory``); at the cap the job fails with a cap reason.
+* after Evicted:    the same size (node pressure is not the job's fault).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from jobsched.spec.quantity import format_bytes
+from jobsched.spec.status import AttemptReason
+
+MIB = 2**20
+MIN_STEP = 64 * MIB  # the smallest increase after an OOM (covers previous == 0)
+
+# Which replica's exit decides what the gang's attempt ended with (first match wins).
+_PRECEDENCE = (
+    AttemptReason.OOM_KILLED,
+    AttemptReason.IN_PROGRAM_OOM,
+    AttemptReason.EVICTED,
+    AttemptReason.ERROR,
+    AttemptReason.START_FAILED,
+    AttemptReason.NODE_LOST,
+    AttemptReason.LOST,
+    AttemptReason.PREEMPTED,
+    AttemptReason.CANCELLED,
+    AttemptReason.COMPLETED,
+)
+
+
+@dataclass(frozen=True)
+class SizingDecision:
+    """``memory`` is the per-replica request in bytes; None means stop (``reason`` says why)."""
+
+    memory: int | None
+    reason: str
+    capped: bool = False
+    warning: str | None = None
+    gpu_memory: int | None = None  # InProgramOOM on a GPU: the GPU memory the next attempt needs
+    batch_hint: int | None = None  # InProgramOOM at the cap: a per-replica batch size that may fit
+
+
+def round_up(n: float, unit: int = MIB) -> int:
+    """Round a size up to a whole number of ``unit`` (MiB by default)."""
+    return int(math.ceil(n / unit)) * unit
+
+
+def memory_cap(node_memories: Sequence[int], max_memory: int | None = None) -> int:
+    """The largest size any attempt may get: the largest node that could host a replica,
+    and the job's ``rightSizing.maxMemory`` when set."""
+    if not node_memories:
+        raise ValueError("memory_cap: no node could ever host the job")
+    cap = max(node_memories)
+    return min(cap, max_memory) if max_memory is not None else cap
+
+
+def _check(**values: int | float | None) -> None:
+    for name, v in values.items():
+        if v is not None and v < 0:
+            raise ValueError(f"{name} must not be negative, got {v}")
+
+
+def admission_memory(
+    *,
+    declared: int,
+    estimate: int | None,
+    recommended: int | None,
+    margin: float,
+    pinned_limit: int | None,
+    auto: bool,
+    cap: int,
+) -> SizingDecision:
+    """The per-replica memory request of a job's first attempt. ``cap``: see :func:`memory_cap`."""
+    _check(declared=declared, estimate=estimate, recommended=recommended, margin=margin,
+           pinned_limit=pinned_limit, cap=cap)
+    est_m = round_up(estimate * (1 + margin)) if estimate else None
+    if pinned_limit is not None:
+        size = declared or pinned_limit
+        warn = None
+        if estimate and estimate > pinned_limit:
+            warn = (f"pinned limit {format_bytes(pinned_limit)} is below the estimate "
+                    f"{format_bytes(estimate)}: the job may be OOM-killed")
+        if size > cap:
+            return SizingDecision(None, f"pinned size {format_bytes(size)} exceeds the largest node "
+                                        f"({format_bytes(cap)})")
+        return SizingDecision(size, f"hard limit pinned by the user: keep the declared "
+                                    f"{format_bytes(size)}", warning=warn)
+    if not auto:
+        warn = None
+        if estimate and declared < estimate:
+            warn = (f"declared {format_bytes(declared)} is below the estimate {format_bytes(estimate)}: "
+                    "admitted as asked (memoryPolicy Fixed); it will be resized after an OOM")
+        if declared > cap:
+            return SizingDecision(None, f"declared {format_bytes(declared)} exceeds the largest node "
+                                        f"({format_bytes(cap)})")
+        return SizingDecision(declared, f"memoryPolicy Fixed: declared {format_bytes(declared)}",
+                              warning=warn)
+    # Auto
+    if recommended is not None:
+        size, why = recommended, f"history recommends {format_bytes(recommended)}"
+        if est_m is not None and est_m > size:
+            size, why = est_m, (f"estimate {format_bytes(estimate)} + {margin:.0%} = {format_bytes(est_m)} "
+                                f"is above the history recommendation {format_bytes(recommended)}")
+        if size < declared:
+            why += f" (shrunk from declared {format_bytes(declared)})"
+    elif est_m is not None and est_m > declared:
+        size, why = est_m, (f"estimate {format_bytes(estimate)} + {margin:.0%} = {format_bytes(est_m)} "
+                            f"is above declared {format_bytes(declared)}")
+    else:
+        size = declared
+        why = (f"declared {format_bytes(declared)} covers the estimate {format_bytes(estimate)} + {margin:.0%}"
+               if estimate else f"no estimate or history: declared {format_bytes(declared)}")
+    if size <= cap:
+        return SizingDecision(size, f"memoryPolicy Auto: {why}")
+    need = max(estimate or 0, declared if recommended is None else 0)
+    if need > cap:
+        return SizingDecision(None, f"needs {format_bytes(need)} per replica, more than the largest node "
+                                    f"({format_bytes(cap)}): {why}")
+    return SizingDecision(cap, f"memoryPolicy Auto: {why}; capped at the largest node "
+                               f"{format_bytes(cap)}", capped=True,
+                          warning=f"the margin was cut to fit the largest node ({format_bytes(cap)})")
+
+
+def _grow(previous: int, peak: int | None, margin: float, growth: float) -> int:
+    target = max(peak * (1 + margin) if peak else 0.0, previous * growth, previous + MIN_STEP)
+    return round_up(target)
+
+
+def next_attempt_memory(
+    *,
+    reason: str,
+    previous: int,
+    observed_peak: int | None,
+    margin: float,
+    growth: float,
+    cap: int,
+    max_memory: int | None,
+    device: str = "host",
+    gpu_memory: int | None = None,
+    gpu_cap: int | None = None,
+    batch_size: int | None = None,
+    batch_hint: int | None = None,
+) -> SizingDecision:
+    """The per-replica memory of the next attempt after one ended with ``reason``.
+
+    ``device``/``gpu_*``/``batch_*`` only matter for InProgramOOM raised on a GPU (CUDA OOM):
+    ``gpu_memory`` is the memory of the GPU it ran on, ``gpu_cap`` the largest GPU available.
+    """
+    _check(previous=previous, observed_peak=observed_peak, cap=cap, max_memory=max_memory,
+           gpu_memory=gpu_memory, gpu_cap=gpu_cap)
+    if growth <= 1:
+        raise ValueError(f"growth must be greater than 1, got {growth}")
+    limit = min(cap, max_memory) if max_memory is not None else cap
+    what = "largest node" if max_memory is None or cap <= max_memory else "rightSizing.maxMemory"
+    r = AttemptReason(reason)
+    if r is AttemptReason.EVICTED:
+        return SizingDecision(previous, f"Evicted by node memory pressure: rescheduled at the same size "
+                                        f"{format_bytes(previous)}")
+    if r is AttemptReason.IN_PROGRAM_OOM and device == "gpu":
+        return _gpu_oom(previous, observed_peak, margin, growth, gpu_memory, gpu_cap, batch_size,
+                        batch_hint)
+    if r not in (AttemptReason.OOM_KILLED, AttemptReason.IN_PROGRAM_OOM):
+        return SizingDecision(previous, f"attempt ended with {r.value}: same size {format_bytes(previous)}")
+    label = "OOMKilled at the memory limit" if r is AttemptReason.OOM_KILLED else (
+        "InProgramOOM (the program raised MemoryError)")
+    seen = f", observed peak {format_bytes(observed_peak)}" if observed_peak else ""
+    if previous >= limit:
+        return SizingDecision(None, f"{label} at {format_bytes(previous)}{seen}, which is already the cap "
+                                    f"({what}, {format_bytes(limit)}): cannot grow further",
+                              capped=True, batch_hint=batch_hint)
+    target = _grow(previous, observed_peak, margin, growth)
+    why = (f"{label} at {format_bytes(previous)}{seen}: next attempt max(peak x {1 + margin:g}, "
+           f"previous x {growth:g}) = {format_bytes(target)}")
+    if target > limit:
+        return SizingDecision(limit, f"{why}, capped at the {what} ({format_bytes(limit)}): last try",
+                              capped=True)
+    return SizingDecision(target, why)
+
+
+def _gpu_oom(previous: int, peak: int | None, margin: float, growth: float, gpu_memory: int | None,
+             gpu_cap: int | None, batch_size: int | None, batch_hint: int | None) -> SizingDecision:
+    have = f" on a {format_bytes(gpu_memory)} GPU" if gpu_memory else ""
+    if gpu_memory and gpu_cap and gpu_cap > gpu_memory:
+        need = min(_grow(gpu_memory, peak, margin, growth), gpu_cap)
+        return SizingDecision(previous, f"InProgramOOM (CUDA out of memory){have}: next attempt needs a "
+                                        f"GPU with at least {format_bytes(need)}", gpu_memory=need)
+    hint = batch_hint
+    if hint is None and batch_size and gpu_memory and peak:
+        hint = max(1, int(batch_size * gpu_memory / (peak * (1 + margin))))
+    if hint is None and batch_size:
+        hint = max(1, int(batch_size / growth))
+    tail = f"; try a per-replica batch size of at most {hint}" if hint else ""
+    return SizingDecision(None, f"InProgramOOM (CUDA out of memory){have}: no larger GPU is available"
+                                f"{tail}", capped=True, batch_hint=hint)
+
+
+def gang_outcome(exits: Sequence[tuple[str, int | None]]) -> tuple[str, int | None]:
+    """The reason a gang's attempt ended and its peak, from each replica's (reason, peak).
+
+    One replica's OOM decides for the whole gang (the others end GangStopped); the peak is the
+    largest any replica reported."""
+    reasons = {AttemptReason(r) for r, _ in exits}
+    peaks = [p for _, p in exits if p is not None]
+    peak = max(peaks) if peaks else None
+    for r in _PRECEDENCE:
+        if r in reasons:
+            return r.value, peak
+    return AttemptReason.GANG_STOPPED.value, peak
