@@ -48,7 +48,12 @@ class Lifecycle:
             rep["pid"] = ev.pid
             self.store.update_attempt(job.uid, att.idx, replicas={**att.replicas, str(ev.rank): rep})
             return
-        rep.update(exit_code=ev.exit_code, reason=ev.reason, peak_memory_bytes=ev.peak_memory_bytes,
+        reason = ev.reason
+        if att.stop_reason is not None and ev.reason not in ("Completed", "OOMKilled", "InProgramOOM"):
+            # Stopped by us: for a sibling's failure, a cancellation or a preemption.
+            cause = att.stop_reason.split(":", 1)[0]
+            reason = AttemptReason.GANG_STOPPED.value if cause in FAILURES else cause
+        rep.update(exit_code=ev.exit_code, reason=reason, peak_memory_bytes=ev.peak_memory_bytes,
                    message=ev.message)
         replicas = {**att.replicas, str(ev.rank): rep}
         stop_reason = att.stop_reason

@@ -1,0 +1,136 @@
+"""The local backend end to end: real subprocesses in real memory cgroups, a real SQLite file."""
+
+from __future__ import annotations
+
+import time
+
+import psutil
+import pytest
+
+from tests.integration.helpers import PY, STEPPER, manifest, wait_for
+
+pytestmark = pytest.mark.slow
+
+
+def test_hello_succeeds_with_logs(runtime):
+    runtime.service.submit(manifest("hello", [PY, "-c", "print('hello jobsched')"]))
+    st = wait_for(runtime.service, "hello")
+    assert st.phase.value == "Succeeded"
+    assert st.attempts[0].reason == "Completed" and st.attempts[0].exit_code == 0
+    text, _, terminal = runtime.service.logs("default", "hello")
+    assert "hello jobsched" in text and terminal
+
+
+def test_gang_gets_rendezvous_environment(runtime):
+    prog = ("import os; print(os.environ['RANK'], os.environ['WORLD_SIZE'], os.environ['LOCAL_RANK'], "
+            "os.environ['MASTER_ADDR'], os.environ['MASTER_PORT'], os.environ['JOBSCHED_JOB'], "
+            "os.environ['JOBSCHED_ATTEMPT'], bool(os.environ['JOBSCHED_CHECKPOINT_DIR']))")
+    runtime.service.submit(manifest("gang", [PY, "-c", prog], replicas=3))
+    st = wait_for(runtime.service, "gang")
+    assert st.phase.value == "Succeeded"
+    lines = sorted(runtime.service.logs("default", "gang")[0].splitlines())
+    ports = {ln.split()[6] for ln in lines}
+    assert len(ports) == 1
+    assert [ln.split()[2:5] for ln in lines] == [["0", "3", "0"], ["1", "3", "1"], ["2", "3", "2"]]
+    assert all("gang 0 True" in ln for ln in lines)
+
+
+def test_over_memory_is_oomkilled_with_peak_at_limit(runtime):
+    if runtime.backend.enforcement() == "watchdog":
+        pytest.skip("no writable memory cgroup here: covered by the watchdog test")
+    runtime.service.submit(manifest("oom", [PY, "-c", "b=[bytearray(32<<20) for _ in range(64)]"],
+                                    memory="200Mi", maxRetries=0))
+    st = wait_for(runtime.service, "oom")
+    a = st.attempts[0]
+    assert st.phase.value == "Failed"
+    assert a.reason == "OOMKilled" and a.exit_code == 137
+    assert a.peak_memory_bytes >= 200 * 2**20
+    assert a.enforcement in ("cgroup-v1", "cgroup-v2")
+
+
+def test_watchdog_enforcement_when_cgroups_are_not_used(make_runtime):
+    rt = make_runtime(enforcement_mode="watchdog")
+    rt.service.submit(manifest("wd", [PY, "-c", "import time\nb=[]\nfor _ in range(40):\n b.append(bytearray(16<<20)); time.sleep(0.05)"],
+                               memory="150Mi", maxRetries=0))
+    st = wait_for(rt.service, "wd")
+    assert st.attempts[0].reason == "OOMKilled"
+    assert st.attempts[0].enforcement == "watchdog"
+
+
+def test_one_failing_replica_stops_the_whole_gang(runtime):
+    prog = "import os, sys, time\nif os.environ['RANK'] == '1': sys.exit(3)\ntime.sleep(60)"
+    t0 = time.monotonic()
+    runtime.service.submit(manifest("half", [PY, "-c", prog], replicas=2, maxRetries=0))
+    st = wait_for(runtime.service, "half", timeout=30)
+    assert time.monotonic() - t0 < 25
+    assert st.phase.value == "Failed"
+    assert st.attempts[0].reason == "Error" and st.attempts[0].exit_code == 3
+    reps = {r.rank: r for r in st.attempts[0].replicas}
+    assert reps[1].exit_code == 3 and reps[0].reason == "GangStopped"
+
+
+def test_error_is_retried_within_max_retries(runtime):
+    runtime.service.submit(manifest("flaky", [PY, "-c", "import sys; sys.exit(1)"], maxRetries=2))
+    st = wait_for(runtime.service, "flaky")
+    assert st.phase.value == "Failed"
+    assert [a.reason for a in st.attempts] == ["Error"] * 3
+
+
+def test_cancel_stops_running_replicas(runtime):
+    runtime.service.submit(manifest("long", [PY, "-c", "import time; time.sleep(120)"]))
+    st = wait_for(runtime.service, "long", phases=("Running",))
+    deadline = time.monotonic() + 10
+    while not st.attempts or not st.attempts[0].replicas or not st.attempts[0].replicas[0].pid:
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+        st = runtime.service.get("default", "long")
+    pid = st.attempts[0].replicas[0].pid
+    runtime.service.cancel("default", "long")
+    st = wait_for(runtime.service, "long", timeout=30)
+    assert st.phase.value == "Cancelled"
+    assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+
+
+def test_in_program_oom_is_told_apart(runtime):
+    runtime.service.submit(manifest("memerr", [PY, "-c", "raise MemoryError('batch too big')"], maxRetries=0))
+    st = wait_for(runtime.service, "memerr")
+    assert st.attempts[0].reason == "InProgramOOM"
+
+
+def test_oom_resizes_and_resumes_from_checkpoint(runtime):
+    # Needs ~330 MiB at the end; declared 200 MiB under Fixed: OOMKilled once, resized, resumed.
+    runtime.service.submit(manifest("grow", [PY, "-c", STEPPER, "10", "100", "24"], memory="200Mi"))
+    st = wait_for(runtime.service, "grow", timeout=90)
+    assert st.phase.value == "Succeeded", st.events
+    assert [a.reason for a in st.attempts] == ["OOMKilled", "Completed"]
+    first, second = st.attempts
+    assert second.resources.limits["memory"] > first.resources.limits["memory"]
+    assert second.resumed_from_checkpoint
+    text, _, _ = runtime.service.logs("default", "grow", attempt=1)
+    start_step = int(text.split("start step ")[1].split()[0])
+    assert start_step > 0  # continued, not restarted
+    assert any(e.reason == "Resized" for e in st.events)
+
+
+def test_unbounded_growth_fails_with_cap_reason(runtime):
+    runtime.service.submit(manifest("leak", [PY, "-c", STEPPER, "1000", "50", "40"], memory="128Mi",
+                                    maxRetries=10, rightSizing={"maxMemory": "400Mi"}))
+    st = wait_for(runtime.service, "leak", timeout=120)
+    assert st.phase.value == "Failed" and st.reason == "MemoryCapReached"
+    limits = [a.resources.limits["memory"] for a in st.attempts]
+    assert len(limits) <= 5 and limits == sorted(set(limits))  # never the same size twice
+    assert limits[-1] == 400 * 2**20
+
+
+def test_preemption_requeues_lower_priority_gang(make_runtime):
+    rt = make_runtime(nodes_config=[{"name": "v0", "cpu": 2, "memory": "1Gi"}])
+    rt.service.submit(manifest("low", [PY, "-c", "import time; time.sleep(60)"], cpu="2", priority=0))
+    wait_for(rt.service, "low", phases=("Running",))
+    rt.service.submit(manifest("high", [PY, "-c", "print('hi')"], cpu="2", priority=10))
+    st = wait_for(rt.service, "high", timeout=40)
+    assert st.phase.value == "Succeeded"
+    low = rt.service.get("default", "low")
+    assert low.attempts[0].reason == "Preempted"
+    assert any(e.reason == "Preempted" and "high" in e.message for e in low.events)
+    wait_for(rt.service, "low", phases=("Running", "Admitted"), timeout=30)  # requeued, runs again
+    rt.service.cancel("default", "low")
