@@ -39,14 +39,15 @@ def _client() -> Client:
 
 
 def default_job_name(argv: list[str]) -> str:
-    """``python train.py --lr 1`` -> ``train-x7k2q``: the script or program, plus a random suffix."""
-    base = "job"
-    for arg in argv:
-        stem = Path(arg).name
-        if arg.startswith("-") or stem.split(".")[0] in _INTERPRETERS or stem.startswith("python"):
-            continue
-        base = stem.rsplit(".", 1)[0] if stem.endswith((".py", ".sh")) else stem
-        break
+    """``python train.py --lr 1`` -> ``train-x7k2q``: the script (or ``-m`` module, or program)
+    plus a random suffix."""
+    base = next((Path(a).name.rsplit(".", 1)[0] for a in argv if a.endswith((".py", ".sh"))), None)
+    if base is None and "-m" in argv[:-1]:
+        base = argv[argv.index("-m") + 1].rsplit(".", 1)[-1]
+    if base is None:
+        base = next((Path(a).name for a in argv if not a.startswith("-") and
+                     Path(a).name.split(".")[0] not in _INTERPRETERS
+                     and not Path(a).name.startswith("python")), "job")
     base = re.sub(r"[^a-z0-9-]+", "-", base.lower()).strip("-")[:50] or "job"
     suffix = "".join(secrets.choice(string.ascii_lowercase + string.digits) for _ in range(5))
     return f"{base}-{suffix}"

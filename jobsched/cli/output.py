@@ -101,13 +101,28 @@ def fmt_age(t: float | None, now: float | None = None) -> str:
 _PHASE_STYLE = {"Succeeded": "green", "Failed": "red", "Cancelled": "yellow", "Running": "cyan"}
 
 
-def _table(*columns: str, title: str | None = None) -> Table:
+def _table(*columns: str, title: str | None = None, keep: int = 0) -> Table:
+    """A borderless table; the first column is never wrapped or cut (names get copy-pasted)."""
     from rich.table import Table
 
     t = Table(title=title, box=None, header_style="bold", pad_edge=False)
-    for c in columns:
-        t.add_column(c)
+    for i, c in enumerate(columns):
+        t.add_column(c, no_wrap=i == 0, min_width=keep if i == 0 else None)
     return t
+
+
+def fmt_resources(values: dict[str, Any], milli: bool) -> str:
+    """``cpu=2, memory=4Gi, nvidia.com/gpu=1``; ``milli``: cpu is in millicores (usage vectors)."""
+    from jobsched.spec.quantity import format_cpu
+
+    out = []
+    for k, v in values.items():
+        if k == "memory" and isinstance(v, int):
+            v = fmt_bytes(v)
+        elif k == "cpu" and milli and isinstance(v, int):
+            v = format_cpu(v)
+        out.append(f"{k}={v}")
+    return ", ".join(out)
 
 
 def _phase(p: str) -> str:
@@ -116,7 +131,8 @@ def _phase(p: str) -> str:
 
 
 def jobs_table(jobs: Sequence[JobStatus]) -> None:
-    t = _table("NAME", "NAMESPACE", "QUEUE", "PHASE", "ATTEMPTS", "MEMORY", "AGE", "REASON")
+    t = _table("NAME", "NAMESPACE", "QUEUE", "PHASE", "ATTEMPTS", "MEMORY", "AGE", "REASON",
+               keep=max((len(j.name) for j in jobs), default=4))
     for j in jobs:
         mem = j.attempts[-1].resources.requests.get("memory") if j.attempts else None
         t.add_row(j.name, j.namespace, j.queue, _phase(j.phase.value), str(len(j.attempts)),
@@ -160,19 +176,21 @@ def job_detail(job: JobStatus) -> None:
 
 
 def queues_table(queues: Sequence[QueueStatus]) -> None:
-    t = _table("QUEUE", "WEIGHT", "QUOTA", "USAGE", "PENDING", "RUNNING")
+    t = _table("QUEUE", "WEIGHT", "QUOTA", "USAGE", "PENDING", "RUNNING",
+               keep=max((len(q.name) for q in queues), default=5))
     for q in queues:
-        quota = ", ".join(f"{k}={v}" for k, v in q.quota.items()) or "unlimited"
-        usage = ", ".join(f"{k}={fmt_bytes(v) if k == 'memory' else v}" for k, v in q.usage.items())
+        quota = fmt_resources(q.quota, milli=False) or "unlimited"
+        usage = fmt_resources(q.usage, milli=True)
         t.add_row(q.name, f"{q.weight:g}", quota, usage or "-", str(q.pending), str(q.running))
     console().print(t)
 
 
 def nodes_table(nodes: Sequence[NodeStatus]) -> None:
-    t = _table("NODE", "ALLOCATABLE", "ALLOCATED", "ENFORCEMENT", "SCHEDULABLE")
+    t = _table("NODE", "ALLOCATABLE", "ALLOCATED", "ENFORCEMENT", "SCHEDULABLE",
+               keep=max((len(n.name) for n in nodes), default=4))
     for n in nodes:
-        alloc = ", ".join(f"{k}={v}" for k, v in n.allocatable.items())
-        used = ", ".join(f"{k}={fmt_bytes(v) if k == 'memory' else v}" for k, v in n.allocated.items())
+        alloc = fmt_resources(n.allocatable, milli=False)
+        used = fmt_resources(n.allocated, milli=True)
         t.add_row(n.name, alloc, used or "-", n.enforcement or "-", "no" if n.unschedulable else "yes")
     console().print(t)
 

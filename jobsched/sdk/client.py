@@ -28,7 +28,7 @@ from jobsched.sdk.errors import (
     Unauthorized,
     WaitTimeout,
 )
-from jobsched.sdk.manifest import load_manifest, validate
+from jobsched.sdk.manifest import load_manifest, load_yaml, validate
 from jobsched.server import daemon
 from jobsched.server.auth import default_home, default_local_url, read_client_token
 from jobsched.spec.api import EventInfo, JobList, JobStatus, NodeStatus, QueueStatus, ServerInfo
@@ -38,6 +38,11 @@ from jobsched.spec.queue import Queue
 JobLike = TrainingJob | dict[str, Any] | str | Path
 QueueLike = Queue | dict[str, Any] | str | Path
 AUTOSTART_TIMEOUT = 60.0
+
+
+def _is_training_job(manifest: dict[str, Any]) -> bool:
+    """Validated locally; other kinds (Kubeflow PyTorchJob/MXJob) are converted by the server."""
+    return manifest.get("kind", "TrainingJob") == "TrainingJob"
 
 
 def _path(namespace: str, name: str, *rest: str) -> str:
@@ -135,14 +140,18 @@ class Client:
     # -- jobs -------------------------------------------------------------------------------
     def submit(self, job: JobLike) -> JobStatus:
         """Submit a TrainingJob (model, manifest dict, or path to a YAML file), validated locally
-        first; returns its status (Pending)."""
+        first; returns its status (Pending). Kubeflow PyTorchJob/MXJob manifests are converted by
+        the server."""
         if isinstance(job, TrainingJob):
             manifest: dict[str, Any] = job.to_manifest()
         elif isinstance(job, dict):
-            validate(TrainingJob, job)
             manifest = job
+            if _is_training_job(manifest):
+                validate(TrainingJob, manifest)
         else:
-            _, manifest = load_manifest(TrainingJob, job)
+            manifest, node = load_yaml(job)
+            if _is_training_job(manifest):
+                validate(TrainingJob, manifest, job, node)
         return JobStatus.model_validate(self._request("POST", "/v1/jobs", json=manifest).json())
 
     def get(self, name: str, namespace: str = "default") -> JobStatus:

@@ -1,0 +1,57 @@
+"""Serving an app over real HTTP on 127.0.0.1 in a thread (uvicorn), for SDK and CLI tests; and a
+real Runtime for a temporary home."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+
+from jobsched.server.app import create_app
+from jobsched.server.auth import load_or_create_token
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def serve_in_thread(app: Any) -> Iterator[str]:
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        sock.close()
+
+
+@contextmanager
+def live_runtime(home: Path) -> Iterator[tuple[str, str, Any]]:
+    """A real Runtime (store, local backend, controller) behind the real app: (url, token, runtime)."""
+    from jobsched.server.runtime import Runtime
+
+    token = load_or_create_token(home)
+    rt = Runtime(home)
+    rt.start()
+    try:
+        with serve_in_thread(create_app(rt.service, rt.metrics, token)) as url:
+            yield url, token, rt
+    finally:
+        rt.stop()
