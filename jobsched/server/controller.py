@@ -24,6 +24,7 @@ from jobsched.server import convert
 from jobsched.server.lifecycle import Lifecycle
 from jobsched.server.metrics import Metrics
 from jobsched.spec.node import Node
+from jobsched.spec.quantity import format_bytes
 from jobsched.spec.queue import Queue
 from jobsched.spec.status import JobPhase
 from jobsched.store import AttemptRow, JobRow, Store
@@ -148,7 +149,8 @@ class Controller:
         Path(ckpt).mkdir(parents=True, exist_ok=True)
         resumed = any(Path(ckpt).iterdir())
         declared_limit = spec.spec.template.resources.memory_limit()
-        limit = job.memory if job.sizing.get("resized") else max(job.memory, declared_limit or 0)
+        limit: int | None = job.memory if job.sizing.get("resized") else max(job.memory, declared_limit or 0)
+        limit = limit or None  # no memory declared at all: no hard limit
         port = free_port()
         per_node: dict[str, int] = {}
         reps = []
@@ -161,7 +163,7 @@ class Controller:
                    "WORLD_SIZE": str(len(d.assignments)), "RANK": str(a.rank), "LOCAL_RANK": str(local_rank),
                    "JOBSCHED_JOB": job.name, "JOBSCHED_NAMESPACE": job.namespace,
                    "JOBSCHED_ATTEMPT": str(idx), "JOBSCHED_CHECKPOINT_DIR": ckpt,
-                   "JOBSCHED_MEMORY_LIMIT": str(limit)}
+                   "JOBSCHED_MEMORY_LIMIT": str(limit or 0)}
             if a.gpus:
                 env["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, a.gpus))
             reps.append(ReplicaLaunch(a.rank, a.node, spec.spec.template.argv(), env, d.request, limit,
@@ -179,7 +181,7 @@ class Controller:
             nodes = sorted({a.node for a in d.assignments})
             self.store.add_event(job.uid, now, "Normal", "Admitted",
                                  f"attempt {idx}: {len(reps)} replica(s) on {', '.join(nodes)}, memory "
-                                 f"request {d.request.memory} limit {limit}"
+                                 f"request {format_bytes(d.request.memory)} limit {format_bytes(limit)}"
                                  + (" (resuming from checkpoint)" if resumed else ""), conn=c)
         if idx == 0:
             self.metrics.admission_latency.observe(max(now - job.created_at, 0.0))

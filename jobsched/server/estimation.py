@@ -37,7 +37,8 @@ def estimate_in_child(manifest: dict[str, Any], timeout: float) -> tuple[dict[st
         return None, f"estimate timed out after {timeout:.0f} s"
     if proc.returncode != 0:
         lines = [ln for ln in proc.stderr.strip().splitlines() if ln.strip()]
-        return None, (lines[-1] if lines else f"estimator exited {proc.returncode}")[:400]
+        last = lines[-1] if lines else f"estimator exited {proc.returncode}"
+        return None, last.split("Error: ", 1)[-1][:400]
     try:
         out = json.loads(proc.stdout.strip().splitlines()[-1])
     except (ValueError, IndexError):
