@@ -1,0 +1,159 @@
+"""End to end: `jobsched server` as a real process, jobs submitted with the CLI and the SDK run to
+Succeeded; the autostart path (no JOBSCHED_URL) starts a detached server that `server stop` stops."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import stat
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psutil
+import pytest
+
+from jobsched import Client
+
+pytestmark = pytest.mark.slow
+ROOT = Path(__file__).resolve().parents[2]
+
+JOB = """\
+apiVersion: jobsched.io/v1alpha1
+kind: TrainingJob
+metadata: {{name: {name}}}
+spec:
+  maxRetries: 0
+  template:
+    command: [{python}, -c, "print('trained')"]
+    resources: {{requests: {{memory: 256Mi}}}}
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("JOBSCHED_")}
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
+    env.update(extra)
+    return env
+
+
+def jobsched(*args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "jobsched.cli.main", *args], env=env, cwd=cwd,
+                          capture_output=True, text=True, timeout=180)
+
+
+def wait_up(url: str, proc: subprocess.Popen[Any] | None = None, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert proc is None or proc.poll() is None, "server exited"
+        try:
+            httpx.get(f"{url}/healthz", timeout=1)
+            return
+        except httpx.TransportError:
+            time.sleep(0.1)
+    raise AssertionError(f"no server at {url}")
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[tuple[str, Path, subprocess.Popen[bytes]]]:
+    home, port = tmp_path / "home", free_port()
+    log = open(tmp_path / "server.out", "wb")  # noqa: SIM115
+    proc = subprocess.Popen([sys.executable, "-m", "jobsched.cli.main", "server", "--home", str(home),
+                             "--port", str(port)], env=clean_env(), cwd=tmp_path, stdout=log, stderr=log)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_up(url, proc)
+        yield url, home, proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+        log.close()
+
+
+def test_server_cli_and_sdk(server: tuple[str, Path, subprocess.Popen[bytes]], tmp_path: Path) -> None:
+    url, home, proc = server
+    token_file = home / "token"
+    assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
+    token = token_file.read_text().strip()
+    env = clean_env(JOBSCHED_URL=url, JOBSCHED_HOME=str(home))  # the token from the home's file
+    assert httpx.get(f"{url}/v1/info").status_code == 401
+
+    # CLI: submit a manifest and wait
+    (tmp_path / "job.yaml").write_text(JOB.format(name="cli-job", python=sys.executable))
+    r = jobsched("submit", "job.yaml", "--wait", "-o", "json", env=env, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["phase"] == "Succeeded"
+    assert "Succeeded" in r.stderr  # the progress lines
+
+    r = jobsched("status", "cli-job", "-o", "json", env=env, cwd=tmp_path)
+    st = json.loads(r.stdout)
+    assert {"name", "namespace", "queue", "phase", "reason", "attempts", "events"} <= set(st)
+    a = st["attempts"][0]
+    assert a["index"] == 0 and a["resources"]["requests"]["memory"] == 256 << 20
+    assert a["exit_code"] == 0 and a["reason"] == "Completed" and a["node"]
+    assert a["peak_memory_bytes"] is None or a["peak_memory_bytes"] > 0
+    assert jobsched("logs", "cli-job", env=env, cwd=tmp_path).stdout == "trained\n"
+    assert "cli-job" in jobsched("list", env=env, cwd=tmp_path).stdout
+
+    # CLI run: a failing command under --wait exits 1; the working directory is the caller's
+    (tmp_path / "fail.py").write_text("import sys; sys.exit(3)\n")
+    r = jobsched("run", "--name", "bad", "--max-retries", "0", "--wait", "--", sys.executable, "fail.py",
+                 env=env, cwd=tmp_path)
+    assert r.returncode == 1, r.stderr
+    assert "Failed" in r.stdout
+
+    # SDK
+    with Client(url=url, token=token) as c:
+        (tmp_path / "sdk.yaml").write_text(JOB.format(name="sdk-job", python=sys.executable))
+        assert c.submit(tmp_path / "sdk.yaml").phase.value == "Pending"
+        assert c.wait("sdk-job", timeout=120).phase.value == "Succeeded"
+        metrics = httpx.get(f"{url}/metrics", headers={"Authorization": f"Bearer {token}"}).text
+        assert "jobsched_attempts_total" in metrics
+
+    # a second server for the same home is refused
+    r = jobsched("server", "--home", str(home), "--port", str(free_port()), env=clean_env(), cwd=tmp_path)
+    assert r.returncode == 2 and "already runs" in r.stderr
+
+    # clean shutdown on SIGTERM
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(30) == 0
+    assert not (home / "server.pid").exists()
+
+
+def test_autostart_and_stop(tmp_path: Path) -> None:
+    home, port = tmp_path / "home", free_port()
+    env = clean_env(JOBSCHED_HOME=str(home), JOBSCHED_PORT=str(port))
+    try:
+        r = jobsched("run", "--wait", "--", sys.executable, "-c", "print('hi')", env=env, cwd=tmp_path)
+        assert r.returncode == 0, r.stderr + (home / "server.log").read_text()
+        assert "started one in the background" in r.stderr
+        pid = int((home / "server.pid").read_text())
+        server = psutil.Process(pid)
+        assert server.is_running() and os.getsid(pid) == pid  # detached: its own session
+
+        r = jobsched("list", "-o", "json", env=env, cwd=tmp_path)
+        assert r.returncode == 0 and "started one" not in r.stderr
+        assert [j["phase"] for j in json.loads(r.stdout)] == ["Succeeded"]
+        assert "version" in jobsched("server", "status", env=env, cwd=tmp_path).stdout
+
+        r = jobsched("server", "stop", env=env, cwd=tmp_path)
+        assert r.returncode == 0 and f"pid {pid}" in r.stdout
+        assert not server.is_running() or server.status() == psutil.STATUS_ZOMBIE
+        assert not (home / "server.pid").exists()
+        assert "jobsched server stopped" in (home / "server.log").read_text()  # clean shutdown
+    finally:
+        if (home / "server.pid").exists():
+            os.kill(int((home / "server.pid").read_text()), signal.SIGKILL)
