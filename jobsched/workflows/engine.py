@@ -1,0 +1,417 @@
+"""One reconcile pass over a workflow, the way Argo's operator works: walk the template tree from
+the entrypoint, look each node up by its name, start what may start, and roll phases up.
+
+Node names follow Argo: ``wf``, ``wf.task``, ``wf[0].step``, ``wf.task(1:item)``, ``wf.onExit``. All
+state lives in :class:`WorkflowState`, so a pass after a restart continues where the last one was.
+"""
+
+from __future__ import annotations
+
+import graphlib
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+from jobsched.workflows import expr
+from jobsched.workflows.leaf import LeafMixin
+from jobsched.workflows.lint import dag_deps
+from jobsched.workflows.model import DagTask, Template, Workflow, WorkflowStep
+from jobsched.workflows.pods import node_id
+from jobsched.workflows.render import Unresolved, substitute, substitute_all
+from jobsched.workflows.runner import JobRunner
+from jobsched.workflows.state import FAILED, NodeStatus, WorkflowState
+from jobsched.workflows.util import item_label, item_text
+
+MAX_DEPTH = 60
+_TYPES = {"container": "Pod", "script": "Pod", "dag": "DAG", "steps": "Steps"}
+
+
+class Operator(LeafMixin):
+    def __init__(self, st: WorkflowState, wf: Workflow, runner: JobRunner, now: float,
+                 workdir: Path) -> None:
+        self.st, self.wf, self.runner, self.now, self.workdir = st, wf, runner, now, workdir
+        self.gscope: dict[str, str] = {
+            "workflow.name": st.name, "workflow.namespace": st.namespace, "workflow.uid": st.uid,
+            "workflow.creationTimestamp": str(st.created_at),
+            **{f"workflow.parameters.{k}": v for k, v in st.parameters.items()},
+        }
+
+    # ---- the workflow ------------------------------------------------------------------------
+    def operate(self) -> None:
+        st, spec = self.st, self.wf.spec
+        if st.done:
+            return
+        if st.phase == "Pending":
+            st.phase, st.started_at = "Running", self.now
+        main = st.nodes.get(st.name)
+        if st.cancelled:
+            if main is not None:
+                self.kill(main, "Failed", "Workflow terminated by user")
+            self.finish("Failed", "Workflow terminated by user")
+            return
+        deadline = spec.active_deadline_seconds
+        if (deadline is not None and main is not None and not main.fulfilled
+                and self.now - (st.started_at or self.now) > deadline):
+            self.kill(main, "Failed", "Max duration limit exceeded")
+        assert spec.entrypoint is not None
+        main = self.run_template(st.name, spec.entrypoint, dict(st.parameters), None, st.name, 0)
+        if not main.fulfilled:
+            return
+        phase = "Succeeded" if main.phase in ("Succeeded", "Skipped") else main.phase
+        message = main.message if phase != "Succeeded" else None
+        if spec.on_exit:
+            self.gscope["workflow.status"] = phase
+            ex = self.run_template(f"{st.name}.onExit", spec.on_exit, {}, None, "onExit", 0)
+            if not ex.fulfilled:
+                return
+            if ex.failed and phase == "Succeeded":
+                phase, message = "Failed", f"exit handler failed: {ex.message}"
+        self.finish(phase, message)
+
+    def finish(self, phase: str, message: str | None) -> None:
+        self.st.phase, self.st.message, self.st.finished_at = phase, message, self.now
+
+    # ---- nodes -------------------------------------------------------------------------------
+    def node(self, name: str, display: str, type_: str, template: str | None,
+             parent: NodeStatus | None, phase: str = "Pending", message: str | None = None) -> NodeStatus:
+        n = NodeStatus(id=node_id(self.st.name, name), name=name, display_name=display, type=type_,
+                       template=template, phase=phase, parent=parent.name if parent else None,
+                       started_at=self.now, message=message)
+        if n.fulfilled:
+            n.finished_at = self.now
+        self.st.nodes[name] = n
+        if parent is not None and name not in parent.children:
+            parent.children.append(name)
+        return n
+
+    def set_phase(self, n: NodeStatus, phase: str, message: str | None = None) -> NodeStatus:
+        n.phase = phase
+        if message is not None:
+            n.message = message
+        if n.fulfilled and n.finished_at is None:
+            n.finished_at = self.now
+        return n
+
+    def descendants(self, n: NodeStatus) -> list[NodeStatus]:
+        out: list[NodeStatus] = []
+        stack = list(n.children)
+        while stack:
+            c = self.st.nodes.get(stack.pop())
+            if c is not None:
+                out.append(c)
+                stack.extend(c.children)
+        return out
+
+    def kill(self, n: NodeStatus, phase: str, message: str) -> None:
+        """Stop every job under ``n`` and fail whatever is unfinished (deadline, timeout, cancel)."""
+        for c in [n, *self.descendants(n)]:
+            if c.job is not None:
+                self.runner.cancel(self.st.namespace, c.job)
+                if c.attempts:
+                    c.attempts[-1].phase, c.attempts[-1].finished_at = phase, self.now
+                c.job = None
+            if not c.fulfilled:
+                self.set_phase(c, phase, message)
+
+    # ---- templates ---------------------------------------------------------------------------
+    def run_template(self, name: str, tmpl_name: str, args: dict[str, str],
+                     parent: NodeStatus | None, display: str, depth: int) -> NodeStatus:
+        n = self.st.nodes.get(name)
+        if n is not None and n.fulfilled:
+            return n
+        tmpl = self.wf.template(tmpl_name)
+        if n is None:
+            if tmpl is None:
+                return self.node(name, display, "Pod", tmpl_name, parent, "Error",
+                                 f"template {tmpl_name!r} is not defined")
+            n = self.node(name, display, _TYPES.get(tmpl.kind, "Pod"), tmpl_name, parent)
+            try:
+                n.inputs = self.resolve_inputs(tmpl, args)
+            except ValueError as e:
+                return self.set_phase(n, "Error", str(e))
+            if depth > MAX_DEPTH:
+                return self.set_phase(n, "Error", f"template recursion deeper than {MAX_DEPTH}")
+        assert tmpl is not None
+        local = {**self.gscope, **{f"inputs.parameters.{k}": v for k, v in n.inputs.items()}}
+        if tmpl.timeout:
+            try:
+                limit = _seconds(substitute(tmpl.timeout, local))
+            except (ValueError, Unresolved) as e:
+                return self.set_phase(n, "Error", f"timeout: {e}")
+            if self.now - (n.started_at or self.now) > limit:
+                self.kill(n, "Failed", f"timeout of {tmpl.timeout} exceeded")
+                return n
+        if tmpl.leaf is not None:
+            return self.run_leaf(n, tmpl, local)
+        try:
+            sub = Template.model_validate(substitute_all(
+                tmpl.model_dump(mode="json", by_alias=True, exclude_none=True), local, strict=False))
+        except (Unresolved, ValueError) as e:
+            return self.set_phase(n, "Error", str(e))
+        if n.phase == "Pending":
+            n.phase = "Running"
+        if sub.dag is not None:
+            return self.run_dag(n, sub, local, depth)
+        return self.run_steps(n, sub, local, depth)
+
+    def resolve_inputs(self, tmpl: Template, args: dict[str, str]) -> dict[str, str]:
+        out: dict[str, str] = {}
+        for p in tmpl.inputs.parameters:
+            value = args.get(p.name, p.value if p.value is not None else p.default)
+            if value is None:
+                raise ValueError(f"inputs.parameters.{p.name} was not supplied")
+            if p.enum is not None and value not in p.enum:
+                raise ValueError(f"inputs.parameters.{p.name}: {value!r} is not one of {p.enum}")
+            out[p.name] = value
+        return out
+
+    def template_outputs(self, n: NodeStatus, tmpl: Template, scope: dict[str, str]) -> NodeStatus:
+        params: dict[str, str] = {}
+        try:
+            for p in tmpl.outputs.parameters:
+                vf = p.value_from
+                if vf is not None and vf.parameter:
+                    params[p.name] = substitute(vf.parameter, scope)
+                elif vf is not None and vf.expression:
+                    params[p.name] = expr.format_value(expr.evaluate(vf.expression, scope.__getitem__))
+                elif p.value is not None:
+                    params[p.name] = substitute(p.value, scope)
+        except (Unresolved, expr.ExprError, KeyError) as e:
+            if not (vf is not None and vf.default is not None):
+                return self.set_phase(n, "Error", f"outputs.parameters.{p.name}: {e}")
+            params[p.name] = vf.default
+        n.outputs = {"parameters": params}
+        return self.set_phase(n, "Succeeded")
+
+    # ---- invocations (DAG tasks and steps) ---------------------------------------------------
+    def invoke(self, name: str, inv: DagTask | WorkflowStep, scope: dict[str, str],
+               parent: NodeStatus, display: str, depth: int) -> tuple[NodeStatus, bool]:
+        """Run a task/step (its loop, its when, its exit handler); (node, finished incl. onExit)."""
+        n = self.st.nodes.get(name)
+        if n is None or not n.fulfilled:
+            if inv.with_items is not None or inv.with_param is not None or inv.with_sequence is not None:
+                n = self.run_loop(name, inv, scope, parent, display, depth)
+            else:
+                n = self.run_one(name, inv, scope, parent, display, depth)
+        if inv.on_exit and n.fulfilled and n.phase not in ("Skipped", "Omitted"):
+            ex = self.run_template(f"{name}.onExit", inv.on_exit, {}, parent, f"{display}.onExit", depth + 1)
+            return n, ex.fulfilled
+        return n, n.fulfilled
+
+    def run_one(self, name: str, inv: DagTask | WorkflowStep, scope: dict[str, str],
+                parent: NodeStatus, display: str, depth: int) -> NodeStatus:
+        n = self.st.nodes.get(name)
+        if n is None:
+            try:
+                if inv.when and not expr.evaluate_when(substitute(inv.when, scope)):
+                    return self.node(name, display, "Skipped", inv.template, parent, "Skipped",
+                                     f"when '{substitute(inv.when, scope)}' evaluated false")
+                args = {p.name: substitute(p.value if p.value is not None else (p.default or ""), scope)
+                        for p in inv.arguments.parameters}
+                tmpl_name = substitute(inv.template or "", scope)
+            except (Unresolved, expr.ExprError) as e:
+                return self.node(name, display, "Pod", inv.template, parent, "Error", str(e))
+        else:
+            args, tmpl_name = {}, n.template or ""
+        return self.run_template(name, tmpl_name, args, parent, display, depth + 1)
+
+    def run_loop(self, name: str, inv: DagTask | WorkflowStep, scope: dict[str, str],
+                 parent: NodeStatus, display: str, depth: int) -> NodeStatus:
+        group = self.st.nodes.get(name) or self.node(name, display, "TaskGroup", inv.template, parent,
+                                                     "Running")
+        try:
+            items = self.expand(inv, scope)
+        except (Unresolved, ValueError) as e:
+            return self.set_phase(group, "Error", f"{name}: {e}")
+        done = True
+        for i, item in enumerate(items):
+            label = item_label(i, item)
+            iscope = {**scope, "item": item_text(item)}
+            if isinstance(item, dict):
+                iscope.update({f"item.{k}": item_text(v) for k, v in item.items()})
+            child = self.run_one(f"{name}{label}", inv, iscope, group, f"{display}{label}", depth)
+            done = done and child.fulfilled
+        if not done:
+            return group
+        kids = [self.st.nodes[c] for c in group.children]
+        failed = [k for k in kids if k.failed and not _continues(inv, k.phase)]
+        group.outputs = {"result": json.dumps([k.outputs.get("result") for k in kids
+                                               if "result" in k.outputs]),
+                         "parameters": [k.outputs.get("parameters", {}) for k in kids]}
+        if failed:
+            return self.set_phase(group, failed[0].phase, f"child {failed[0].name} {failed[0].phase.lower()}")
+        return self.set_phase(group, "Succeeded")
+
+    def expand(self, inv: DagTask | WorkflowStep, scope: dict[str, str]) -> list[Any]:
+        if inv.with_items is not None:
+            return list(substitute_all(inv.with_items, scope))
+        if inv.with_param is not None:
+            text = substitute(inv.with_param, scope)
+            try:
+                items = json.loads(text)
+            except json.JSONDecodeError:
+                raise ValueError(f"withParam: not a JSON list: {text[:200]!r}") from None
+            if not isinstance(items, list):
+                raise ValueError(f"withParam: not a JSON list: {text[:200]!r}")
+            return items
+        seq = inv.with_sequence
+        assert seq is not None
+        start = int(substitute(seq.start or "0", scope))
+        if seq.end is not None:
+            end = int(substitute(seq.end, scope))
+            nums = list(range(start, end + 1)) if end >= start else list(range(start, end - 1, -1))
+        else:
+            nums = list(range(start, start + int(substitute(seq.count or "0", scope))))
+        return [(seq.format % i) if seq.format else str(i) for i in nums]
+
+    # ---- scopes ------------------------------------------------------------------------------
+    def exports(self, prefix: str, n: NodeStatus) -> dict[str, str]:
+        out = {f"{prefix}.status": n.phase, f"{prefix}.id": n.id,
+               f"{prefix}.startedAt": str(n.started_at), f"{prefix}.finishedAt": str(n.finished_at)}
+        if "result" in n.outputs:
+            out[f"{prefix}.outputs.result"] = str(n.outputs["result"])
+        if "exitCode" in n.outputs:
+            out[f"{prefix}.exitCode"] = str(n.outputs["exitCode"])
+        params = n.outputs.get("parameters", {})
+        if isinstance(params, list):  # a loop: aggregate
+            out[f"{prefix}.outputs.parameters"] = json.dumps(params)
+            for key in {k for p in params for k in p}:
+                out[f"{prefix}.outputs.parameters.{key}"] = json.dumps([p.get(key) for p in params])
+        else:
+            out.update({f"{prefix}.outputs.parameters.{k}": v for k, v in params.items()})
+        return out
+
+    # ---- DAG -----------------------------------------------------------------------------------
+    def run_dag(self, n: NodeStatus, tmpl: Template, local: dict[str, str], depth: int) -> NodeStatus:
+        assert tmpl.dag is not None
+        tasks = {t.name: t for t in tmpl.dag.tasks}
+        deps = {t.name: dag_deps(t) for t in tmpl.dag.tasks}
+        depended = {d for ds in deps.values() for d in ds}
+        targets = ([t for t in re.split(r"[\s,]+", tmpl.dag.target.strip()) if t] if tmpl.dag.target
+                   else [t for t in tasks if t not in depended])
+        needed: set[str] = set()
+        stack = list(targets)
+        while stack:
+            t = stack.pop()
+            if t in tasks and t not in needed:
+                needed.add(t)
+                stack.extend(deps[t])
+        fail_fast = tmpl.dag.fail_fast if tmpl.dag.fail_fast is not None else True
+        scope = dict(local)
+        finished: dict[str, bool] = {}
+
+        def tnode(t: str) -> NodeStatus | None:
+            return self.st.nodes.get(f"{n.name}.{t}")
+
+        def result(t: str, res: str) -> bool:
+            x = tnode(t)
+            ph = x.phase if x is not None else ""
+            kids = [self.st.nodes[c] for c in x.children] if x is not None and x.type == "TaskGroup" else []
+            return {"Succeeded": ph == "Succeeded", "Failed": ph == "Failed", "Errored": ph == "Error",
+                    "Skipped": ph == "Skipped", "Omitted": ph == "Omitted", "Daemoned": False,
+                    "Completed": ph in ("Succeeded", "Failed"),
+                    "AnySucceeded": any(k.phase == "Succeeded" for k in kids) if kids else ph == "Succeeded",
+                    "AllFailed": all(k.failed for k in kids) if kids else ph in FAILED}[res]
+
+        stopped = fail_fast and any(
+            (x := tnode(t)) is not None and x.failed and not _continues(tasks[t], x.phase)
+            and not _handled(t, tmpl.dag.tasks) for t in needed)
+        order = graphlib.TopologicalSorter({t: [d for d in deps[t] if d in needed]
+                                            for t in needed}).static_order()
+        for t in order:
+            task, x = tasks[t], tnode(t)
+            if not all(finished.get(d, False) for d in deps[t]):
+                finished[t] = False
+                continue
+            if x is None:
+                if not self.dependencies_met(task, result, tnode, tasks):
+                    x = self.node(f"{n.name}.{t}", t, "Skipped", task.template, n, "Omitted",
+                                  "omitted: depends condition not met")
+                elif stopped:
+                    finished[t] = False
+                    continue
+            x, done = self.invoke(f"{n.name}.{t}", task, scope, n, t, depth)
+            finished[t] = done
+            if done:
+                scope.update(self.exports(f"tasks.{t}", x))
+        if not all(finished.get(t, False) for t in needed):
+            running = any(finished.get(t) is False and tnode(t) is not None for t in needed)
+            if stopped and not running:
+                return self.set_phase(n, "Failed", "a task failed (failFast)")
+            return n
+
+        def effective(t: str) -> str:
+            x = tnode(t)
+            assert x is not None
+            if x.phase == "Omitted":
+                return "Failed" if any(effective(d) in FAILED for d in deps[t]) else "Succeeded"
+            return x.phase
+
+        for t in targets:
+            ph = effective(t)
+            if ph in FAILED and not _continues(tasks[t], ph):
+                return self.set_phase(n, ph, f"task {t!r} {ph.lower()}")
+        return self.template_outputs(n, tmpl, scope)
+
+    @staticmethod
+    def dependencies_met(task: DagTask, result: Any, tnode: Any, tasks: dict[str, DagTask]) -> bool:
+        if task.depends is not None:
+            return expr.evaluate_depends(task.depends, result)
+        for d in task.dependencies or []:
+            x = tnode(d)
+            if x.phase in ("Succeeded", "Skipped"):
+                continue
+            if not x.failed or not _continues(tasks.get(d), x.phase):
+                return False
+        return True
+
+    # ---- steps ---------------------------------------------------------------------------------
+    def run_steps(self, n: NodeStatus, tmpl: Template, local: dict[str, str], depth: int) -> NodeStatus:
+        assert tmpl.steps is not None
+        scope = dict(local)
+        for g, group in enumerate(tmpl.steps):
+            gname = f"{n.name}[{g}]"
+            gnode = self.st.nodes.get(gname) or self.node(gname, f"[{g}]", "StepGroup", None, n, "Running")
+            all_done = True
+            for step in group:
+                x, done = self.invoke(f"{gname}.{step.name}", step, scope, gnode, step.name, depth)
+                all_done = all_done and done
+            if not all_done:
+                return n
+            failed = [s for s in group if (x := self.st.nodes[f"{gname}.{s.name}"]).failed
+                      and not _continues(s, x.phase)]
+            for s in group:
+                scope.update(self.exports(f"steps.{s.name}", self.st.nodes[f"{gname}.{s.name}"]))
+            if failed:
+                bad = self.st.nodes[f"{gname}.{failed[0].name}"]
+                self.set_phase(gnode, bad.phase, f"step {failed[0].name!r} {bad.phase.lower()}")
+                return self.set_phase(n, bad.phase, f"step {bad.name!r} {bad.phase.lower()}: {bad.message}")
+            self.set_phase(gnode, "Succeeded")
+        return self.template_outputs(n, tmpl, scope)
+
+
+def _continues(inv: DagTask | WorkflowStep | None, phase: str) -> bool:
+    c = inv.continue_on if inv is not None else None
+    return c is not None and ((phase == "Failed" and c.failed) or (phase == "Error" and c.error))
+
+
+def _handled(task: str, tasks: list[DagTask]) -> bool:
+    """Does another task's ``depends`` act on ``task`` failing (.Failed, .Errored, ...)?"""
+    for t in tasks:
+        if not t.depends:
+            continue
+        toks = expr.tokenize(t.depends, dashes=True)
+        for i, (kind, value) in enumerate(toks):
+            name, _, res = value.partition(".")
+            if kind == "ident" and name == task and (
+                    res in ("Failed", "Errored", "Completed", "AllFailed", "AnySucceeded")
+                    or (i and toks[i - 1][1] == "!")):
+                return True
+    return False
+
+
+def _seconds(text: str) -> float:
+    from jobsched.workflows.util import parse_duration
+
+    return parse_duration(text)

@@ -1,0 +1,260 @@
+"""``jobsched workflow lint``: parse and check an Argo Workflow like ``argo lint`` does.
+
+:func:`load` returns the parsed :class:`Workflow` and warnings, or raises :class:`LintError` whose
+lines each name a field path (``spec.templates[2].dag.tasks[1].dependencies: cycle a -> b -> a``).
+"""
+
+from __future__ import annotations
+
+import graphlib
+import json
+import re
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from jobsched.spec.errors import SpecError, format_validation_error
+from jobsched.workflows import expr
+from jobsched.workflows.model import UNSUPPORTED_KINDS, DagTask, Template, Workflow, ignored_fields
+from jobsched.workflows.util import ANN_MEMORY_POLICY, ANN_PLACEMENT, ANN_REPLICAS, parse_duration
+
+
+class LintError(SpecError):
+    def __init__(self, errors: list[str]) -> None:
+        self.errors = errors
+        super().__init__("\n".join(errors))
+
+
+def parse_yaml(text: str, source: str = "<manifest>") -> dict[str, Any]:
+    try:
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark else source
+        problem = getattr(e, "problem", None) or str(e)
+        raise LintError([f"{where}: malformed YAML: {problem}"]) from None
+    if not isinstance(doc, dict):
+        raise LintError([f"{source}: expected a mapping (an Argo Workflow manifest)"])
+    return doc
+
+
+def load(manifest: dict[str, Any], parameters: dict[str, str] | None = None) -> tuple[Workflow, list[str]]:
+    """Validate; return the workflow and warnings (ignored Argo fields)."""
+    if manifest.get("apiVersion") != "argoproj.io/v1alpha1" or manifest.get("kind") != "Workflow":
+        raise LintError([f"apiVersion/kind: expected argoproj.io/v1alpha1 Workflow, got "
+                         f"{manifest.get('apiVersion')!r} {manifest.get('kind')!r}"])
+    try:
+        wf = Workflow.model_validate(manifest)
+    except ValidationError as e:
+        raise LintError(format_validation_error(e).splitlines()) from None
+    errors = _check(wf, parameters or {})
+    if errors:
+        raise LintError(errors)
+    warnings = [f"{p}: accepted but not acted on by jobsched (ignored)" for p in ignored_fields(wf)]
+    return wf, warnings
+
+
+def _check(wf: Workflow, parameters: dict[str, str]) -> list[str]:
+    errs: list[str] = []
+    spec = wf.spec
+    if not wf.metadata.name and not wf.metadata.generate_name:
+        errs.append("metadata.name: required (or metadata.generateName)")
+    if spec.workflow_template_ref is not None:
+        errs.append("spec.workflowTemplateRef: WorkflowTemplates are not supported by jobsched; "
+                    "inline the templates")
+    if not spec.entrypoint:
+        errs.append("spec.entrypoint: required")
+    names: dict[str, int] = {}
+    for i, t in enumerate(spec.templates):
+        if t.name in names:
+            errs.append(f"spec.templates[{i}].name: duplicate template name {t.name!r} "
+                        f"(also spec.templates[{names[t.name]}])")
+        names.setdefault(t.name, i)
+
+    def ref(path: str, name: str | None) -> None:
+        if name is not None and name not in names and "{{" not in name:
+            errs.append(f"{path}: template {name!r} is not defined")
+
+    ref("spec.entrypoint", spec.entrypoint)
+    ref("spec.onExit", spec.on_exit)
+    if spec.active_deadline_seconds is not None and spec.active_deadline_seconds < 0:
+        errs.append("spec.activeDeadlineSeconds: must not be negative")
+    declared = {p.name for p in spec.arguments.parameters}
+    for j, p in enumerate(spec.arguments.parameters):
+        value = parameters.get(p.name, p.value)
+        if value is None and p.value_from is None:
+            errs.append(f"spec.arguments.parameters[{j}].value: required for {p.name!r} "
+                        "(or pass -p {p.name}=...)".replace("{p.name}", p.name))
+        elif p.enum is not None and value is not None and value not in p.enum:
+            errs.append(f"spec.arguments.parameters[{j}].value: {value!r} is not one of {p.enum}")
+    for name in parameters:
+        if name not in declared:
+            errs.append(f"arguments: parameter {name!r} is not declared in spec.arguments.parameters")
+    for i, t in enumerate(spec.templates):
+        errs.extend(_check_template(f"spec.templates[{i}]", t, ref))
+    _patch_ok("spec.podSpecPatch", spec.pod_spec_patch, errs)
+    return errs
+
+
+def _patch_ok(path: str, patch: str | None, errs: list[str]) -> None:
+    if patch and "{{" not in patch:
+        try:
+            doc = yaml.safe_load(patch)
+        except yaml.YAMLError as e:
+            errs.append(f"{path}: not JSON or YAML: {e}")
+            return
+        if not isinstance(doc, dict):
+            errs.append(f"{path}: must be a mapping (a partial pod spec)")
+
+
+def _check_template(path: str, t: Template, ref: Any) -> list[str]:
+    errs: list[str] = []
+    kinds = t.kinds()
+    if len(kinds) > 1:
+        errs.append(f"{path}: several template kinds ({', '.join(kinds)}); use exactly one")
+    elif not kinds:
+        errs.append(f"{path}: no template kind (one of container, script, dag, steps)")
+    elif kinds[0] in UNSUPPORTED_KINDS:
+        errs.append(f"{path}.{kinds[0]}: template kind {kinds[0]!r} is not supported by jobsched")
+    for field, value in (("activeDeadlineSeconds", t.active_deadline_seconds), ("timeout", t.timeout)):
+        if value is not None and "{{" not in value:
+            try:
+                parse_duration(value)
+            except ValueError as e:
+                errs.append(f"{path}.{field}: {e}")
+    if t.parallelism is not None and t.parallelism < 0:
+        errs.append(f"{path}.parallelism: must not be negative")
+    leaf = t.leaf
+    if leaf is not None and not leaf.command:
+        field = "script" if t.script else "container"
+        errs.append(f"{path}.{field}.command: required by jobsched (it runs the command itself; "
+                    "the image's entrypoint is not known)")
+    rs = t.retry_strategy
+    if rs is not None:
+        if rs.limit is not None and "{{" not in rs.limit and not re.fullmatch(r"\d+", rs.limit.strip()):
+            errs.append(f"{path}.retryStrategy.limit: must be a non-negative integer, got {rs.limit!r}")
+        if rs.backoff is not None:
+            for field in ("duration", "maxDuration", "cap"):
+                value = getattr(rs.backoff, {"maxDuration": "max_duration"}.get(field, field))
+                if value is not None and "{{" not in value:
+                    try:
+                        parse_duration(value)
+                    except ValueError as e:
+                        errs.append(f"{path}.retryStrategy.backoff.{field}: {e}")
+        if rs.expression:
+            try:
+                expr.tokenize(rs.expression, dashes=False)
+            except expr.ExprError as e:
+                errs.append(f"{path}.retryStrategy.expression: {e}")
+    _patch_ok(f"{path}.podSpecPatch", t.pod_spec_patch, errs)
+    ann = t.metadata.annotations
+    if ANN_REPLICAS in ann and not (ann[ANN_REPLICAS].isdigit() and int(ann[ANN_REPLICAS]) >= 1):
+        errs.append(f"{path}.metadata.annotations.{ANN_REPLICAS}: must be a whole number >= 1")
+    if ANN_MEMORY_POLICY in ann and ann[ANN_MEMORY_POLICY] not in ("Fixed", "Auto"):
+        errs.append(f"{path}.metadata.annotations.{ANN_MEMORY_POLICY}: one of Fixed, Auto")
+    if ANN_PLACEMENT in ann and ann[ANN_PLACEMENT] not in ("Pack", "Spread", "StrictSpread"):
+        errs.append(f"{path}.metadata.annotations.{ANN_PLACEMENT}: one of Pack, Spread, StrictSpread")
+    for j, p in enumerate(t.inputs.parameters):
+        if p.enum is not None and p.default is not None and p.default not in p.enum:
+            errs.append(f"{path}.inputs.parameters[{j}].default: {p.default!r} is not one of {p.enum}")
+    for j, p in enumerate(t.outputs.parameters):
+        vf = p.value_from
+        if vf is None and p.value is None:
+            errs.append(f"{path}.outputs.parameters[{j}].valueFrom: required")
+        elif vf is not None and vf.path and leaf is None:
+            errs.append(f"{path}.outputs.parameters[{j}].valueFrom.path: only container and "
+                        "script templates write files; use valueFrom.parameter")
+    invocations: list[tuple[str, Any]] = []
+    if t.steps is not None:
+        for g, group in enumerate(t.steps):
+            seen: set[str] = set()
+            for s, step in enumerate(group):
+                invocations.append((f"{path}.steps[{g}][{s}]", step))
+                if step.name in seen:
+                    errs.append(f"{path}.steps[{g}][{s}].name: duplicate step name {step.name!r}")
+                seen.add(step.name)
+    if t.dag is not None:
+        errs.extend(_check_dag(f"{path}.dag", t))
+        invocations += [(f"{path}.dag.tasks[{k}]", task) for k, task in enumerate(t.dag.tasks)]
+    for ipath, inv in invocations:
+        if inv.template_ref is not None:
+            errs.append(f"{ipath}.templateRef: WorkflowTemplate references are not supported by "
+                        "jobsched; inline the template")
+        elif inv.inline is not None:
+            errs.append(f"{ipath}.inline: inline templates are not supported; name the template")
+        elif inv.template is None:
+            errs.append(f"{ipath}.template: required")
+        ref(f"{ipath}.template", inv.template)
+        ref(f"{ipath}.onExit", inv.on_exit)
+        loops = [n for n, v in (("withItems", inv.with_items), ("withParam", inv.with_param),
+                                ("withSequence", inv.with_sequence)) if v is not None]
+        if len(loops) > 1:
+            errs.append(f"{ipath}: only one of {', '.join(loops)}")
+        seq = inv.with_sequence
+        if seq is not None and seq.count is not None and seq.end is not None:
+            errs.append(f"{ipath}.withSequence: count and end are mutually exclusive")
+        if inv.when:
+            try:
+                expr.tokenize(re.sub(r"{{[^}]*}}", "x", inv.when), dashes=False)
+            except expr.ExprError as e:
+                errs.append(f"{ipath}.when: {e}")
+    return errs
+
+
+def _deps(task: DagTask) -> list[str]:
+    if task.depends is not None:
+        return expr.depends_names(task.depends)
+    return list(task.dependencies or [])
+
+
+def _check_dag(path: str, t: Template) -> list[str]:
+    assert t.dag is not None
+    errs: list[str] = []
+    index = {task.name: k for k, task in enumerate(t.dag.tasks)}
+    if len(index) != len(t.dag.tasks):
+        seen: set[str] = set()
+        for k, task in enumerate(t.dag.tasks):
+            if task.name in seen:
+                errs.append(f"{path}.tasks[{k}].name: duplicate task name {task.name!r}")
+            seen.add(task.name)
+    graph: dict[str, list[str]] = {}
+    for k, task in enumerate(t.dag.tasks):
+        tpath = f"{path}.tasks[{k}]"
+        if task.depends is not None and task.dependencies is not None:
+            errs.append(f"{tpath}: use either depends or dependencies, not both")
+            continue
+        field = "depends" if task.depends is not None else "dependencies"
+        if task.depends is not None:
+            try:
+                expr.evaluate_depends(task.depends, lambda _t, _r: True)
+            except expr.ExprError as e:
+                errs.append(f"{tpath}.depends: {e}")
+                continue
+        deps = _deps(task)
+        for d in deps:
+            if d not in index:
+                errs.append(f"{tpath}.{field}: task {d!r} is not defined in this DAG")
+        graph[task.name] = [d for d in deps if d in index]
+        if task.continue_on is not None and task.depends is not None:
+            pass  # Argo suggests .Failed instead; accepted.
+    try:
+        graphlib.TopologicalSorter(graph).prepare()
+    except graphlib.CycleError as e:
+        cycle = list(reversed(e.args[1]))
+        first = t.dag.tasks[index[cycle[0]]]
+        field = "depends" if first.depends is not None else "dependencies"
+        errs.append(f"{path}.tasks[{index[cycle[0]]}].{field}: cycle {' -> '.join(cycle)}")
+    if t.dag.target:
+        for name in re.split(r"[\s,]+", t.dag.target.strip()):
+            if name and name not in index and "{{" not in name:
+                errs.append(f"{path}.target: task {name!r} is not defined in this DAG")
+    return errs
+
+
+def dag_deps(task: DagTask) -> list[str]:
+    return _deps(task)
+
+
+def dump_json(wf: Workflow) -> str:
+    return json.dumps(wf.model_dump(mode="json", by_alias=True, exclude_none=True))

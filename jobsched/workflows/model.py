@@ -1,0 +1,367 @@
+"""Argo Workflow manifests (``argoproj.io/v1alpha1``, ``kind: Workflow``) as pydantic models.
+
+Unknown fields are errors naming their path. Real Argo fields that jobsched accepts but does not act
+on are declared in each model's ``IGNORED`` set: they parse, and :func:`ignored_fields` lists them so
+that lint and submit can warn about them.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, ClassVar, Literal
+
+from pydantic import BeforeValidator, Field, field_validator
+
+from jobsched.spec.base import Model
+
+
+def _to_str(v: Any) -> Any:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return str(v)
+    return v
+
+
+Str = Annotated[str, BeforeValidator(_to_str)]
+
+
+class ArgoModel(Model):
+    IGNORED: ClassVar[frozenset[str]] = frozenset()
+
+
+class ValueFrom(ArgoModel):
+    path: str | None = None
+    parameter: str | None = None
+    default: Str | None = None
+    expression: str | None = None
+    IGNORED = frozenset({"jsonPath", "jqFilter", "event", "configMapKeyRef", "supplied"})
+    json_path: Any = None
+    jq_filter: Any = None
+    event: Any = None
+    config_map_key_ref: Any = None
+    supplied: Any = None
+
+
+class Parameter(ArgoModel):
+    name: str = Field(min_length=1)
+    value: Str | None = None
+    default: Str | None = None
+    enum: list[Str] | None = None
+    value_from: ValueFrom | None = None
+    description: str | None = None
+    global_name: str | None = None
+
+
+class Arguments(ArgoModel):
+    parameters: list[Parameter] = Field(default_factory=list)
+    artifacts: Any = None
+    IGNORED = frozenset({"artifacts"})
+
+
+class Inputs(Arguments):
+    pass
+
+
+class Outputs(ArgoModel):
+    parameters: list[Parameter] = Field(default_factory=list)
+    artifacts: Any = None
+    result: str | None = None
+    exit_code: str | None = None
+    IGNORED = frozenset({"artifacts"})
+
+
+class EnvVar(ArgoModel):
+    name: str = Field(min_length=1)
+    value: Str = ""
+    value_from: Any = None
+    IGNORED = frozenset({"valueFrom"})
+
+
+class Resources(ArgoModel):
+    requests: dict[str, Str | int] = Field(default_factory=dict)
+    limits: dict[str, Str | int] = Field(default_factory=dict)
+    claims: Any = None
+    IGNORED = frozenset({"claims"})
+
+
+_CONTAINER_IGNORED = {"name", "volumeMounts", "imagePullPolicy", "ports", "securityContext",
+                      "livenessProbe", "readinessProbe", "startupProbe", "lifecycle", "envFrom",
+                      "stdin", "stdinOnce", "tty", "terminationMessagePath",
+                      "terminationMessagePolicy", "volumeDevices", "resizePolicy", "restartPolicy"}
+
+
+class Container(ArgoModel):
+    image: str | None = None
+    command: list[Str] = Field(default_factory=list)
+    args: list[Str] = Field(default_factory=list)
+    env: list[EnvVar] = Field(default_factory=list)
+    working_dir: str | None = None
+    resources: Resources = Field(default_factory=Resources)
+    IGNORED = frozenset(_CONTAINER_IGNORED)
+    name: Any = None
+    volume_mounts: Any = None
+    image_pull_policy: Any = None
+    ports: Any = None
+    security_context: Any = None
+    liveness_probe: Any = None
+    readiness_probe: Any = None
+    startup_probe: Any = None
+    lifecycle: Any = None
+    env_from: Any = None
+    stdin: Any = None
+    stdin_once: Any = None
+    tty: Any = None
+    termination_message_path: Any = None
+    termination_message_policy: Any = None
+    volume_devices: Any = None
+    resize_policy: Any = None
+    restart_policy: Any = None
+
+
+class Script(Container):
+    source: str
+
+
+class Backoff(ArgoModel):
+    duration: Str | None = None
+    factor: Str | None = None
+    max_duration: Str | None = None
+    cap: Str | None = None
+
+
+class RetryStrategy(ArgoModel):
+    limit: Str | None = None
+    retry_policy: Literal["Always", "OnFailure", "OnError", "OnTransientError"] | None = None
+    backoff: Backoff | None = None
+    expression: str | None = None
+    affinity: Any = None
+    IGNORED = frozenset({"affinity"})
+
+
+class Sequence(ArgoModel):
+    count: Str | None = None
+    start: Str | None = None
+    end: Str | None = None
+    format: str | None = None
+
+
+class ContinueOn(ArgoModel):
+    error: bool = False
+    failed: bool = False
+
+
+class _Invocation(ArgoModel):
+    """What DAG tasks and steps share."""
+
+    name: str = Field(min_length=1)
+    template: str | None = None
+    template_ref: Any = None
+    inline: Any = None
+    arguments: Arguments = Field(default_factory=Arguments)
+    when: Str | None = None
+    with_items: list[Any] | None = None
+    with_param: str | None = None
+    with_sequence: Sequence | None = None
+    continue_on: ContinueOn | None = None
+    on_exit: str | None = None
+    hooks: Any = None
+    IGNORED = frozenset({"hooks"})
+
+    @field_validator("name")
+    @classmethod
+    def _no_dots(cls, v: str) -> str:
+        if any(c in v for c in ".{}[]() "):
+            raise ValueError(f"{v!r}: names must not contain '.', braces, brackets or spaces")
+        return v
+
+
+class DagTask(_Invocation):
+    dependencies: list[str] | None = None
+    depends: str | None = None
+
+
+class WorkflowStep(_Invocation):
+    pass
+
+
+class Dag(ArgoModel):
+    tasks: list[DagTask] = Field(min_length=1)
+    target: str | None = None
+    fail_fast: bool | None = None
+
+
+class TemplateMeta(ArgoModel):
+    annotations: dict[str, Str] = Field(default_factory=dict)
+    labels: dict[str, Str] = Field(default_factory=dict)
+
+
+TEMPLATE_KINDS = ("container", "script", "dag", "steps")
+UNSUPPORTED_KINDS = ("resource", "suspend", "data", "http", "containerSet", "plugin")
+
+
+
+class Template(ArgoModel):
+    name: str = Field(min_length=1)
+    inputs: Inputs = Field(default_factory=Inputs)
+    outputs: Outputs = Field(default_factory=Outputs)
+    container: Container | None = None
+    script: Script | None = None
+    dag: Dag | None = None
+    steps: list[list[WorkflowStep]] | None = None
+    resource: Any = None
+    suspend: Any = None
+    data: Any = None
+    http: Any = None
+    container_set: Any = None
+    plugin: Any = None
+    retry_strategy: RetryStrategy | None = None
+    active_deadline_seconds: Str | None = None
+    timeout: Str | None = None
+    parallelism: int | None = None
+    fail_fast: bool | None = None
+    pod_spec_patch: str | None = None
+    metadata: TemplateMeta = Field(default_factory=TemplateMeta)
+    node_selector: dict[str, str] = Field(default_factory=dict)
+    IGNORED = frozenset({"volumes", "sidecars", "initContainers", "affinity", "tolerations",
+                         "securityContext", "serviceAccountName", "archiveLocation", "daemon",
+                         "synchronization", "memoize", "metrics", "hostAliases",
+                         "priorityClassName", "priority", "schedulerName", "executor",
+                         "automountServiceAccountToken"})
+    volumes: Any = None
+    sidecars: Any = None
+    init_containers: Any = None
+    affinity: Any = None
+    tolerations: Any = None
+    security_context: Any = None
+    service_account_name: Any = None
+    archive_location: Any = None
+    daemon: Any = None
+    synchronization: Any = None
+    memoize: Any = None
+    metrics: Any = None
+    host_aliases: Any = None
+    priority_class_name: Any = None
+    priority: Any = None
+    scheduler_name: Any = None
+    executor: Any = None
+    automount_service_account_token: Any = None
+
+    def kinds(self) -> list[str]:
+        names = {"container_set": "containerSet"}
+        return [names.get(k, k) for k in (*TEMPLATE_KINDS, "resource", "suspend", "data", "http",
+                                           "container_set", "plugin")
+                if getattr(self, k) is not None]
+
+    @property
+    def kind(self) -> str:
+        kinds = self.kinds()
+        return kinds[0] if kinds else ""
+
+    @property
+    def leaf(self) -> Container | None:
+        return self.container or self.script
+
+
+class WorkflowMeta(ArgoModel):
+    name: str | None = None
+    generate_name: str | None = None
+    namespace: str = "default"
+    labels: dict[str, Str] = Field(default_factory=dict)
+    annotations: dict[str, Str] = Field(default_factory=dict)
+    uid: Any = None
+    resource_version: Any = None
+    generation: Any = None
+    creation_timestamp: Any = None
+    managed_fields: Any = None
+    IGNORED = frozenset()
+
+
+class WorkflowSpec(ArgoModel):
+    entrypoint: str | None = None
+    templates: list[Template] = Field(default_factory=list)
+    arguments: Arguments = Field(default_factory=Arguments)
+    on_exit: str | None = None
+    parallelism: int | None = Field(None, ge=0)
+    active_deadline_seconds: int | None = None
+    pod_spec_patch: str | None = None
+    retry_strategy: RetryStrategy | None = None
+    node_selector: dict[str, str] = Field(default_factory=dict)
+    workflow_template_ref: Any = None
+    shutdown: Literal["Terminate", "Stop"] | None = None
+    IGNORED = frozenset({"serviceAccountName", "volumes", "volumeClaimTemplates",
+                         "imagePullSecrets", "affinity", "tolerations", "artifactRepositoryRef",
+                         "ttlStrategy", "podGC", "securityContext", "hostNetwork", "dnsPolicy",
+                         "dnsConfig", "priority", "podPriorityClassName", "schedulerName",
+                         "archiveLogs", "hooks", "metrics", "synchronization", "workflowMetadata",
+                         "podMetadata", "volumeClaimGC", "artifactGC", "podDisruptionBudget",
+                         "executor", "automountServiceAccountToken", "hostAliases",
+                         "templateDefaults", "suspend", "podPriority"})
+    service_account_name: Any = None
+    volumes: Any = None
+    volume_claim_templates: Any = None
+    image_pull_secrets: Any = None
+    affinity: Any = None
+    tolerations: Any = None
+    artifact_repository_ref: Any = None
+    ttl_strategy: Any = None
+    pod_gc: Any = Field(None, alias="podGC")
+    security_context: Any = None
+    host_network: Any = None
+    dns_policy: Any = None
+    dns_config: Any = None
+    priority: Any = None
+    pod_priority_class_name: Any = None
+    scheduler_name: Any = None
+    archive_logs: Any = None
+    hooks: Any = None
+    metrics: Any = None
+    synchronization: Any = None
+    workflow_metadata: Any = None
+    pod_metadata: Any = None
+    volume_claim_gc: Any = Field(None, alias="volumeClaimGC")
+    artifact_gc: Any = Field(None, alias="artifactGC")
+    pod_disruption_budget: Any = None
+    executor: Any = None
+    automount_service_account_token: Any = None
+    host_aliases: Any = None
+    template_defaults: Any = None
+    suspend: Any = None
+    pod_priority: Any = None
+
+
+class Workflow(ArgoModel):
+    api_version: Literal["argoproj.io/v1alpha1"]
+    kind: Literal["Workflow"]
+    metadata: WorkflowMeta = Field(default_factory=WorkflowMeta)
+    spec: WorkflowSpec
+    status: Any = Field(None, exclude=True)
+
+    def template(self, name: str) -> Template | None:
+        for t in self.spec.templates:
+            if t.name == name:
+                return t
+        return None
+
+
+def ignored_fields(model: ArgoModel, path: str = "") -> list[str]:
+    """Paths of the real Argo fields set in ``model`` that jobsched does not act on."""
+    out: list[str] = []
+    for fname, finfo in type(model).model_fields.items():
+        value = getattr(model, fname)
+        alias = finfo.alias or fname
+        here = f"{path}.{alias}" if path else alias
+        if value is None or value == [] or value == {}:
+            continue
+        if alias in model.IGNORED:
+            out.append(here)
+        elif isinstance(value, ArgoModel):
+            out.extend(ignored_fields(value, here))
+        elif isinstance(value, list):
+            for i, item in enumerate(value):
+                if isinstance(item, ArgoModel):
+                    out.extend(ignored_fields(item, f"{here}[{i}]"))
+                elif isinstance(item, list):
+                    for j, sub in enumerate(item):
+                        if isinstance(sub, ArgoModel):
+                            out.extend(ignored_fields(sub, f"{here}[{i}][{j}]"))
+    return out

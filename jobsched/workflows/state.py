@@ -1,0 +1,98 @@
+"""Workflow and node state: what the controller persists and ``workflow status`` shows."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+FULFILLED = ("Succeeded", "Failed", "Error", "Skipped", "Omitted")
+FAILED = ("Failed", "Error")
+
+
+class AttemptRecord(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    job: str
+    index: int = 0  # the retry number ({{retries}})
+    phase: str = "Running"
+    started_at: float | None = None
+    finished_at: float | None = None
+    exit_code: int | None = None
+    reason: str | None = None
+    message: str | None = None
+    memory_limit: int | None = None
+
+
+class NodeStatus(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    id: str
+    name: str
+    display_name: str
+    type: str  # Pod | DAG | Steps | StepGroup | TaskGroup | Skipped
+    template: str | None = None
+    phase: str = "Pending"
+    parent: str | None = None
+    children: list[str] = Field(default_factory=list)
+    started_at: float | None = None
+    finished_at: float | None = None
+    message: str | None = None
+    inputs: dict[str, str] = Field(default_factory=dict)
+    outputs: dict[str, Any] = Field(default_factory=dict)  # result, parameters, exitCode
+    attempts: list[AttemptRecord] = Field(default_factory=list)
+    job: str | None = None  # the job of the attempt in flight
+    runtime_retries: bool = False  # the job's own maxRetries does the retrying
+    next_retry_at: float | None = None
+    deadline_s: float | None = None  # a podSpecPatch's activeDeadlineSeconds
+    memory_floor: int | None = None  # after an OOM: at least this much memory next attempt
+    notes: list[str] = Field(default_factory=list)
+
+    @property
+    def fulfilled(self) -> bool:
+        return self.phase in FULFILLED
+
+    @property
+    def failed(self) -> bool:
+        return self.phase in FAILED
+
+
+class WorkflowState(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    name: str
+    namespace: str = "default"
+    uid: str
+    manifest: dict[str, Any]
+    parameters: dict[str, str] = Field(default_factory=dict)  # resolved workflow parameters
+    phase: str = "Pending"  # Pending | Running | Succeeded | Failed | Error
+    message: str | None = None
+    created_at: float
+    started_at: float | None = None
+    finished_at: float | None = None
+    warnings: list[str] = Field(default_factory=list)
+    nodes: dict[str, NodeStatus] = Field(default_factory=dict)  # by node name
+    cancelled: bool = False
+
+    @property
+    def done(self) -> bool:
+        return self.phase in ("Succeeded", "Failed", "Error")
+
+
+class WorkflowSummary(BaseModel):
+    name: str
+    namespace: str
+    phase: str
+    message: str | None = None
+    created_at: float
+    started_at: float | None = None
+    finished_at: float | None = None
+    progress: str = "0/0"
+
+
+def summary(st: WorkflowState) -> WorkflowSummary:
+    pods = [n for n in st.nodes.values() if n.type == "Pod"]
+    done = sum(1 for n in pods if n.phase == "Succeeded")
+    return WorkflowSummary(name=st.name, namespace=st.namespace, phase=st.phase, message=st.message,
+                           created_at=st.created_at, started_at=st.started_at,
+                           finished_at=st.finished_at, progress=f"{done}/{len(pods)}")
