@@ -314,9 +314,11 @@ class Operator(LeafMixin):
                     "AnySucceeded": any(k.phase == "Succeeded" for k in kids) if kids else ph == "Succeeded",
                     "AllFailed": all(k.failed for k in kids) if kids else ph in FAILED}[res]
 
-        stopped = fail_fast and any(
-            (x := tnode(t)) is not None and x.failed and not _continues(tasks[t], x.phase)
-            and not _handled(t, tmpl.dag.tasks) for t in needed)
+        def stopped() -> bool:
+            return fail_fast and any(
+                (x := tnode(t)) is not None and x.failed and not _continues(tasks[t], x.phase)
+                and not _handled(t, tmpl.dag.tasks) for t in needed)
+
         order = graphlib.TopologicalSorter({t: [d for d in deps[t] if d in needed]
                                             for t in needed}).static_order()
         for t in order:
@@ -328,7 +330,7 @@ class Operator(LeafMixin):
                 if not self.dependencies_met(task, result, tnode, tasks):
                     x = self.node(f"{n.name}.{t}", t, "Skipped", task.template, n, "Omitted",
                                   "omitted: depends condition not met")
-                elif stopped:
+                elif stopped():
                     finished[t] = False
                     continue
             x, done = self.invoke(f"{n.name}.{t}", task, scope, n, t, depth)
@@ -337,7 +339,7 @@ class Operator(LeafMixin):
                 scope.update(self.exports(f"tasks.{t}", x))
         if not all(finished.get(t, False) for t in needed):
             running = any(finished.get(t) is False and tnode(t) is not None for t in needed)
-            if stopped and not running:
+            if stopped() and not running:
                 return self.set_phase(n, "Failed", "a task failed (failFast)")
             return n
 
