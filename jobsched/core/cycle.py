@@ -15,10 +15,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from jobsched.core.fit import insufficiency
 import numpy as np
 import numpy.typing as npt
 
+from jobsched.core.fit import insufficiency
 from jobsched.core.gang import Assignment, PodGroup, allowed_mask, place_gang, placeable_count, unplace
 from jobsched.core.nodes import NodeTable
 from jobsched.core.policies import make_policy
@@ -98,7 +98,7 @@ class Scheduler:
         shares = {name: q.share(usage.get(name, Resources()), total) for name, q in snap.queues.items()}
         nominated.sort(key=lambda g: (-g.priority, shares.get(g.queue, 0.0), g.created, g.key))
         # 5. admit
-        yielding = {}
+        yielding: dict[str, list[RunningGang]] = {}
         for r in snap.running:
             if r.terminating_for:
                 yielding.setdefault(r.terminating_for, []).append(r)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from jobsched.core.gang import Assignment, PodGroup, place_gang, unplace
 from jobsched.core.framework import GpuChooser, ScorePlugin
+from jobsched.core.gang import Assignment, PodGroup, place_gang, unplace
 from jobsched.core.nodes import NodeTable
 from jobsched.core.snapshot import RunningGang
 

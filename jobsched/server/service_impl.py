@@ -9,7 +9,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from jobsched import __version__
+from jobsched.version import __version__
 from jobsched.backends.base import Backend
 from jobsched.server import convert
 from jobsched.server.errors import Conflict, Invalid, NotFound

@@ -101,7 +101,7 @@ class TrainingJobSpec(Model):
     max_retries: int = Field(3, ge=0, le=100)
     memory_policy: MemoryPolicy = MemoryPolicy.FIXED
     checkpoint_dir: str | None = None
-    right_sizing: RightSizing = Field(default_factory=RightSizing)
+    right_sizing: RightSizing = Field(default_factory=lambda: RightSizing())
     placement: Literal["Pack", "Spread", "StrictSpread"] = "Pack"
     # GPU models the job accepts (node label jobsched.io/gpu-model); empty: any.
     gpu_models: list[str] = Field(default_factory=list)
@@ -122,7 +122,7 @@ class TrainingJobSpec(Model):
 
 
 class TrainingJob(Model):
-    api_version: Literal["jobsched.io/v1alpha1"] = API_VERSION
+    api_version: Literal["jobsched.io/v1alpha1"] = "jobsched.io/v1alpha1"
     kind: Literal["TrainingJob"] = "TrainingJob"
     metadata: ObjectMeta
     spec: TrainingJobSpec

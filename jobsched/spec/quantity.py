@@ -26,7 +26,7 @@ def parse_quantity(value: Any) -> Decimal:
     from kubernetes.utils.quantity import parse_quantity as _k8s_parse
 
     try:
-        q = _k8s_parse(value)
+        q: Decimal = _k8s_parse(value)  # type: ignore[no-untyped-call]
     except (ValueError, TypeError, ArithmeticError) as e:
         raise ValueError(f"invalid quantity {value!r}: {e}") from None
     if not q.is_finite():

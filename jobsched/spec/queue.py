@@ -41,7 +41,7 @@ class Queue(Model):
     api_version: Literal["jobsched.io/v1alpha1"] = "jobsched.io/v1alpha1"
     kind: Literal["Queue"] = "Queue"
     metadata: QueueMeta
-    spec: QueueSpec = Field(default_factory=QueueSpec)
+    spec: QueueSpec = Field(default_factory=lambda: QueueSpec())
 
     @property
     def name(self) -> str:

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -20,10 +21,8 @@ def make_runtime(tmp_path) -> Iterator[Callable[..., Runtime]]:
 
     yield make
     for rt in made:
-        try:
+        with contextlib.suppress(Exception):
             rt.stop()
-        except Exception:
-            pass
 
 
 @pytest.fixture

@@ -3,6 +3,7 @@ each replica is a real subprocess in its own memory cgroup, started through a sh
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -140,10 +141,8 @@ class LocalBackend:
     def _kill_replica(self, r: _Replica, sig: int) -> None:
         pid = r.handle.get("child_pid")
         if pid and proc_start_time(int(pid)) == r.handle.get("child_start"):
-            try:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(int(pid), sig)
-            except (ProcessLookupError, PermissionError):
-                pass
 
     def adopt(self, gang: GangLaunch, handles: dict[int, dict[str, object]]) -> list[ReplicaEvent]:
         with self._lock:

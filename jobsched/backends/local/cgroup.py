@@ -7,6 +7,7 @@ and events say which one was used.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,10 +39,8 @@ class CgroupDriver:
         else:
             if limit is not None:
                 _write(path / "memory.max", str(limit))
-                try:
+                with contextlib.suppress(OSError):
                     _write(path / "memory.swap.max", "0")
-                except OSError:
-                    pass
         return path
 
     def peak(self, path: Path) -> int | None:
@@ -66,10 +65,8 @@ class CgroupDriver:
         return path / "cgroup.procs"
 
     def remove(self, path: Path) -> None:
-        try:
+        with contextlib.suppress(OSError):
             path.rmdir()
-        except OSError:
-            pass
 
 
 def _write(path: Path, value: str) -> None:

@@ -10,6 +10,7 @@ Run as ``python -m jobsched.backends.local.shim SPEC.json``.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -65,10 +66,8 @@ def _tree_rss(pid: int) -> int:
         return 0
     total = 0
     for q in procs:
-        try:
+        with contextlib.suppress(psutil.Error):
             total += q.memory_info().rss
-        except psutil.Error:
-            pass
     return total
 
 
@@ -108,10 +107,8 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
         t.start()
 
     def forward(signum: int, _frame: Any) -> None:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(child.pid, signum)
-        except ProcessLookupError:
-            pass
 
     signal.signal(signal.SIGTERM, forward)
     signal.signal(signal.SIGINT, forward)
@@ -124,10 +121,8 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
             watchdog_peak = max(watchdog_peak, rss)
             if rss > limit:
                 watchdog_killed = True
-                try:
+                with contextlib.suppress(ProcessLookupError):
                     os.killpg(child.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
                 break
             time.sleep(0.05)
     _, status, usage = os.wait4(child.pid, 0)
@@ -174,10 +169,8 @@ def _kill_cgroup(driver: CgroupDriver, cg: Path) -> None:
     except OSError:
         return
     for pid in pids:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
     for _ in range(50):
         try:
             if not driver.procs_file(cg).read_text().split():
