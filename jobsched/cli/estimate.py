@@ -18,23 +18,26 @@ def _plain(result: Any) -> Any:
     return result.model_dump(mode="json") if hasattr(result, "model_dump") else result
 
 
-def _render(result: Any) -> None:
-    data = _plain(result)
-    if not isinstance(data, dict):
-        console().print(str(data))
-        return
-    from rich.table import Table
+def _render(data: dict[str, Any]) -> None:
+    """Peak memory, then the breakdown (parameters, gradients, optimizer state, activations...)."""
+    c = console()
+    peak = data.get("peak_memory_bytes")
+    c.print(f"[bold]peak memory[/bold]  {fmt_bytes(peak)} ({peak} bytes)"
+            + (f"  for {data['job']}" if data.get("job") else ""))
+    for key in ("factory", "device", "kwargs"):
+        if data.get(key) not in (None, {}, ""):
+            value = data[key]
+            c.print(f"{key:<12} {json.dumps(value) if isinstance(value, dict) else value}")
+    breakdown = data.get("breakdown") or {}
+    if breakdown:
+        from rich.table import Table
 
-    t = Table(box=None, show_header=False, pad_edge=False)
-    t.add_column(style="bold")
-    t.add_column()
-    for key, value in data.items():
-        if isinstance(value, int) and not isinstance(value, bool) and ("memory" in key or "bytes" in key):
-            value = f"{fmt_bytes(value)} ({value} bytes)"
-        elif isinstance(value, dict | list):
-            value = json.dumps(value)
-        t.add_row(str(key), str(value))
-    console().print(t)
+        t = Table(box=None, header_style="bold", pad_edge=False)
+        for col in ("PART", "BYTES", "SHARE"):
+            t.add_column(col, justify="left" if col == "PART" else "right")
+        for part, n in breakdown.items():
+            t.add_row(part, fmt_bytes(n), f"{100 * n / peak:.0f}%" if peak else "-")
+        c.print(t)
 
 
 def estimate(file: Path | None = typer.Argument(None, help="TrainingJob manifest (YAML) with "
@@ -46,6 +49,14 @@ def estimate(file: Path | None = typer.Argument(None, help="TrainingJob manifest
     """Estimate the peak memory of a training step, from a manifest or a factory."""
     if (file is None) == (factory is None):
         fail("give either FILE or --factory module:function")
+    try:
+        kw = json.loads(kwargs)
+    except json.JSONDecodeError as e:
+        fail(f"--kwargs: not JSON: {e}")
+    if not isinstance(kw, dict):
+        fail("--kwargs: expected a JSON object")
+    if file is not None and kw:
+        fail("--kwargs: only with --factory (a manifest sets spec.rightSizing.factoryKwargs)")
     from jobsched.rightsizing import estimator
     from jobsched.sdk.errors import InvalidSpec
 
@@ -57,16 +68,11 @@ def estimate(file: Path | None = typer.Argument(None, help="TrainingJob manifest
             _, manifest = load_manifest(TrainingJob, file)
             result = estimator.estimate_manifest(manifest)
         else:
-            try:
-                kw = json.loads(kwargs)
-            except json.JSONDecodeError as e:
-                fail(f"--kwargs: not JSON: {e}")
-            if not isinstance(kw, dict):
-                fail("--kwargs: expected a JSON object")
-            result = estimator.estimate_factory_dict(factory, kw)
+            result = estimator.estimate_factory_dict(str(factory), kw)
     except (InvalidSpec, ValueError) as e:
         fail(str(e))
-    emit(_plain(result), output) if output is not Format.table else _render(result)
+    data = _plain(result)
+    emit(data, output) if output is not Format.table else _render(data)
 
 
 def register(app: typer.Typer) -> None:

@@ -42,7 +42,7 @@ AUTOSTART_TIMEOUT = 60.0
 
 def _is_training_job(manifest: dict[str, Any]) -> bool:
     """Validated locally; other kinds (Kubeflow PyTorchJob/MXJob) are converted by the server."""
-    return manifest.get("kind", "TrainingJob") == "TrainingJob"
+    return bool(manifest.get("kind", "TrainingJob") == "TrainingJob")
 
 
 def _path(namespace: str, name: str, *rest: str) -> str:

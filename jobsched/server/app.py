@@ -16,7 +16,7 @@ from fastapi.security import HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from jobsched import __version__
+from jobsched.version import __version__
 from jobsched.server.auth import token_matches
 from jobsched.server.errors import Conflict, Invalid, NotFound
 from jobsched.server.metrics import Metrics
@@ -58,7 +58,7 @@ def _install_error_handlers(app: FastAPI) -> None:
         return handle
 
     for exc_type, code in ((SpecError, 422), (Invalid, 422), (NotFound, 404), (Conflict, 409)):
-        app.add_exception_handler(exc_type, handler(code))  # type: ignore[arg-type]
+        app.add_exception_handler(exc_type, handler(code))
 
     def request_invalid(_: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)
