@@ -3,8 +3,9 @@
 Pure functions over byte counts; the controller passes everything in (no I/O, no clock).
 Formulas and defaults are documented in docs/rightsizing.md:
 
-* admission, Auto:  ``max(declared, estimate * (1 + margin))``; with history,
-  ``max(recommended, estimate * (1 + margin))`` (history may shrink an over-sized request);
+* admission, Auto:  ``max(declared, estimate * (1 + margin))``; with history, the recommendation
+  (it may shrink an over-sized request), or ``estimate * (1 + margin)`` when the estimate alone
+  exceeds the recommendation (the configuration grew);
   a pinned limit (``template.resources.limits.memory``) keeps the declared size.
 * admission, Fixed: the declared size, with a warning when it is below the estimate.
 * after an OOM:     ``max(peak * (1 + margin), previous * growth)``, never the same size again,
@@ -108,10 +109,12 @@ def admission_memory(
                               warning=warn)
     # Auto
     if recommended is not None:
+        # Measured history wins over the model, unless the estimate alone exceeds it: then the
+        # configuration has likely grown since the recorded runs.
         size, why = recommended, f"history recommends {format_bytes(recommended)}"
-        if est_m is not None and est_m > size:
-            size, why = est_m, (f"estimate {format_bytes(estimate)} + {margin:.0%} = {format_bytes(est_m)} "
-                                f"is above the history recommendation {format_bytes(recommended)}")
+        if estimate and est_m is not None and estimate > recommended:
+            size, why = est_m, (f"estimate {format_bytes(estimate)} + {margin:.0%} = {format_bytes(est_m)}: "
+                                f"the estimate exceeds the history recommendation {format_bytes(recommended)}")
         if size < declared:
             why += f" (shrunk from declared {format_bytes(declared)})"
     elif est_m is not None and est_m > declared:

@@ -174,3 +174,23 @@ def test_memory_cap() -> None:
 ])
 def test_gang_outcome(exits: list[tuple[str, int | None]], want: tuple[str, int | None]) -> None:
     assert gang_outcome(exits) == want
+
+
+def test_memory_mode_jobsched_never_crash_loops_and_ooms_least(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from jobsched.sim.memory import format_table, run_memory_mode
+
+    r = run_memory_mode(None, [0], jobs=120)
+    st = r["strategies"]
+    assert st["jobsched"]["crash_loops"] == 0 and st["static"]["crash_loops"] > 0
+    assert st["jobsched"]["oom_kills"] < min(st[s]["oom_kills"] for s in ("static", "vpa", "argo"))
+    assert st["jobsched"]["failed_jobs"] <= st["static"]["failed_jobs"]
+    assert "jobsched" in format_table(r)
+    pods = tmp_path / "pods.csv"
+    pods.write_text("name,cpu_milli,memory_mib,num_gpu,gpu_milli,creation_time,scheduled_time,deletion_time\n"
+                    "a,4000,8192,8,1000,0,0,7200\nb,2000,4096,0,0,0,0,3600\n")
+    traced = run_memory_mode(str(pods), [0], jobs=40)
+    assert traced["workload"]["gpu_counts"] == "trace pods"
+    for m in traced["strategies"].values():  # GPU-hours come only from the 8-GPU pod: 8 x replica-hours
+        assert m["wasted_gpu_hours"] <= 8 * m["wasted_replica_hours"] + 1e-9
+    with pytest.raises(ValueError, match="unknown memory-mode option"):
+        run_memory_mode(None, [0], colour="red")
