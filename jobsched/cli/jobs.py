@@ -10,6 +10,7 @@ import re
 import secrets
 import string
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -59,9 +60,10 @@ def _wait(client: Client, st: JobStatus) -> JobStatus:
         from jobsched.cli.output import console
 
         with console(stderr=True).status(progress_line(st)) as spinner:
-            final = client.wait(st.name, st.namespace, on_update=lambda s: spinner.update(progress_line(s)))
+            final = client.wait(st.name, namespace=st.namespace,
+                                on_update=lambda s: spinner.update(progress_line(s)))
     else:
-        final = client.wait(st.name, st.namespace,
+        final = client.wait(st.name, namespace=st.namespace,
                             on_update=lambda s: print(progress_line(s), file=sys.stderr, flush=True))
     return final
 
@@ -162,7 +164,10 @@ def logs(name: str, namespace: str = NS,
          follow: bool = typer.Option(False, "--follow", "-f", help="Stream until the job ends.")) -> None:
     """Print a job's logs (all replicas prefixed [rank N], unless --replica)."""
     with sdk_errors():
-        out = _client().logs(name, namespace, replica=replica, attempt=attempt, follow=follow)
+        client = _client()
+        out: str | Iterator[str] = (
+            client.logs(name, replica, attempt, follow=True, namespace=namespace) if follow
+            else client.logs(name, replica, attempt, namespace=namespace))
         chunks = [out] if isinstance(out, str) else out
         for chunk in chunks:
             sys.stdout.write(chunk)

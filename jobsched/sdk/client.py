@@ -14,7 +14,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, overload
 from urllib.parse import quote
 
 import httpx
@@ -62,7 +62,10 @@ class Client:
                  home: str | Path | None = None, autostart: bool = True, timeout: float = 30.0) -> None:
         self.home = Path(home).expanduser() if home else default_home()
         env_url = os.environ.get("JOBSCHED_URL")
-        self.url = (url or env_url or default_local_url()).rstrip("/")
+        try:
+            self.url = (url or env_url or default_local_url()).rstrip("/")
+        except ValueError as e:  # a bad JOBSCHED_PORT
+            raise InvalidSpec(str(e)) from None
         self.autostart = autostart and not url and not env_url
         self._token = token
         self._http = httpx.Client(base_url=self.url, timeout=timeout)
@@ -169,8 +172,8 @@ class Client:
         data = self._request("GET", _path(namespace, name, "events")).json()
         return [EventInfo.model_validate(e) for e in data]
 
-    def wait(self, name: str, namespace: str = "default", timeout: float | None = None,
-             poll: float = 0.5, on_update: Callable[[JobStatus], None] | None = None) -> JobStatus:
+    def wait(self, name: str, timeout: float | None = None, poll: float = 0.5,
+             on_update: Callable[[JobStatus], None] | None = None, namespace: str = "default") -> JobStatus:
         """Poll until the job is Succeeded, Failed or Cancelled. ``on_update`` is called with the
         status whenever phase, attempt or reason changes. Raises WaitTimeout after ``timeout`` s."""
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -194,8 +197,16 @@ class Client:
         return (resp.text, int(resp.headers.get("X-Next-Offset", offset + len(resp.content))),
                 resp.headers.get("X-Job-Terminal") == "true")
 
-    def logs(self, name: str, namespace: str = "default", replica: int | None = None,
-             attempt: int | None = None, follow: bool = False, poll: float = 0.5) -> str | Iterator[str]:
+    @overload
+    def logs(self, name: str, replica: int | None = None, attempt: int | None = None,
+             follow: Literal[False] = False, namespace: str = "default", poll: float = 0.5) -> str: ...
+
+    @overload
+    def logs(self, name: str, replica: int | None = None, attempt: int | None = None, *,
+             follow: Literal[True], namespace: str = "default", poll: float = 0.5) -> Iterator[str]: ...
+
+    def logs(self, name: str, replica: int | None = None, attempt: int | None = None,
+             follow: bool = False, namespace: str = "default", poll: float = 0.5) -> str | Iterator[str]:
         """The log text (all replicas prefixed ``[rank N]`` unless ``replica`` is given; the latest
         attempt unless ``attempt`` is). ``follow=True``: an iterator of chunks until the job ends."""
         if not follow:

@@ -121,3 +121,23 @@ def test_queues_nodes_info(client: Client, tmp_path: Path) -> None:
     assert {"default", "team-a"} <= {q.name for q in client.queues()}
     assert client.nodes()[0].allocatable
     assert client.info().backend == "local"
+
+
+def test_namespaces(client: Client) -> None:
+    m = manifest("same", "print('in team')")
+    m["metadata"]["namespace"] = "team"
+    client.submit(m)
+    client.submit(manifest("same", "print('in default')"))
+    assert client.wait("same", timeout=60, poll=0.1, namespace="team").phase.value == "Succeeded"
+    assert client.logs("same", namespace="team") == "in team\n"
+    assert client.get("same", "team").namespace == "team"
+    assert [j.namespace for j in client.list(namespace="team")] == ["team"]
+    with pytest.raises(NotFoundError):
+        client.get("same", "other")
+
+
+def test_bad_port_env_is_invalid(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("JOBSCHED_URL", raising=False)
+    monkeypatch.setenv("JOBSCHED_PORT", "eighty")
+    with pytest.raises(InvalidSpec, match="JOBSCHED_PORT"):
+        Client()
