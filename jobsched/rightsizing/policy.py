@@ -19,6 +19,10 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from jobsched.core.fit import feasible
+from jobsched.core.gang import PodGroup, allowed_mask
+from jobsched.core.nodes import NodeTable
+from jobsched.core.snapshot import NodeShape
 from jobsched.spec.quantity import format_bytes
 from jobsched.spec.status import AttemptReason
 
@@ -64,6 +68,27 @@ def memory_cap(node_memories: Sequence[int], max_memory: int | None = None) -> i
         raise ValueError("memory_cap: no node could ever host the job")
     cap = max(node_memories)
     return min(cap, max_memory) if max_memory is not None else cap
+
+
+def largest_host_memory(table: NodeTable, group: PodGroup, shapes: Sequence[NodeShape] = ()) -> int | None:
+    """The memory of the largest node, existing (``table``) or provisionable (``shapes``), that could
+    host one replica of ``group`` were memory no object (selector, GPU model, cpu and GPUs fit on
+    the empty node). None: no node ever could. Feed it to :func:`memory_cap`."""
+    empty = table.emptied()
+    req = group.request.with_memory(0)
+    mask = allowed_mask(empty, group) & feasible(empty, req)
+    sizes = [int(empty.mem_cap[mask].max())] if mask.any() else []
+    for sh in shapes:
+        r = sh.resources
+        if sh.max_count < 1 or r.cpu_milli < req.cpu_milli or r.gpus < (req.gpus if req.gpu_milli >= 1000 else
+                                                                         min(req.gpus, 1)):
+            continue
+        if any(sh.labels.get(k) != v for k, v in group.node_selector.items()):
+            continue
+        if req.gpus and group.gpu_models and sh.gpu_model not in group.gpu_models:
+            continue
+        sizes.append(r.memory)
+    return max(sizes) if sizes else None
 
 
 def _check(**values: int | float | None) -> None:

@@ -194,3 +194,21 @@ def test_memory_mode_jobsched_never_crash_loops_and_ooms_least(tmp_path) -> None
         assert m["wasted_gpu_hours"] <= 8 * m["wasted_replica_hours"] + 1e-9
     with pytest.raises(ValueError, match="unknown memory-mode option"):
         run_memory_mode(None, [0], colour="red")
+
+
+def test_largest_host_memory_counts_only_nodes_that_could_host_a_replica() -> None:
+    from jobsched.core.nodes import NodeTable
+    from jobsched.core.snapshot import NodeShape
+    from jobsched.rightsizing.policy import largest_host_memory
+    from jobsched.spec.resources import Resources
+    from tests.builders import make_job
+
+    table = NodeTable.from_arrays(["cpu-huge", "gpu-small", "gpu-big"], [64000, 16000, 16000],
+                                  [512 * GiB, 64 * GiB, 128 * GiB], [0, 4, 4], ["", "A10G", "A100"])
+    gpu_job = make_job("g").cpu(8000).gpus(2).build()
+    assert largest_host_memory(table, gpu_job) == 128 * GiB  # the 512 GiB node has no GPU
+    assert largest_host_memory(table, make_job("a").gpus(1).models("A10G").build()) == 64 * GiB
+    assert largest_host_memory(table, make_job("c").cpu(32000).build()) == 512 * GiB
+    shape = NodeShape("p4d", Resources(96000, 1152 * GiB, 8, 1000), 2, "A100")
+    assert largest_host_memory(table, gpu_job, [shape]) == 1152 * GiB
+    assert largest_host_memory(table, make_job("x").gpus(16).build(), [shape]) is None
