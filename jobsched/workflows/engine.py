@@ -314,10 +314,12 @@ class Operator(LeafMixin):
                     "AnySucceeded": any(k.phase == "Succeeded" for k in kids) if kids else ph == "Succeeded",
                     "AllFailed": all(k.failed for k in kids) if kids else ph in FAILED}[res]
 
+        all_tasks = tmpl.dag.tasks
+
         def stopped() -> bool:
             return fail_fast and any(
                 (x := tnode(t)) is not None and x.failed and not _continues(tasks[t], x.phase)
-                and not _handled(t, tmpl.dag.tasks) for t in needed)
+                and not _handled(t, all_tasks) for t in needed)
 
         order = graphlib.TopologicalSorter({t: [d for d in deps[t] if d in needed]
                                             for t in needed}).static_order()

@@ -7,6 +7,7 @@ and a few functions (int, asInt, float, asFloat, string, len, sprig.int, sprig.f
 
 from __future__ import annotations
 
+import operator
 import re
 from collections.abc import Callable
 from typing import Any
@@ -68,11 +69,17 @@ def _truthy(v: Any) -> bool:
     return bool(v)
 
 
+_ORDER: dict[str, Callable[[Any, Any], Any]] = {"<": operator.lt, "<=": operator.le, ">": operator.gt,
+                                               ">=": operator.ge}
+
+
 def _compare(op: str, a: Any, b: Any) -> bool:
     if op in ("=~", "!~"):
         found = re.search(str(b), str(a)) is not None
         return found if op == "=~" else not found
     na, nb = _num(a), _num(b)
+    x: Any
+    y: Any
     if na is not None and nb is not None:
         x, y = na, nb
     elif isinstance(a, bool) or isinstance(b, bool):
@@ -80,11 +87,11 @@ def _compare(op: str, a: Any, b: Any) -> bool:
     else:
         x, y = str(a), str(b)
     if op == "==":
-        return x == y
+        return bool(x == y)
     if op == "!=":
-        return x != y
+        return bool(x != y)
     try:
-        return {"<": x < y, "<=": x <= y, ">": x > y, ">=": x >= y}[op]  # type: ignore[operator]
+        return bool(_ORDER[op](x, y))
     except TypeError:
         raise ExprError(f"cannot compare {a!r} {op} {b!r}") from None
 
