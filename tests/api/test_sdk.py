@@ -141,3 +141,14 @@ def test_bad_port_env_is_invalid(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("JOBSCHED_PORT", "eighty")
     with pytest.raises(InvalidSpec, match="JOBSCHED_PORT"):
         Client()
+
+
+def test_other_kinds_are_left_to_the_server(client: Client) -> None:
+    ptj = {"apiVersion": "kubeflow.org/v1", "kind": "PyTorchJob", "metadata": {"name": "ptj"},
+           "spec": {"pytorchReplicaSpecs": {"Master": {"replicas": 1, "template": {"spec": {"containers": [
+               {"name": "pytorch", "command": [sys.executable, "-c", "print('converted')"],
+                "resources": {"requests": {"memory": "64Mi"}}}]}}}}}}
+    assert client.submit(ptj).name == "ptj"  # converted by the server, not refused locally
+    assert client.wait("ptj", timeout=60, poll=0.1).phase.value == "Succeeded"
+    with pytest.raises(InvalidSpec, match="kind"):
+        client.submit({"kind": "Workflow", "metadata": {"name": "wf"}})
