@@ -107,6 +107,9 @@ class Controller:
         return Snapshot.build(table, running, self.queue_infos(), self.provisionable), jobs
 
     def schedule(self) -> None:
+        is_leader = getattr(self.backend, "is_leader", None)
+        if is_leader is not None and not is_leader():
+            return  # another scheduler replica holds the lease: never bind twice
         pending = [j for j in self.store.jobs(phases=(JobPhase.PENDING.value,))
                    if j.sizing_ready and not j.cancel_requested]
         if not pending:

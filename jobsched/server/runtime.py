@@ -32,6 +32,12 @@ class Runtime:
             self.store.put_queue("default", default_queue().to_manifest())
 
     def start(self) -> None:
+        attach = getattr(self.backend, "attach", None)
+        if attach is not None:  # e.g. Kubernetes: import custom resources, mirror submissions
+            attach(self.service)
+            mirror = getattr(getattr(self.backend, "crsync", None), "create_for", None)
+            if mirror is not None:
+                self.service.on_submitted.append(mirror)
         self.controller.start()
         self.estimator.start()
 

@@ -46,6 +46,7 @@ class JobService:
     def __init__(self, store: Store, backend: Backend, home: str, wake: Callable[[], None],
                  clock: Callable[[], float]) -> None:
         self.store, self.backend, self.home, self.wake, self.clock = store, backend, home, wake, clock
+        self.on_submitted: list[Callable[[dict[str, Any]], None]] = []
 
     # jobs -------------------------------------------------------------------------------------
     def submit(self, manifest: dict[str, Any]) -> JobStatus:
@@ -78,6 +79,8 @@ class JobService:
                              f"{job.spec.memory_policy.value}")
         for w in warnings:
             self.store.add_event(row.uid, now, "Warning", "NotHonoured", w)
+        for hook in self.on_submitted:
+            hook(row.manifest)
         self.wake()
         return self.get(job.metadata.namespace, job.name)
 
@@ -119,6 +122,14 @@ class JobService:
         if att is None:
             raise NotFound(f"job {namespace}/{name} has no attempt {attempt}")
         paths = self.backend.log_paths(row.key, att.idx)
+        if not paths:  # no log files (Kubernetes): ask the backend for each replica's log
+            ranks = [rank] if rank is not None else list(range(len(att.assignments)))
+            texts = [self.backend.read_logs(row.key, att.idx, r) for r in ranks]
+            if len(ranks) > 1:
+                texts = ["".join(f"[rank {r}] {ln}" for ln in t.splitlines(keepends=True))
+                         for r, t in zip(ranks, texts, strict=True)]
+            text = "".join(texts)
+            return text[offset:], len(text), terminal
         if rank is not None:
             if rank not in paths:
                 raise NotFound(f"job {namespace}/{name} attempt {att.idx} has no replica {rank}")

@@ -1,0 +1,331 @@
+"""The Kubernetes backend: one pod per replica with ``schedulerName: jobsched``, bound through the
+Binding subresource once the whole gang is placed; replica events read back from pod status through
+list+watch; TrainingJob/Queue custom resources imported and their status written back; a Lease so
+that only one scheduler replica binds."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from jobsched.backends.base import GangLaunch, ReplicaEvent, StartError
+from jobsched.backends.kubernetes import pods as P
+from jobsched.backends.kubernetes.informer import Informer, wait_synced
+from jobsched.spec.node import Node
+
+log = logging.getLogger("jobsched.k8s")
+GROUP, VERSION = "jobsched.io", "v1alpha1"
+
+
+@dataclass
+class _Tracked:
+    job_key: str
+    attempt: int
+    rank: int
+    namespace: str
+    pod: str
+    node: str
+    memory_limit: int | None
+    running: bool = False
+    done: bool = False
+    stopping: bool = False
+
+
+@dataclass
+class KubernetesBackend:
+    home: Path
+    kubeconfig: str | None = None
+    context: str | None = None
+    leader_election: bool = True
+    lease_namespace: str = "default"
+    lease_name: str = "jobsched-scheduler"
+    identity: str = field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}")
+    checkpoint_storage_class: str | None = None
+    checkpoint_size: str = "10Gi"
+    import_custom_resources: bool = True
+    name: str = "kubernetes"
+
+    def __post_init__(self) -> None:
+        from kubernetes import client, config
+
+        if self.kubeconfig or not os.environ.get("KUBERNETES_SERVICE_HOST"):
+            self.api_client = config.new_client_from_config(config_file=self.kubeconfig, context=self.context)
+        else:
+            config.load_incluster_config()
+            self.api_client = client.ApiClient()
+        self.core = client.CoreV1Api(self.api_client)
+        self.custom = client.CustomObjectsApi(self.api_client)
+        self._lock = threading.Lock()
+        self._tracked: dict[tuple[str, int, int], _Tracked] = {}
+        self._by_pod: dict[str, tuple[str, int, int]] = {}
+        self._events: deque[ReplicaEvent] = deque()
+        self._job_keys: dict[str, str] = {}  # job uid -> namespace/name
+        self.nodes_inf = Informer("nodes", self.core.list_node, self._on_node)
+        self.pods_inf = Informer("pods", self.core.list_pod_for_all_namespaces, self._on_pod,
+                                 label_selector=P.L_UID)
+        self.jobs_inf: Informer | None = None
+        self.queues_inf: Informer | None = None
+        self.elector = None
+        if self.leader_election:
+            from jobsched.backends.kubernetes.leader import LeaseElector
+
+            self.elector = LeaseElector(self.api_client, self.lease_namespace, self.lease_name, self.identity)
+            self.elector.start()
+        self.nodes_inf.start()
+        self.pods_inf.start()
+        wait_synced([self.nodes_inf, self.pods_inf])
+
+    # custom resources ----------------------------------------------------------------------
+    def attach(self, service: Any) -> None:
+        """Import TrainingJob/Queue custom resources (kubectl apply) as submissions."""
+        from jobsched.backends.kubernetes.crsync import CustomResourceSync
+
+        self.crsync = CustomResourceSync(self, service)
+        self.crsync.start()
+
+    def is_leader(self) -> bool:
+        return self.elector is None or self.elector.is_leader()
+
+    # nodes ------------------------------------------------------------------------------------
+    def _on_node(self, typ: str, node: Any) -> None:
+        if typ != "DELETED":
+            return
+        name = node.metadata.name
+        now = time.time()
+        with self._lock:
+            lost = [t for t in self._tracked.values() if t.node == name and not t.done]
+            for t in lost:
+                t.done = True
+                self._events.append(ReplicaEvent(t.job_key, t.attempt, t.rank, "exited", now, reason="NodeLost",
+                                                 message=f"node {name} was deleted"))
+        for t in lost:
+            self._delete_pod(t.namespace, t.pod, grace=0)
+
+    def nodes(self) -> list[Node]:
+        out = []
+        for n in self.nodes_inf.items():
+            st = n.status
+            ready = any(c.type == "Ready" and c.status == "True" for c in (st.conditions or []))
+            alloc = {k: v for k, v in (st.allocatable or st.capacity or {}).items()
+                     if k in ("cpu", "memory", "nvidia.com/gpu")}
+            try:
+                out.append(Node.model_validate({
+                    "name": n.metadata.name, "capacity": {k: v for k, v in (st.capacity or {}).items()
+                                                          if k in ("cpu", "memory", "nvidia.com/gpu")},
+                    "allocatable": alloc, "labels": dict(n.metadata.labels or {}),
+                    "unschedulable": bool(n.spec and n.spec.unschedulable) or not ready,
+                    "price_per_hour": float((n.metadata.annotations or {}).get("jobsched.io/price-per-hour", 0)),
+                }))
+            except ValueError as e:
+                log.warning("node %s skipped: %s", n.metadata.name, e)
+        return out
+
+    # gangs ------------------------------------------------------------------------------------
+    def start(self, gang: GangLaunch) -> dict[int, dict[str, object]]:
+        from kubernetes.client.exceptions import ApiException
+
+        ns, job_name = gang.job_key.split("/", 1)
+        created: list[str] = []
+        try:
+            self._ensure_service(ns, job_name, gang.job_uid)
+            claim = self._ensure_claim(ns, job_name, gang)
+            owner = self._owner(ns, job_name)
+            for rep in gang.replicas:
+                body = P.build_pod(gang, rep, ns, owner, claim)
+                self.core.create_namespaced_pod(ns, body)
+                created.append(body["metadata"]["name"])
+            with self._lock:  # assume in the cache before binding
+                self._job_keys[gang.job_uid] = gang.job_key
+                for rep, pod in zip(gang.replicas, created, strict=True):
+                    t = _Tracked(gang.job_key, gang.attempt, rep.rank, ns, pod, rep.node, rep.memory_limit)
+                    self._tracked[(gang.job_key, gang.attempt, rep.rank)] = t
+                    self._by_pod[f"{ns}/{pod}"] = (gang.job_key, gang.attempt, rep.rank)
+            for rep, pod in zip(gang.replicas, created, strict=True):
+                self._bind(ns, pod, rep.node)
+        except ApiException as e:
+            self._unreserve(gang, ns, created)
+            raise StartError(f"kubernetes API: {e.status} {e.reason}: {_body(e)}") from None
+        except Exception as e:
+            self._unreserve(gang, ns, created)
+            raise StartError(str(e)) from None
+        return {r.rank: {"namespace": ns, "pod": p, "node": r.node} for r, p in zip(gang.replicas, created, strict=True)}
+
+    def _bind(self, ns: str, pod: str, node: str) -> None:
+        from kubernetes import client
+
+        body = client.V1Binding(metadata=client.V1ObjectMeta(name=pod, namespace=ns),
+                                target=client.V1ObjectReference(api_version="v1", kind="Node", name=node))
+        # _preload_content=False: the generated client cannot deserialize the Status it returns.
+        self.core.create_namespaced_pod_binding(pod, ns, body, _preload_content=False)
+
+    def _unreserve(self, gang: GangLaunch, ns: str, created: list[str]) -> None:
+        with self._lock:
+            for rep in gang.replicas:
+                t = self._tracked.pop((gang.job_key, gang.attempt, rep.rank), None)
+                if t:
+                    self._by_pod.pop(f"{ns}/{t.pod}", None)
+        for pod in created:
+            self._delete_pod(ns, pod, grace=0)
+
+    def _ensure_service(self, ns: str, job_name: str, uid: str) -> None:
+        from kubernetes.client.exceptions import ApiException
+
+        body = {"apiVersion": "v1", "kind": "Service",
+                "metadata": {"name": P.service_name(job_name), "namespace": ns, "labels": {P.L_UID: uid}},
+                "spec": {"clusterIP": "None", "selector": {P.L_UID: uid}, "publishNotReadyAddresses": True,
+                         "ports": [{"name": "rendezvous", "port": 29500}]}}
+        owner = self._owner(ns, job_name)
+        if owner:
+            body["metadata"]["ownerReferences"] = [owner]
+        try:
+            self.core.create_namespaced_service(ns, body)
+        except ApiException as e:
+            if e.status != 409:
+                raise
+
+    def _ensure_claim(self, ns: str, job_name: str, gang: GangLaunch) -> str | None:
+        """The checkpoint volume survives attempts: one PVC per job (or the one the user names)."""
+        from kubernetes.client.exceptions import ApiException
+
+        named = gang.labels.get("jobsched.io/checkpoint-claim")
+        if named:
+            return named
+        claim = P.dns_name(job_name, "ckpt")
+        body: dict[str, Any] = {"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+                                "metadata": {"name": claim, "namespace": ns, "labels": {P.L_UID: gang.job_uid}},
+                                "spec": {"accessModes": ["ReadWriteMany"],
+                                         "resources": {"requests": {"storage": self.checkpoint_size}}}}
+        if self.checkpoint_storage_class:
+            body["spec"]["storageClassName"] = self.checkpoint_storage_class
+        owner = self._owner(ns, job_name)
+        if owner:
+            body["metadata"]["ownerReferences"] = [owner]
+        try:
+            self.core.create_namespaced_persistent_volume_claim(ns, body)
+        except ApiException as e:
+            if e.status != 409:
+                raise
+        return claim
+
+    def _owner(self, ns: str, job_name: str) -> dict[str, Any] | None:
+        inf = self.jobs_inf
+        cr = inf.cache.get(f"{ns}/{job_name}") if inf is not None else None
+        if not cr:
+            return None
+        return {"apiVersion": f"{GROUP}/{VERSION}", "kind": "TrainingJob", "name": job_name,
+                "uid": cr["metadata"]["uid"], "controller": True, "blockOwnerDeletion": True}
+
+    def stop(self, job_key: str, attempt: int, reason: str, grace_seconds: float = 10.0) -> None:
+        with self._lock:
+            ts = [t for t in self._tracked.values() if t.job_key == job_key and t.attempt == attempt and not t.done]
+            for t in ts:
+                t.stopping = True
+        for t in ts:
+            self._delete_pod(t.namespace, t.pod, grace=int(grace_seconds))
+
+    def _delete_pod(self, ns: str, pod: str, grace: int) -> None:
+        from kubernetes.client.exceptions import ApiException
+
+        try:
+            self.core.delete_namespaced_pod(pod, ns, grace_period_seconds=grace)
+        except ApiException as e:
+            if e.status != 404:
+                log.warning("delete pod %s/%s: %s", ns, pod, e.reason)
+
+    # events -----------------------------------------------------------------------------------
+    def _on_pod(self, typ: str, pod: Any) -> None:
+        key = f"{pod.metadata.namespace}/{pod.metadata.name}"
+        now = time.time()
+        with self._lock:
+            tk = self._by_pod.get(key)
+            t = self._tracked.get(tk) if tk else None
+            if t is None or t.done:
+                return
+            if typ == "DELETED":
+                t.done = True
+                reason = "Cancelled" if t.stopping else "Lost"
+                self._events.append(ReplicaEvent(t.job_key, t.attempt, t.rank, "exited", now, reason=reason,
+                                                 exit_code=None, message=f"pod {key} deleted"))
+                return
+            ev = P.exit_event(pod, t.job_key, t.attempt, t.rank, now, t.memory_limit)
+            if ev is not None:
+                t.done = True
+                self._events.append(ev)
+            elif pod.status and pod.status.phase == "Running" and not t.running:
+                t.running = True
+                self._events.append(ReplicaEvent(t.job_key, t.attempt, t.rank, "running", now))
+
+    def poll(self) -> list[ReplicaEvent]:
+        with self._lock:
+            out = list(self._events)
+            self._events.clear()
+            for e in out:
+                if e.kind == "exited":
+                    t = self._tracked.pop((e.job_key, e.attempt, e.rank), None)
+                    if t:
+                        self._by_pod.pop(f"{t.namespace}/{t.pod}", None)
+        return out
+
+    def adopt(self, gang: GangLaunch, handles: dict[int, dict[str, object]]) -> list[ReplicaEvent]:
+        """Rebuild the cache from the API server: pods that exist are tracked (and their current
+        state replayed); pods that are gone are Lost. Nothing is bound twice: existing pods keep
+        their node."""
+        now = time.time()
+        events: list[ReplicaEvent] = []
+        for rank, h in handles.items():
+            ns, pod = str(h["namespace"]), str(h["pod"])
+            rep = next((r for r in gang.replicas if r.rank == int(rank)), None)
+            t = _Tracked(gang.job_key, gang.attempt, int(rank), ns, pod, str(h.get("node", "")),
+                         rep.memory_limit if rep else None)
+            with self._lock:
+                self._tracked[(gang.job_key, gang.attempt, int(rank))] = t
+                self._by_pod[f"{ns}/{pod}"] = (gang.job_key, gang.attempt, int(rank))
+            obj = self.pods_inf.cache.get(f"{ns}/{pod}")
+            if obj is None:
+                with self._lock:
+                    t.done = True
+                events.append(ReplicaEvent(gang.job_key, gang.attempt, int(rank), "exited", now, reason="Lost",
+                                           message=f"pod {ns}/{pod} not found after restart"))
+            else:
+                self._on_pod("MODIFIED", obj)
+        return events
+
+    # logs, misc -------------------------------------------------------------------------------
+    def log_paths(self, job_key: str, attempt: int) -> dict[int, str]:
+        return {}
+
+    def read_logs(self, job_key: str, attempt: int, rank: int, stream: str = "log") -> str:
+        ns, name = job_key.split("/", 1)
+        try:
+            return str(self.core.read_namespaced_pod_log(P.pod_name(name, attempt, rank), ns))
+        except Exception as e:
+            return f"(logs unavailable: {e})\n"
+
+    def enforcement(self) -> str:
+        return "kubernetes"
+
+    def close(self) -> None:
+        for inf in (self.nodes_inf, self.pods_inf, self.jobs_inf, self.queues_inf):
+            if inf is not None:
+                inf.stop()
+        if getattr(self, "crsync", None) is not None:
+            self.crsync.stop()
+        if self.elector is not None:
+            self.elector.stop()
+
+
+def _body(e: Any) -> str:
+    import json
+
+    try:
+        return str(json.loads(e.body).get("message", e.body))
+    except Exception:
+        return str(e.body)[:300]

@@ -1,0 +1,130 @@
+"""TrainingJob and Queue custom resources <-> the jobsched store.
+
+* ``kubectl apply -f job.yaml`` of a TrainingJob is submitted like a CLI submission; deleting it
+  cancels the job; a Queue CR is applied as a queue.
+* Jobs submitted through the HTTP API get a TrainingJob CR too, so ``kubectl get tj`` shows them.
+* Each job's status (phase, reason, conditions, attempts) is written back through the status
+  subresource.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+from jobsched.backends.kubernetes.informer import Informer
+
+log = logging.getLogger("jobsched.k8s.crsync")
+GROUP, VERSION = "jobsched.io", "v1alpha1"
+
+
+def cr_status(st: Any) -> dict[str, Any]:
+    conds = []
+    for typ, on in (("Admitted", st.admitted_at is not None), ("Running", st.phase.value == "Running"),
+                    ("Succeeded", st.phase.value == "Succeeded"), ("Failed", st.phase.value == "Failed")):
+        conds.append({"type": typ, "status": "True" if on else "False",
+                      "reason": (st.reason or typ) if on else "NotYet"})
+    return {
+        "phase": st.phase.value, "reason": st.reason, "message": st.message,
+        "attemptCount": len(st.attempts),
+        "attempts": [{"index": a.index, "reason": a.reason, "exitCode": a.exit_code,
+                      "memoryRequest": a.resources.requests.get("memory"), "nodes": a.nodes}
+                     for a in st.attempts],
+        "conditions": conds,
+    }
+
+
+class CustomResourceSync:
+    def __init__(self, backend: Any, service: Any) -> None:
+        self.backend, self.service = backend, service
+        custom = backend.custom
+        self.jobs = Informer("trainingjobs", custom.list_cluster_custom_object, self._on_job,
+                             group=GROUP, version=VERSION, plural="trainingjobs")
+        self.queues = Informer("queues", custom.list_cluster_custom_object, self._on_queue,
+                               group=GROUP, version=VERSION, plural="queues")
+        backend.jobs_inf, backend.queues_inf = self.jobs, self.queues
+        self._stop = threading.Event()
+        self._written: dict[str, dict[str, Any]] = {}
+        self._thread = threading.Thread(target=self._status_loop, name="cr-status", daemon=True)
+
+    def start(self) -> None:
+        self.queues.start()
+        self.jobs.start()
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.jobs.stop()
+        self.queues.stop()
+
+    def _on_queue(self, typ: str, obj: dict[str, Any]) -> None:
+        if typ == "DELETED":
+            return
+        try:
+            self.service.apply_queue({k: obj[k] for k in ("apiVersion", "kind", "metadata", "spec") if k in obj})
+        except Exception as e:
+            log.warning("queue %s refused: %s", obj["metadata"]["name"], e)
+
+    def _on_job(self, typ: str, obj: dict[str, Any]) -> None:
+        md = obj["metadata"]
+        ns, name = md.get("namespace", "default"), md["name"]
+        if typ == "DELETED":
+            try:
+                self.service.cancel(ns, name)
+            except Exception:
+                pass
+            return
+        try:
+            self.service.get(ns, name)
+            return  # known: submitted through the API, or imported before
+        except LookupError:
+            pass
+        manifest = {k: obj[k] for k in ("apiVersion", "kind", "spec") if k in obj}
+        manifest["metadata"] = {k: md[k] for k in ("name", "namespace", "labels", "annotations", "uid")
+                                if k in md}
+        try:
+            self.service.submit(manifest)
+            log.info("imported TrainingJob %s/%s", ns, name)
+        except Exception as e:
+            self._patch_status(ns, name, {"phase": "Failed", "reason": "InvalidSpec", "message": str(e)})
+
+    def create_for(self, manifest: dict[str, Any]) -> None:
+        """Mirror an API submission as a TrainingJob CR (so kubectl sees it)."""
+        from kubernetes.client.exceptions import ApiException
+
+        body = {k: manifest[k] for k in ("apiVersion", "kind", "spec")}
+        md = manifest["metadata"]
+        body["metadata"] = {k: md[k] for k in ("name", "namespace", "labels", "annotations") if md.get(k)}
+        try:
+            self.backend.custom.create_namespaced_custom_object(GROUP, VERSION, md.get("namespace", "default"),
+                                                                "trainingjobs", body)
+        except ApiException as e:
+            if e.status not in (404, 409):
+                log.warning("could not create TrainingJob CR %s: %s", md["name"], e.reason)
+
+    def _patch_status(self, ns: str, name: str, status: dict[str, Any]) -> None:
+        from kubernetes.client.exceptions import ApiException
+
+        try:
+            self.backend.custom.patch_namespaced_custom_object_status(
+                GROUP, VERSION, ns, "trainingjobs", name, {"status": status})
+            self._written[f"{ns}/{name}"] = status
+        except ApiException as e:
+            if e.status != 404:
+                log.warning("status of %s/%s: %s", ns, name, e.reason)
+
+    def _status_loop(self) -> None:
+        while not self._stop.wait(0.5):
+            if not self.backend.is_leader():
+                continue
+            for obj in self.jobs.items():
+                md = obj["metadata"]
+                ns, name = md.get("namespace", "default"), md["name"]
+                try:
+                    st = self.service.get(ns, name)
+                except LookupError:
+                    continue
+                want = cr_status(st)
+                if self._written.get(f"{ns}/{name}") != want and obj.get("status") != want:
+                    self._patch_status(ns, name, want)
