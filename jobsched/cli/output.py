@@ -83,9 +83,10 @@ def emit(data: Any, fmt: Format) -> None:
 
 
 def fmt_bytes(n: int | None) -> str:
+    """``1.5Gi``; ``-`` for None and 0 (no memory declared)."""
     from jobsched.spec.quantity import format_bytes
 
-    return format_bytes(n)
+    return format_bytes(n) if n else "-"
 
 
 def fmt_age(t: float | None, now: float | None = None) -> str:
