@@ -34,11 +34,8 @@ def names() -> list[str]:
 
 
 def _load_optional() -> None:
-    # Baselines live in their own modules; import them on first use.
-    try:
-        import jobsched.core.policies.baselines  # noqa: F401
-    except ImportError:  # pragma: no cover - module added by the simulator work
-        pass
+    # Baselines live in their own module (it registers itself); import it on first use.
+    import jobsched.core.policies.baselines  # noqa: F401
 
 
 register("jobsched", lambda seed: JobschedDefault.make(seed))

@@ -7,7 +7,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import numpy.typing as npt
 
-from jobsched.core.fit import BestFitGpus
+from jobsched.core.fit import BestFitGpus, choose_gpus_bestfit
+from jobsched.core.fragmentation import FragCache, TargetWorkload, best_share_device
 from jobsched.core.framework import GpuChooser, ScorePlugin
 from jobsched.core.nodes import NodeTable
 from jobsched.spec.resources import Resources
@@ -57,26 +58,46 @@ class RandomFit:
 
 
 class JobschedDefault:
-    """GPU-aware bin-packing.
+    """Fragmentation-aware, GPU-sharing-aware bin packing (the default; also the live scheduler's).
 
-    * GPU replicas: fill partly used GPUs and nodes first (best fit on GPU milli), then CPU/memory.
-    * CPU-only replicas: stay off GPU nodes when a CPU node fits, so GPUs never idle for want of
-      the CPU or memory beside them; among nodes, best fit.
+    * GPU replicas: the node (and device) where the expected GPU fragmentation of the target
+      workload grows least (exact, not FGD's integer-rounded score with random ties); ties broken
+      by best fit: the fullest device, then the node left with the least free GPU, CPU, memory.
+    * CPU-only replicas: stay off GPU nodes when a CPU node fits; on GPU nodes, the least growth of
+      fragmentation, then the node whose spare CPU per free GPU stays largest, so GPUs keep the CPU
+      their future pods need.
     """
 
     name = "jobsched"
 
+    def __init__(self, workload: TargetWorkload | None = None) -> None:
+        self.set_workload(workload or TargetWorkload.default())
+
     @classmethod
     def make(cls, seed: int) -> tuple[ScorePlugin, GpuChooser]:
-        return cls(), BestFitGpus()
+        obj = cls()
+        return obj, obj
+
+    def set_workload(self, workload: TargetWorkload) -> None:
+        self.workload = workload
+        self.cache = FragCache(workload)
 
     def score(self, table: NodeTable, req: Resources, rows: IDX, group: PodGroup) -> F64:
         cpu = _share(table.cpu_free[rows], table.cpu_cap[rows], req.cpu_milli)
         mem = _share(table.mem_free[rows], table.mem_cap[rows], req.memory)
         gcount = table.gpu_count[rows]
+        before, after = self.cache.delta(table, req, rows)
+        grow = (after - before) / 1000.0  # GPUs newly fragmented (can be negative)
         if req.gpus:
-            gfree = np.where(table.gpu_free[rows] > 0, table.gpu_free[rows], 0).sum(axis=1)
+            gfree = np.maximum(table.gpu_free[rows], 0).sum(axis=1)
             gpu_left = (gfree - req.gpu_total_milli) / (np.maximum(gcount, 1) * 1000.0)
-            return -(4.0 * gpu_left + cpu + mem)
+            return -(grow + 0.01 * (4.0 * gpu_left + cpu + mem))
         on_gpu_node = (gcount > 0).astype(np.float64)
-        return -(10.0 * on_gpu_node + cpu + mem)
+        gfree = np.maximum(table.gpu_free[rows], 0).sum(axis=1) / 1000.0
+        cpu_per_gpu = (table.cpu_free[rows] - req.cpu_milli) / np.maximum(gfree, 0.5) / 1e5
+        return -(10.0 * on_gpu_node + grow + 0.01 * (cpu + mem)) + 0.01 * np.minimum(cpu_per_gpu, 1.0)
+
+    def choose(self, table: NodeTable, row: int, req: Resources) -> tuple[int, ...]:
+        if req.gpus and req.gpu_milli < 1000:
+            return (best_share_device(self.workload, table, row, req),)
+        return choose_gpus_bestfit(table, row, req)

@@ -1,0 +1,168 @@
+"""Baseline placement policies, reimplemented from their published definitions.
+
+The FGD paper (Weng et al., USENIX ATC'23) and its simulator (hkust-adsl/kubernetes-scheduler-simulator)
+score nodes as integers 0..100 and kube-scheduler breaks ties at random; each policy here adds a seeded
+jitter below one point so that equal integer scores tie-break the same way.
+
+* ``dotprod``  - Tetris-style alignment: prefer the node whose free (CPU, GPU) vector, normalized by
+  the node's capacity, has the smallest dot product with the request (per GPU for GPU shares).
+* ``packing``  - GPU packing: shared GPUs first, then free GPUs on partly used nodes, then idle nodes.
+* ``clustering`` - GPU clustering: put pods with the same GPU request together (node affinity tags);
+  stateful: the simulator reports placements and departures through ``observe``/``forget``.
+* ``fgd``      - fragmentation gradient descent: the least growth of expected GPU fragmentation.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import TYPE_CHECKING
+
+import numpy as np
+import numpy.typing as npt
+
+from jobsched.core.fit import choose_gpus_bestfit
+from jobsched.core.fragmentation import FragCache, TargetWorkload, frag_after_share, frag_delta
+from jobsched.core.nodes import NodeTable
+from jobsched.core.policies import register
+from jobsched.spec.resources import Resources
+
+if TYPE_CHECKING:
+    from jobsched.core.gang import PodGroup
+
+F64 = npt.NDArray[np.float64]
+IDX = npt.NDArray[np.intp]
+MAX_SPEC_GPU = 8000  # the simulator's normalization constant (milli-GPU of the largest node)
+
+
+def sigmoid_score(before: F64, after: F64) -> F64:
+    """FGD's integer score: 100 * sigmoid(fragmentation decrease in GPUs), truncated."""
+    return np.floor(100.0 / (1.0 + np.exp(-(before - after) / 1000.0)))
+
+
+class _Jittered:
+    name = "base"
+
+    def __init__(self, seed: int) -> None:
+        self.rng = np.random.default_rng(seed)
+
+    def jitter(self, n: int) -> F64:
+        return self.rng.random(n) * 0.5
+
+    def choose(self, table: NodeTable, row: int, req: Resources) -> tuple[int, ...]:
+        return choose_gpus_bestfit(table, row, req)
+
+
+class DotProduct(_Jittered):
+    name = "dotprod"
+
+    def score(self, table: NodeTable, req: Resources, rows: IDX, group: PodGroup) -> F64:
+        cap_cpu = np.maximum(table.cpu_cap[rows], 1).astype(np.float64)
+        cpu_dot = (table.cpu_free[rows] / cap_cpu) * (req.cpu_milli / cap_cpu)
+        if req.gpus and req.gpu_milli < 1000:
+            # Each GPU is its own virtual node: the best is the fullest device that fits.
+            g = table.gpu_free[rows]
+            best = np.where(g >= req.gpu_milli, g, 10_000).min(axis=1)
+            gpu_dot = (best / 1000.0) * (req.gpu_milli / 1000.0)
+        else:
+            gcap = np.maximum(table.gpu_count[rows], 1) * 1000.0
+            gfree = np.maximum(table.gpu_free[rows], 0).sum(axis=1)
+            gpu_dot = (gfree / gcap) * (req.gpu_total_milli / gcap)
+        score = np.floor(100.0 * (1.0 - (cpu_dot + gpu_dot) / 2.0))
+        return score + self.jitter(rows.size)
+
+
+class GpuPacking(_Jittered):
+    name = "packing"
+
+    def score(self, table: NodeTable, req: Resources, rows: IDX, group: PodGroup) -> F64:
+        if not req.gpus:
+            return self.jitter(rows.size)
+        full = table.gpu_full[rows].astype(np.int64)
+        idle = full == table.gpu_count[rows]
+        g = table.gpu_free[rows].astype(np.int64)
+        if req.gpu_milli < 1000:
+            left = np.where(g >= req.gpu_milli, g, 10_000).min(axis=1)  # fullest fitting device
+            shared = np.maximum(100 - (left * 100 // 1000) // 10, 50)
+            score = np.where(left >= 1000, 49, shared)
+        else:
+            score = np.full(rows.size, max(50 - req.gpus, 33))
+        score = np.where(idle, np.maximum(33 - full, full), score)
+        return score + self.jitter(rows.size)
+
+
+class GpuClustering(_Jittered):
+    name = "clustering"
+
+    def __init__(self, seed: int) -> None:
+        super().__init__(seed)
+        self.tags: dict[int, Counter[tuple[int, int]]] = {}
+
+    @staticmethod
+    def tag(req: Resources) -> tuple[int, int]:
+        return (req.gpus, req.gpu_milli)
+
+    def observe(self, row: int, req: Resources) -> None:
+        if req.gpus:
+            self.tags.setdefault(row, Counter())[self.tag(req)] += 1
+
+    def forget(self, row: int, req: Resources) -> None:
+        c = self.tags.get(row)
+        if req.gpus and c is not None:
+            c[self.tag(req)] -= 1
+            if c[self.tag(req)] <= 0:
+                del c[self.tag(req)]
+
+    def score(self, table: NodeTable, req: Resources, rows: IDX, group: PodGroup) -> F64:
+        if not req.gpus:
+            return self.jitter(rows.size)
+        me = self.tag(req)
+        n_tags = np.fromiter((len(self.tags.get(int(r), ())) for r in rows), dtype=np.int64, count=rows.size)
+        has_me = np.fromiter((self.tags.get(int(r), Counter())[me] > 0 for r in rows), dtype=bool,
+                             count=rows.size)
+        left = np.maximum(table.gpu_free[rows], 0).sum(axis=1)
+        base = 25 * (MAX_SPEC_GPU - left) // MAX_SPEC_GPU
+        band = np.where(has_me, np.where(n_tags == 1, 75, 50), np.where(n_tags == 0, 25, 0))
+        return (base + band) + self.jitter(rows.size)
+
+
+class FGD(_Jittered):
+    """Fragmentation gradient descent against the target workload (``set_workload``)."""
+
+    name = "fgd"
+
+    def __init__(self, seed: int) -> None:
+        super().__init__(seed)
+        self.set_workload(TargetWorkload.default())
+
+    def set_workload(self, workload: TargetWorkload) -> None:
+        self.workload = workload
+        self.cache = FragCache(workload)
+
+    def score(self, table: NodeTable, req: Resources, rows: IDX, group: PodGroup) -> F64:
+        before, after = self.cache.delta(table, req, rows)
+        return sigmoid_score(before, after) + self.jitter(rows.size)
+
+    def choose(self, table: NodeTable, row: int, req: Resources) -> tuple[int, ...]:
+        if not (req.gpus and req.gpu_milli < 1000):
+            return choose_gpus_bestfit(table, row, req)
+        rows = np.array([row], dtype=np.intp)
+        wl = self.workload
+        acc = wl.accessible(table, rows)
+        before, _ = frag_delta(wl, table, Resources(), rows, acc)
+        after = frag_after_share(wl, table.gpu_free[rows], table.cpu_free[rows], acc, req)[0]
+        scores = np.where(np.isfinite(after), sigmoid_score(before, after), -1.0)
+        return (int(np.argmax(scores)),)  # the first device with the best score, as published
+
+
+def _pair(cls: type[_Jittered]):  # type: ignore[no-untyped-def]
+    def make(seed: int):  # type: ignore[no-untyped-def]
+        obj = cls(seed)
+        return obj, obj
+
+    return make
+
+
+register("dotprod", _pair(DotProduct))
+register("packing", _pair(GpuPacking))
+register("clustering", _pair(GpuClustering))
+register("fgd", _pair(FGD))
