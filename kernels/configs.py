@@ -99,6 +99,7 @@ class MLPConfig(Common):
     input_dim: int = 64
     hidden: tuple[int, ...] = (256, 256)
     classes: int = 10
+    lr: float = 1e-2
     kernel = "mlp"
 
 
@@ -109,6 +110,7 @@ class CNNConfig(Common):
     channels: tuple[int, ...] = (16, 32)
     classes: int = 10
     batch_size: int = 32
+    lr: float = 1e-2
     kernel = "cnn"
 
 
