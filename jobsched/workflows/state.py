@@ -96,3 +96,20 @@ def summary(st: WorkflowState) -> WorkflowSummary:
     return WorkflowSummary(name=st.name, namespace=st.namespace, phase=st.phase, message=st.message,
                            created_at=st.created_at, started_at=st.started_at,
                            finished_at=st.finished_at, progress=f"{done}/{len(pods)}")
+
+
+def describe(st: WorkflowState) -> dict[str, Any]:
+    """What ``workflow status`` shows: the workflow and every node, in start order."""
+    nodes = sorted(st.nodes.values(), key=lambda n: (n.started_at or 0, n.name))
+    return {
+        "name": st.name, "namespace": st.namespace, "uid": st.uid, "phase": st.phase,
+        "message": st.message, "createdAt": st.created_at, "startedAt": st.started_at,
+        "finishedAt": st.finished_at, "parameters": st.parameters, "warnings": st.warnings,
+        "progress": summary(st).progress,
+        "nodes": [{"id": n.id, "name": n.name, "displayName": n.display_name, "type": n.type,
+                   "template": n.template, "phase": n.phase, "message": n.message,
+                   "startedAt": n.started_at, "finishedAt": n.finished_at,
+                   "attempts": len(n.attempts), "inputs": n.inputs, "outputs": n.outputs,
+                   "jobs": [a.model_dump(mode="json") for a in n.attempts],
+                   "children": n.children, "notes": n.notes} for n in nodes],
+    }
