@@ -10,7 +10,7 @@ fit is dropped) and nothing departs. The result is the allocated share of cluste
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
@@ -35,6 +35,7 @@ class PackingRun:
     placed: int
     dropped: int
     seconds: float
+    table: NodeTable | None = field(default=None, repr=False)  # the final cluster state
 
     def at(self, pct: float) -> float:
         """Allocated % when the arrived requests first reach ``pct`` % of capacity."""
@@ -69,7 +70,7 @@ def configure(scorer: object, chooser: object, workload: TargetWorkload) -> None
 
 
 def run_packing(nodes: NodeTable, pods: PodTrace, policy: str, seed: int, inflate: float = 1.3,
-                workload: TargetWorkload | None = None) -> PackingRun:
+                workload: TargetWorkload | None = None, keep_table: bool = False) -> PackingRun:
     t0 = time.perf_counter()
     table = nodes.copy()
     scorer, chooser = make_policy(policy, seed)
@@ -103,7 +104,7 @@ def run_packing(nodes: NodeTable, pods: PodTrace, policy: str, seed: int, inflat
         raise AssertionError(f"allocated {used} milli-GPU but the table holds {table.gpu_used_milli()}")
     scale = 100.0 / capacity
     return PackingRun(policy, seed, arrived * scale, allocated * scale, placed, len(order) - placed,
-                      time.perf_counter() - t0)
+                      time.perf_counter() - t0, table if keep_table else None)
 
 
 def summarize(runs: list[PackingRun], points: tuple[int, ...] = REPORT_POINTS,

@@ -81,6 +81,11 @@ class JobschedDefault:
     def set_workload(self, workload: TargetWorkload) -> None:
         self.workload = workload
         self.cache = FragCache(workload)
+        wl = workload
+        self._gpu_per_cpu = float((wl.freq * wl.gpus * wl.milli).sum() / max((wl.freq * wl.cpu).sum(), 1.0))
+
+    w_strand = 0.5  # weight of GPUs stranded for want of CPU (beside fragmentation)
+    w_fit = 0.01  # weight of best fit, a tie-breaker
 
     def score(self, table: NodeTable, req: Resources, rows: IDX, group: PodGroup) -> F64:
         cpu = _share(table.cpu_free[rows], table.cpu_cap[rows], req.cpu_milli)
@@ -88,14 +93,23 @@ class JobschedDefault:
         gcount = table.gpu_count[rows]
         before, after = self.cache.delta(table, req, rows)
         grow = (after - before) / 1000.0  # GPUs newly fragmented (can be negative)
+        gfree = np.maximum(table.gpu_free[rows], 0).sum(axis=1)
+        grow = grow + self.w_strand * self._strand_growth(table, req, rows, gfree)
         if req.gpus:
-            gfree = np.maximum(table.gpu_free[rows], 0).sum(axis=1)
             gpu_left = (gfree - req.gpu_total_milli) / (np.maximum(gcount, 1) * 1000.0)
-            return -(grow + 0.01 * (4.0 * gpu_left + cpu + mem))
+            return -(grow + self.w_fit * (4.0 * gpu_left + cpu + mem))
         on_gpu_node = (gcount > 0).astype(np.float64)
-        gfree = np.maximum(table.gpu_free[rows], 0).sum(axis=1) / 1000.0
-        cpu_per_gpu = (table.cpu_free[rows] - req.cpu_milli) / np.maximum(gfree, 0.5) / 1e5
-        return -(10.0 * on_gpu_node + grow + 0.01 * (cpu + mem)) + 0.01 * np.minimum(cpu_per_gpu, 1.0)
+        cpu_per_gpu = (table.cpu_free[rows] - req.cpu_milli) / np.maximum(gfree / 1000.0, 0.5) / 1e5
+        return -(10.0 * on_gpu_node + grow + self.w_fit * (cpu + mem)) + self.w_fit * np.minimum(cpu_per_gpu, 1.0)
+
+    def _strand_growth(self, table: NodeTable, req: Resources, rows: IDX, gfree: npt.NDArray[np.int64]) -> F64:
+        """Growth (in GPUs) of the free GPU share a node cannot use for want of CPU, at the
+        workload's average CPU per GPU: max(0, free GPU - free CPU / (CPU per GPU))."""
+        ratio = self._gpu_per_cpu
+        cpu = table.cpu_free[rows].astype(np.float64)
+        before = np.maximum(gfree - cpu * ratio, 0.0)
+        after = np.maximum(gfree - req.gpu_total_milli - (cpu - req.cpu_milli) * ratio, 0.0)
+        return (after - before) / 1000.0
 
     def choose(self, table: NodeTable, row: int, req: Resources) -> tuple[int, ...]:
         if req.gpus and req.gpu_milli < 1000:

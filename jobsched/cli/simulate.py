@@ -1,0 +1,142 @@
+"""``jobsched simulate``: the trace-driven simulator (packing, replay and memory modes).
+
+Heavy imports (numpy, the core, matplotlib) stay inside the command so ``jobsched --help`` is fast.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import typer
+
+MODES = ("packing", "replay", "memory")
+OUTPUTS = ("text", "json")
+
+
+def _bad(option: str, message: str) -> typer.BadParameter:
+    return typer.BadParameter(message, param_hint=f"'{option}'")
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``simulate`` command to the main Typer app."""
+
+    @app.command("simulate")
+    def simulate(
+        nodes: str = typer.Option(None, "--nodes", help="Node list CSV (sn,cpu_milli,memory_mib,gpu,model)."),
+        pods: str = typer.Option(None, "--pods", help="Pod list CSV (openb columns) or TrainingJob YAML file/dir."),
+        policy: list[str] = typer.Option(None, "--policy", help="Placement policy; repeat for several. "
+                                         "Default: all in packing mode, jobsched otherwise."),
+        mode: str = typer.Option("packing", "--mode", help="packing | replay | memory."),
+        seeds: int = typer.Option(10, "--seeds", help="Number of seeds (42, 43, ...)."),
+        seed_start: int = typer.Option(42, "--seed-start", help="First seed."),
+        inflate: float = typer.Option(1.3, "--inflate", help="Packing: arrive GPU requests up to this x capacity."),
+        output: str = typer.Option("text", "-o", "--output", help="text | json."),
+        plot: str = typer.Option(None, "--plot", help="Write a PNG figure (packing mode)."),
+        jobs: int = typer.Option(1, "--jobs", help="Worker processes for packing runs."),
+        cycle_interval: float = typer.Option(0.0, "--cycle-interval", help="Replay: seconds between cycles "
+                                             "(0: a cycle at every event)."),
+        horizon: float = typer.Option(None, "--horizon", help="Replay: stop at this simulated time (s)."),
+    ) -> None:
+        """Replay a cluster trace against placement policies and report allocation, delays and cost."""
+        if mode not in MODES:
+            raise _bad("--mode", f"must be one of {', '.join(MODES)}, got {mode!r}")
+        if output not in OUTPUTS:
+            raise _bad("--output", f"must be one of {', '.join(OUTPUTS)}, got {output!r}")
+        if seeds < 1 or seeds > 1000:
+            raise _bad("--seeds", f"must be between 1 and 1000, got {seeds}")
+        if not math.isfinite(inflate) or not 0 < inflate <= 10:
+            raise _bad("--inflate", f"must be a number in (0, 10], got {inflate}")
+        if jobs < 1 or jobs > 64:
+            raise _bad("--jobs", f"must be between 1 and 64, got {jobs}")
+        if not math.isfinite(cycle_interval) or cycle_interval < 0:
+            raise _bad("--cycle-interval", f"must be >= 0, got {cycle_interval}")
+        seed_list = list(range(seed_start, seed_start + seeds))
+        if mode == "memory":
+            report = _memory(pods, seed_list)
+        else:
+            report = _trace_modes(nodes, pods, policy, mode, seed_list, inflate, jobs, cycle_interval, horizon)
+        if plot and mode == "packing":
+            from jobsched.sim.plot import plot_allocation
+
+            plot_allocation({Path(str(pods)).stem: report}, plot)
+            report["plot"] = plot
+        if output == "json":
+            typer.echo(json.dumps(report, indent=1))
+        else:
+            _print_text(report)
+
+
+def _trace_modes(nodes: str | None, pods: str | None, policy: list[str] | None, mode: str, seeds: list[int],
+                 inflate: float, jobs: int, cycle_interval: float, horizon: float | None) -> dict[str, Any]:
+    from jobsched.core.policies import names
+    from jobsched.sim.trace import TraceError, load_nodes, load_pods
+
+    for opt, val in (("--nodes", nodes), ("--pods", pods)):
+        if not val:
+            raise _bad(opt, f"is required in {mode} mode")
+        if not Path(val).exists():
+            raise _bad(opt, f"file {val!r} does not exist")
+    known = names()
+    for p in policy or ():
+        if p not in known:
+            raise _bad("--policy", f"unknown policy {p!r} (known: {', '.join(known)})")
+    try:
+        if mode == "packing":
+            from jobsched.sim.suite import DEFAULT_POLICIES, packing_report
+
+            return packing_report(str(nodes), str(pods), policy or DEFAULT_POLICIES, seeds, inflate, jobs)
+        from jobsched.sim.replay import run_replay
+
+        table, trace = load_nodes(str(nodes)), load_pods(str(pods))
+        runs = {p: run_replay(table, trace, p, seeds[0], cycle_interval=cycle_interval, horizon=horizon)
+                for p in (policy or ["jobsched"])}
+        return {"mode": "replay", "nodes": nodes, "pods": pods, "seed": seeds[0], "policies": runs}
+    except TraceError as e:
+        opt = "--nodes" if str(e).startswith("nodes") else "--pods"
+        raise _bad(opt, str(e)) from None
+    except ValueError as e:
+        raise _bad("--pods", str(e)) from None
+
+
+def _memory(pods: str | None, seeds: list[int]) -> dict[str, Any]:
+    try:
+        from jobsched.sim.memory import run_memory_mode
+    except ImportError as e:
+        typer.echo(f"Error: --mode memory is not available: jobsched.sim.memory cannot be imported ({e})", err=True)
+        raise typer.Exit(2) from None
+    if pods and not Path(pods).exists():
+        raise _bad("--pods", f"file {pods!r} does not exist")
+    return run_memory_mode(pods, seeds)
+
+
+def _print_text(report: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    if report.get("mode") == "packing":
+        points = ("90", "100", "110", "120", "130")
+        t = Table(title=f"GPU allocated (% of capacity) vs arrived GPU requests - {report['pods']} "
+                        f"({len(report['seeds'])} seeds, mean ± std)")
+        t.add_column("policy")
+        for p in points:
+            t.add_column(f"{p}%", justify="right")
+        for name, pol in report["policies"].items():
+            t.add_row(name, *(f"{pol['allocated_pct'][p]:.1f} ± {pol['spread'][p]:.1f}" for p in points))
+        console.print(t)
+    elif report.get("mode") == "replay":
+        t = Table(title=f"Replay of {report['pods']}")
+        for col in ("policy", "admitted", "rejected", "pending", "delay mean s", "delay p95 s", "JCT mean s",
+                    "GPU alloc %", "cost USD"):
+            t.add_column(col, justify="right")
+        for name, r in report["policies"].items():
+            d, j = r["queueing_delay_s"], r["jct_s"]
+            t.add_row(name, str(r["admitted"]), str(r["rejected"]), str(r["pending_at_end"]),
+                      str(d.get("mean", "-")), str(d.get("p95", "-")), str(j.get("mean", "-")),
+                      str(r["gpu_util_pct_mean"]), str(r["cost_usd"]))
+        console.print(t)
+    else:
+        console.print_json(json.dumps(report))
