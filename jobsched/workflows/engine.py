@@ -35,7 +35,18 @@ class Operator(LeafMixin):
             "workflow.name": st.name, "workflow.namespace": st.namespace, "workflow.uid": st.uid,
             "workflow.creationTimestamp": str(st.created_at),
             **{f"workflow.parameters.{k}": v for k, v in st.parameters.items()},
+            **{f"workflow.outputs.parameters.{k}": v for k, v in st.outputs.items()},
         }
+
+    def global_outputs(self) -> dict[str, str]:
+        return {k: v for k, v in self.gscope.items() if k.startswith("workflow.outputs.")}
+
+    def export_globals(self, tmpl: Template, params: dict[str, str]) -> None:
+        """Output parameters with a ``globalName`` become ``{{workflow.outputs.parameters.NAME}}``."""
+        for p in tmpl.outputs.parameters:
+            if p.global_name and p.name in params:
+                self.st.outputs[p.global_name] = params[p.name]
+                self.gscope[f"workflow.outputs.parameters.{p.global_name}"] = params[p.name]
 
     # ---- the workflow ------------------------------------------------------------------------
     def operate(self) -> None:
@@ -182,6 +193,7 @@ class Operator(LeafMixin):
                 return self.set_phase(n, "Error", f"outputs.parameters.{p.name}: {e}")
             params[p.name] = vf.default
         n.outputs = {"parameters": params}
+        self.export_globals(tmpl, params)
         return self.set_phase(n, "Succeeded")
 
     # ---- invocations (DAG tasks and steps) ---------------------------------------------------
@@ -339,6 +351,7 @@ class Operator(LeafMixin):
             finished[t] = done
             if done:
                 scope.update(self.exports(f"tasks.{t}", x))
+                scope.update(self.global_outputs())
         if not all(finished.get(t, False) for t in needed):
             running = any(finished.get(t) is False and tnode(t) is not None for t in needed)
             if stopped() and not running:
@@ -387,6 +400,7 @@ class Operator(LeafMixin):
                       and not _continues(s, x.phase)]
             for s in group:
                 scope.update(self.exports(f"steps.{s.name}", self.st.nodes[f"{gname}.{s.name}"]))
+            scope.update(self.global_outputs())
             if failed:
                 bad = self.st.nodes[f"{gname}.{failed[0].name}"]
                 self.set_phase(gnode, bad.phase, f"step {failed[0].name!r} {bad.phase.lower()}")

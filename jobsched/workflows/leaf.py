@@ -37,6 +37,9 @@ class LeafMixin:
     def set_phase(self, n: NodeStatus, phase: str, message: str | None = None) -> NodeStatus:
         raise NotImplementedError
 
+    def export_globals(self, tmpl: Template, params: dict[str, str]) -> None:
+        raise NotImplementedError
+
     # ---- helpers -------------------------------------------------------------------------------
     def step_dir(self, n: NodeStatus) -> Path:
         return self.workdir / self.st.namespace / self.st.name / n.id
@@ -201,6 +204,7 @@ class LeafMixin:
             tmpl.model_dump(mode="json", by_alias=True, exclude_none=True), local, strict=False))
         params, errors = pods.read_outputs(sub, self.step_dir(n))
         n.outputs["parameters"] = params
+        self.export_globals(sub, params)
         if errors:
             return self.set_phase(n, "Error", "; ".join(errors))
         return self.set_phase(n, "Succeeded")

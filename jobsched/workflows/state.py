@@ -65,6 +65,7 @@ class WorkflowState(BaseModel):
     uid: str
     manifest: dict[str, Any]
     parameters: dict[str, str] = Field(default_factory=dict)  # resolved workflow parameters
+    outputs: dict[str, str] = Field(default_factory=dict)  # global outputs (globalName)
     phase: str = "Pending"  # Pending | Running | Succeeded | Failed | Error
     message: str | None = None
     created_at: float
@@ -104,7 +105,7 @@ def describe(st: WorkflowState) -> dict[str, Any]:
     return {
         "name": st.name, "namespace": st.namespace, "uid": st.uid, "phase": st.phase,
         "message": st.message, "createdAt": st.created_at, "startedAt": st.started_at,
-        "finishedAt": st.finished_at, "parameters": st.parameters, "warnings": st.warnings,
+        "finishedAt": st.finished_at, "parameters": st.parameters, "outputs": st.outputs, "warnings": st.warnings,
         "progress": summary(st).progress,
         "nodes": [{"id": n.id, "name": n.name, "displayName": n.display_name, "type": n.type,
                    "template": n.template, "phase": n.phase, "message": n.message,

@@ -30,7 +30,7 @@ spec:
         arguments: {parameters: [{name: n, value: "{{=asInt(steps.show.outputs.result) - 1}}"}]}
       - name: side
         template: emit
-        when: "'{{inputs.parameters.n}}' == '3'"
+        when: "'{{inputs.parameters.n}}' == '3' && (2 >= 10 || 'a b' != c)"
         arguments: {parameters: [{name: text, value: "side"}]}
   - name: emit
     inputs: {parameters: [{name: text}]}
@@ -134,3 +134,47 @@ def test_loops_items_maps_param_and_sequence(wfh):
     assert len(dirs) == 3
     gen = by_display(st)["gen"]
     assert all(st.nodes[c].started_at >= gen.finished_at for c in st.nodes[f"{grp}.fan"].children)
+
+
+GLOBALS = """
+apiVersion: argoproj.io/v1alpha1
+kind: Workflow
+metadata: {name: globals}
+spec:
+  entrypoint: main
+  templates:
+  - name: main
+    steps:
+    - - {name: produce, template: produce}
+    - - name: consume
+        template: say
+        arguments: {parameters: [{name: m, value: "{{workflow.outputs.parameters.version}}"}]}
+      - name: bad-enum
+        template: choose
+        continueOn: {error: true}
+        arguments: {parameters: [{name: mode, value: fast}]}
+      - name: default-enum
+        template: choose
+  - name: produce
+    script: {image: alpine, command: [sh], source: "echo v42 > /tmp/version"}
+    outputs:
+      parameters: [{name: version, globalName: version, valueFrom: {path: /tmp/version}}]
+  - name: say
+    inputs: {parameters: [{name: m}]}
+    container: {image: alpine, command: [echo, "{{inputs.parameters.m}}"]}
+  - name: choose
+    inputs: {parameters: [{name: mode, default: safe, enum: [slow, safe]}]}
+    container: {image: alpine, command: [echo, "{{inputs.parameters.mode}}"]}
+"""
+
+
+def test_global_outputs_and_enums(wfh):
+    st = wfh.run(GLOBALS)
+    assert st.phase == "Succeeded", st.message
+    n = by_display(st)
+    assert st.outputs == {"version": "v42"}
+    assert n["consume"].outputs["result"] == "v42"
+    assert n["bad-enum"].phase == "Error"
+    assert n["bad-enum"].message == "inputs.parameters.mode: 'fast' is not one of ['slow', 'safe']"
+    assert n["bad-enum"].attempts == []  # nothing ran
+    assert n["default-enum"].outputs["result"] == "safe"
