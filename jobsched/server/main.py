@@ -43,10 +43,13 @@ def _lock_home(home: Path) -> int:
 
 def _bind(host: str, port: int) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    # proto IPPROTO_TCP: asyncio then sets TCP_NODELAY on accepted connections (with proto 0 it
+    # does not, and Nagle + delayed ACKs add ~40 ms to every response).
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, port))
+        sock.listen(2048)  # claim the port now (SO_REUSEADDR lets two unlistened binds share it)
     except OSError as e:
         sock.close()
         raise ServerStartError(f"--port: cannot listen on {host}:{port}: {e.strerror}") from None
