@@ -114,12 +114,12 @@ def _table(*columns: str, title: str | None = None, keep: int = 0) -> Table:
 
 def fmt_resources(values: dict[str, Any], milli: bool) -> str:
     """``cpu=2, memory=4Gi, nvidia.com/gpu=1``; ``milli``: cpu is in millicores (usage vectors)."""
-    from jobsched.spec.quantity import format_cpu
+    from jobsched.spec.quantity import format_bytes, format_cpu
 
     out = []
     for k, v in values.items():
         if k == "memory" and isinstance(v, int):
-            v = fmt_bytes(v)
+            v = format_bytes(v)
         elif k == "cpu" and milli and isinstance(v, int):
             v = format_cpu(v)
         out.append(f"{k}={v}")
