@@ -32,9 +32,14 @@ class Format(StrEnum):
 
 
 def console(stderr: bool = False) -> Console:
+    """A rich console; piped output is not squeezed to 80 columns (greppable rows, whole names)."""
+    import os
+
     from rich.console import Console
 
-    return Console(stderr=stderr, highlight=False, soft_wrap=False)
+    stream = sys.stderr if stderr else sys.stdout
+    width = None if stream.isatty() or "COLUMNS" in os.environ else 250
+    return Console(stderr=stderr, highlight=False, soft_wrap=False, width=width)
 
 
 def fail(message: str, code: int = EXIT_INVALID) -> NoReturn:

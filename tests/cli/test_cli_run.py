@@ -43,3 +43,11 @@ def test_run_with_separator_and_status_table(live: Any) -> None:
     assert cli("cancel", "sep").exit_code == 0
     r = cli("list", "-o", "yaml")
     assert r.exit_code == 0 and "name: sep" in r.stdout
+
+
+def test_list_table_never_cuts_names(live: Any) -> None:
+    name = "a-rather-long-job-name-that-users-copy-and-paste-0123456789"
+    assert cli("run", "--name", name, "--", sys.executable, "-c", "pass").exit_code == 0
+    r = cli("list")
+    assert r.exit_code == 0 and name in r.stdout.split()
+    assert "NAME" in r.stdout and "PHASE" in r.stdout
