@@ -169,6 +169,8 @@ def frag_delta(wl: TargetWorkload, table: NodeTable, req: Resources, rows: IDX,
                acc: B | None = None) -> tuple[F64, F64]:
     """(before, after) expected fragmentation of each candidate row for one replica of ``req``;
     for GPU shares ``after`` is the best device's."""
+    if rows.size <= 64:
+        return frag_delta_rows(wl, table, req, rows, acc)
     # Nodes in the same state score alike: compute each distinct state once.
     key = np.concatenate([table.gpu_free[rows], table.cpu_free[rows, None], table.gpu_model[rows, None]],
                          axis=1, dtype=np.int64)
@@ -241,13 +243,11 @@ class FragCache:
             e = self._entries[key] = _Entry(
                 table.models, np.full(table.gpu_free.shape, -2, dtype=np.int32), np.full(n, -1, dtype=np.int64),
                 np.full(n, -2, dtype=np.int32), np.zeros(n), np.zeros(n))
-        g = table.gpu_free[rows]
-        c = table.cpu_free[rows]
-        m = table.gpu_model[rows]
-        stale = (e.gpu[rows] != g).any(axis=1) | (e.cpu[rows] != c) | (e.model[rows] != m)
-        if stale.any():
-            sr = rows[stale]
+        # Compare whole columns (cheaper than gathering ``rows`` first), then refresh stale rows.
+        changed = (e.gpu != table.gpu_free).any(axis=1) | (e.cpu != table.cpu_free) | (e.model != table.gpu_model)
+        sr = rows[changed[rows]]
+        if sr.size:
             b, a = frag_delta(self.workload, table, req, sr)
             e.before[sr], e.after[sr] = b, a
-            e.gpu[sr], e.cpu[sr], e.model[sr] = g[stale], c[stale], m[stale]
+            e.gpu[sr], e.cpu[sr], e.model[sr] = table.gpu_free[sr], table.cpu_free[sr], table.gpu_model[sr]
         return e.before[rows], e.after[rows]
