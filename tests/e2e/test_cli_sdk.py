@@ -137,9 +137,18 @@ def test_autostart_and_stop(tmp_path: Path) -> None:
     home, port = tmp_path / "home", free_port()
     env = clean_env(JOBSCHED_HOME=str(home), JOBSCHED_PORT=str(port))
     try:
+        # two clients at once: one starts the server, the other waits for it (no second server)
+        argv = [sys.executable, "-m", "jobsched.cli.main", "queues", "-o", "json"]
+        procs = [subprocess.Popen(argv, env=env, cwd=tmp_path, stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True) for _ in range(2)]
+        outs = [p.communicate(timeout=180) for p in procs]
+        assert [p.returncode for p in procs] == [0, 0], outs
+        assert sum("started one in the background" in err for _, err in outs) == 1
+        assert "already runs" not in (home / "server.log").read_text()
+
         r = jobsched("run", "--wait", "--", sys.executable, "-c", "print('hi')", env=env, cwd=tmp_path)
         assert r.returncode == 0, r.stderr + (home / "server.log").read_text()
-        assert "started one in the background" in r.stderr
+        assert "started one" not in r.stderr
         pid = int((home / "server.pid").read_text())
         server = psutil.Process(pid)
         assert server.is_running() and os.getsid(pid) == pid  # detached: its own session
