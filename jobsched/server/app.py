@@ -16,13 +16,13 @@ from fastapi.security import HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from jobsched.version import __version__
 from jobsched.server.auth import token_matches
 from jobsched.server.errors import Conflict, Invalid, NotFound
 from jobsched.server.metrics import Metrics
 from jobsched.server.service import JobServiceAPI
 from jobsched.spec.api import EventInfo, JobList, JobStatus, NodeStatus, QueueStatus, ServerInfo
 from jobsched.spec.errors import SpecError
+from jobsched.version import __version__
 
 # Documents the scheme in the OpenAPI spec; the middleware below enforces it on every path.
 _bearer = HTTPBearer(auto_error=False, description="The token in $JOBSCHED_HOME/token")
@@ -62,7 +62,15 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     def request_invalid(_: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)
-        lines = [f"{_loc(e.get('loc', ()))}: {e.get('msg', 'invalid')}" for e in exc.errors()]
+        lines = []
+        for e in exc.errors():
+            if e.get("type") == "json_invalid":
+                err = (e.get("ctx") or {}).get("error", "")
+                lines.append(f"body: invalid JSON at character {e['loc'][-1]}: {err}".rstrip(": "))
+            elif tuple(e.get("loc", ())) == ("body",) and e.get("type") == "missing":
+                lines.append("body: a JSON manifest is required")
+            else:
+                lines.append(f"{_loc(e.get('loc', ()))}: {e.get('msg', 'invalid')}")
         return JSONResponse({"detail": "\n".join(lines)}, status_code=422)
 
     app.add_exception_handler(RequestValidationError, request_invalid)

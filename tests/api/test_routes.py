@@ -107,6 +107,13 @@ def test_body_must_be_an_object(client: TestClient) -> None:
     assert isinstance(r.json()["detail"], str)
 
 
+def test_malformed_or_missing_body(client: TestClient) -> None:
+    r = client.post("/v1/jobs", content=b'{"a": ', headers={**AUTH, "content-type": "application/json"})
+    assert r.status_code == 422 and r.json()["detail"].startswith("body: invalid JSON at character 6")
+    r = client.post("/v1/jobs", headers=AUTH)
+    assert r.status_code == 422 and r.json()["detail"] == "body: a JSON manifest is required"
+
+
 def test_bad_query_parameter_names_it(client: TestClient) -> None:
     client.post("/v1/jobs", json=job(), headers=AUTH)
     r = client.get("/v1/jobs/default/train/logs", params={"offset": -1}, headers=AUTH)
