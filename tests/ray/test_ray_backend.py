@@ -188,8 +188,9 @@ def test_cancel_removes_the_placement_group_and_frees_resources(ray_address: str
 
 
 def test_restarted_scheduler_readopts_the_gang(ray_address: str, tmp_path: Path) -> None:
-    """The scheduler stops (its Ray connection closes) while a gang runs; the gang finishes while
-    nobody watches; a new scheduler on the same home re-adopts it and the job Succeeds."""
+    """The scheduler stops (its Ray connection closes) while a gang runs; rank 0 finishes while
+    nobody watches, rank 1 is still running when a new scheduler on the same home comes up. It
+    finds both actors again by name and the job Succeeds in its first attempt."""
     import ray
 
     from jobsched.server.runtime import Runtime
@@ -197,21 +198,24 @@ def test_restarted_scheduler_readopts_the_gang(ray_address: str, tmp_path: Path)
     home = tmp_path / "home"
     rt = Runtime(home, backend="ray", backend_options={"address": ray_address})
     rt.start()
-    rt.service.submit(manifest("survivor", "import time; time.sleep(3); print('done')"))
+    code = "import os, time; time.sleep(1 if os.environ['RANK'] == '0' else 6); print('done', os.environ['RANK'])"
+    rt.service.submit(manifest("survivor", code))
     wait_for(lambda: (s := phase(rt, "survivor", "Running")) and all(r.pid for r in s.attempts[-1].replicas),
              60, "the gang to run")
     rt.stop()
     assert not ray.is_initialized()
-    adir = home / "runs" / "default__survivor" / "attempt-0"
-    wait_for(lambda: all((adir / f"rank-{r}.result.json").exists() for r in (0, 1)), 30,
-             "the replicas to finish while the scheduler is down")
+    rank0_result = home / "runs" / "default__survivor" / "attempt-0" / "rank-0.result.json"
+    wait_for(rank0_result.exists, 30, "rank 0 to finish while the scheduler is down")
+    # Only the actor (found again by name) still knows how rank 0 ended: no file to fall back on.
+    rank0_result.unlink()
     rt2 = Runtime(home, backend="ray", backend_options={"address": ray_address})
     rt2.start()
     try:
         st = wait_for(lambda: phase(rt2, "survivor", "Succeeded", "Failed"), 30, "the job to finish")
         assert st.phase.value == "Succeeded", st.events
         assert len(st.attempts) == 1 and any(e.reason == "Readopted" for e in st.events)
-        assert "done" in rt2.service.logs("default", "survivor", rank=1)[0]
+        assert [r.reason for r in st.attempts[0].replicas] == ["Completed", "Completed"]
+        assert "done 1" in rt2.service.logs("default", "survivor", rank=1)[0]
         wait_for(lambda: not live_groups(), 10, "the placement group to be removed")
     finally:
         rt2.stop()
@@ -234,3 +238,21 @@ def test_orphaned_placement_group_of_this_home_is_removed(make_backend: Callable
     b.poll()
     assert live_groups(ours) == [] and live_groups(theirs) == [theirs]
     remove_placement_group(ray.util.get_placement_group(theirs))
+
+
+def test_dead_actor_is_classified_by_ray_exception() -> None:
+    """How a replica whose actor died is reported, for Ray's own exception types (their messages
+    as Ray 2.60's raylet words them): memory monitor → OOMKilled at least at the limit (so
+    right-sizing grows it), node death → NodeLost, anything else → Lost; after stop() → its reason."""
+    from ray.exceptions import ActorDiedError, NodeDiedError, OutOfMemoryError
+
+    from jobsched.backends.ray.state import Gang, Replica, death_event
+
+    rep = Replica("default/j", 0, 1, None, {}, Path("/nonexistent"), 128 * MiB, peak=90 * MiB)
+    oom = OutOfMemoryError("1 worker(s) were killed due to the node running low on memory.")
+    ev = death_event(rep, Gang("g", "default/j", 0), oom, 1.0)
+    assert (ev.reason, ev.peak_memory_bytes, ev.exit_code) == ("OOMKilled", 128 * MiB, 137)
+    assert death_event(rep, Gang("g", "default/j", 0), NodeDiedError("node died"), 1.0).reason == "NodeLost"
+    assert death_event(rep, Gang("g", "default/j", 0), ActorDiedError(), 1.0).reason == "Lost"
+    stopped = Gang("g", "default/j", 0, stop_reason="Cancelled")
+    assert death_event(rep, stopped, ActorDiedError(), 1.0).reason == "Cancelled"

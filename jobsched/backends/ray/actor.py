@@ -75,7 +75,8 @@ class ReplicaActor:
                 shared = False
         if not shared:  # keep the logs on this node; the backend mirrors them
             self.log_dir = Path(tempfile.gettempdir()) / "jobsched-ray" / self.spec["name"]
-        return {"ip": ray.util.get_node_ip_address(), "node_id": ray.get_runtime_context().get_node_id(),
+        ip = ray.util.get_node_ip_address()  # type: ignore[no-untyped-call]
+        return {"ip": ip, "node_id": ray.get_runtime_context().get_node_id(),
                 "hostname": socket.gethostname(), "port": _free_port(), "shared": shared,
                 "log_dir": str(self.log_dir), "enforcement": self.driver.kind,
                 "enforcement_detail": self.driver.why}

@@ -170,7 +170,8 @@ class RayBackend:
     def adopt(self, gang: GangLaunch, handles: dict[int, dict[str, object]]) -> list[ReplicaEvent]:
         import ray
 
-        name = cluster.gang_name(self.hid, gang.job_uid, gang.attempt)
+        name = next((str(h["gang"]) for h in handles.values() if h.get("gang")),
+                    cluster.gang_name(self.hid, gang.job_uid, gang.attempt))
         g = Gang(name, gang.job_key, gang.attempt)
         adir = self._attempt_dir(gang.job_key, gang.attempt)
         limits = {r.rank: r.memory_limit for r in gang.replicas}
@@ -215,7 +216,7 @@ class RayBackend:
             if not r.reported_running:
                 r.reported_running = True
                 events.append(ReplicaEvent(r.job_key, r.attempt, r.rank, "running", now,
-                                           pid=r.handle.get("pid")))  # type: ignore[arg-type]
+                                           pid=r.handle.get("pid")))
         self._sample(live, mono)
         ready, _ = ray.wait([r.exit_ref for _, r in live], num_returns=len(live), timeout=0) if live else ([], [])
         ready_ids = {ref.hex() for ref in ready}
@@ -241,7 +242,7 @@ class RayBackend:
         except Exception as e:  # RayActorError and friends: the actor died first
             return death_event(r, g, e, now)
         if r.mirrored:
-            mirror_logs(r)
+            mirror_logs([r])
         return exit_event(r, result, now)
 
     def _sample(self, live: list[tuple[Gang, Replica]], mono: float) -> None:
@@ -260,9 +261,7 @@ class RayBackend:
                     r.status_ref = r.actor.status.remote()
         if mono - self._last_mirror >= MIRROR_EVERY:
             self._last_mirror = mono
-            for _, r in live:
-                if r.mirrored:
-                    mirror_logs(r, timeout=2.0)
+            mirror_logs([r for _, r in live if r.mirrored], timeout=2.0)
 
     def _remove(self, g: Gang) -> None:
         import ray

@@ -58,6 +58,7 @@ def connect(address: str | None, num_cpus: int | None, num_gpus: int | None,
     common: dict[str, Any] = {"namespace": NAMESPACE, "log_to_driver": False, "logging_level": "WARNING",
                               "runtime_env": runtime_env}
     if address:  # an existing cluster: its resources are its own
+        _token_auth_if_available()
         ray.init(address=address, **common)
     else:
         ray.init(address="local", num_cpus=num_cpus, num_gpus=num_gpus, include_dashboard=False,
@@ -65,12 +66,26 @@ def connect(address: str | None, num_cpus: int | None, num_gpus: int | None,
     return True
 
 
+def _token_auth_if_available() -> None:
+    """Ray >= 2.5x enables token authentication for an explicit address only when RAY_AUTH_MODE
+    says so; like ``address="auto"``, use the token when one is available (RAY_AUTH_TOKEN,
+    RAY_AUTH_TOKEN_PATH or ~/.ray/auth_token) and the mode is not set explicitly."""
+    try:
+        from ray._private.authentication.authentication_token_setup import (
+            maybe_enable_token_auth_if_token_available,
+        )
+    except ImportError:  # a Ray without token authentication
+        return
+    maybe_enable_token_auth_if_token_available(warn_if_disabled=False)
+
+
 def ray_nodes() -> tuple[list[Node], dict[str, RayNode]]:
     """Alive Ray nodes as jobsched nodes (total resources: the scheduling core accounts its own
     gangs), and the name → Ray node map used to pin bundles."""
     import ray
 
-    alive = [n for n in ray.nodes() if n.get("Alive")]
+    listed: list[dict[str, Any]] = ray.nodes()  # type: ignore[no-untyped-call]
+    alive = [n for n in listed if n.get("Alive")]
     ips = [n["NodeManagerAddress"] for n in alive]
     hosts = [n.get("NodeManagerHostname") or n["NodeManagerAddress"] for n in alive]
     nodes, index = [], {}

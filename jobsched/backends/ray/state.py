@@ -10,7 +10,7 @@ from typing import Any
 from jobsched.backends.base import ReplicaEvent
 from jobsched.backends.ray.actor import STREAMS
 
-RAY_OOM = re.compile(r"running low on memory|memory monitor|OutOfMemory|out of memory", re.IGNORECASE)
+RAY_OOM = re.compile(r"running low on memory|memory pressure \(OOM\)|memory monitor", re.IGNORECASE)
 NODE_DIED = re.compile(r"node (has )?died|NODE_DIED|raylet died", re.IGNORECASE)
 
 
@@ -58,32 +58,40 @@ def exit_event(r: Replica, result: dict[str, Any], now: float) -> ReplicaEvent:
 def death_event(r: Replica, gang: Gang, error: Exception, now: float) -> ReplicaEvent:
     """The replica's actor died before reporting an exit: stopped by us, killed by Ray's memory
     monitor (OOMKilled, at least at its limit), its node died (NodeLost), or unknown (Lost)."""
+    from ray.exceptions import NodeDiedError, OutOfMemoryError
+
     text = str(error)
     peak: int | None = r.peak or None
     if gang.stop_reason is not None:
         reason, msg = gang.stop_reason, f"replica actor killed after the grace period ({gang.stop_reason})"
-    elif RAY_OOM.search(text):
+    elif isinstance(error, OutOfMemoryError) or RAY_OOM.search(text):
         reason, msg = "OOMKilled", "killed by Ray's memory monitor (node memory pressure)"
         peak = max(peak or 0, r.memory_limit or 0) or None
-    elif NODE_DIED.search(text) or getattr(error, "preempted", False):
+    elif isinstance(error, NodeDiedError) or NODE_DIED.search(text) or getattr(error, "preempted", False):
         reason, msg = "NodeLost", "the Ray node running this replica died"
     else:
-        reason, msg = "Lost", f"replica actor died: {text.splitlines()[0] if text else type(error).__name__}"
-    return ReplicaEvent(r.job_key, r.attempt, r.rank, "exited", now, exit_code=137 if reason == "OOMKilled"
-                        else None, reason=reason, peak_memory_bytes=peak, message=msg)
+        first = text.strip().splitlines()[0] if text.strip() else type(error).__name__
+        reason, msg = "Lost", f"replica actor died: {first}"
+    return ReplicaEvent(r.job_key, r.attempt, r.rank, "exited", now,
+                        exit_code=137 if reason == "OOMKilled" else None, reason=reason,
+                        peak_memory_bytes=peak, message=msg)
 
 
-def mirror_logs(r: Replica, timeout: float = 5.0) -> None:
-    """Append what the replica's node has beyond our copy (remote nodes without a shared home)."""
+def mirror_logs(reps: list[Replica], timeout: float = 5.0) -> None:
+    """Append what each replica's node has beyond our copy (nodes that do not share the home)."""
     import ray
 
-    paths = [r.log_dir / f"rank-{r.rank}.{s}" for s in STREAMS]
-    offsets = [p.stat().st_size if p.exists() else 0 for p in paths]
-    try:
-        chunks = ray.get([r.actor.read_log.remote(s, o) for s, o in zip(STREAMS, offsets, strict=True)],
-                         timeout=timeout)
-    except Exception:  # the actor is gone or slow: keep what we have
+    calls = []
+    for r in reps:
+        for s in STREAMS:
+            p = r.log_dir / f"rank-{r.rank}.{s}"
+            calls.append((p, r.actor.read_log.remote(s, p.stat().st_size if p.exists() else 0)))
+    if not calls:
         return
-    for p, data in zip(paths, chunks, strict=True):
+    try:
+        chunks = ray.get([ref for _, ref in calls], timeout=timeout)
+    except Exception:  # an actor is gone or slow: keep what we have
+        return
+    for (p, _), data in zip(calls, chunks, strict=True):
         with open(p, "ab") as f:  # created even when empty, so every rank has its log file
             f.write(data)
