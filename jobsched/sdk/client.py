@@ -14,7 +14,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Literal, overload
+from typing import TYPE_CHECKING, Any, Literal, overload
 from urllib.parse import quote
 
 import httpx
@@ -34,6 +34,9 @@ from jobsched.server.auth import default_home, default_local_url, read_client_to
 from jobsched.spec.api import EventInfo, JobList, JobStatus, NodeStatus, QueueStatus, ServerInfo
 from jobsched.spec.job import TrainingJob
 from jobsched.spec.queue import Queue
+
+if TYPE_CHECKING:  # pragma: no cover
+    from jobsched.sdk.workflows import WorkflowsAPI
 
 JobLike = TrainingJob | dict[str, Any] | str | Path
 QueueLike = Queue | dict[str, Any] | str | Path
@@ -224,6 +227,14 @@ class Client:
                 return
             else:
                 time.sleep(poll)
+
+    # -- workflows (jobsched.sdk.workflows) -------------------------------------------------
+    @property
+    def workflows(self) -> WorkflowsAPI:
+        """Argo Workflows on this server: ``client.workflows.submit("pipeline.yaml")``."""
+        from jobsched.sdk.workflows import WorkflowsAPI
+
+        return WorkflowsAPI(self)
 
     # -- queues, nodes, server --------------------------------------------------------------
     def queues(self) -> builtins.list[QueueStatus]:

@@ -122,6 +122,8 @@ def test_server_cli_and_sdk(server: tuple[str, Path, subprocess.Popen[bytes]], t
         assert c.wait("sdk-job", timeout=120).phase.value == "Succeeded"
         metrics = httpx.get(f"{url}/metrics", headers={"Authorization": f"Bearer {token}"}).text
         assert "jobsched_attempts_total" in metrics
+        if (ROOT / "jobsched/server/workflow_routes.py").exists():  # mounted when present
+            assert c.workflows.list() == []
 
     # a second server for the same home is refused
     r = jobsched("server", "--home", str(home), "--port", str(free_port()), env=clean_env(), cwd=tmp_path)
