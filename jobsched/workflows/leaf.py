@@ -81,6 +81,7 @@ class LeafMixin:
             scope = {**local, "retries": str(retry), "node.name": n.name, "pod.name": n.id}
             sub = Template.model_validate(substitute_all(
                 tmpl.model_dump(mode="json", by_alias=True, exclude_none=True), scope))
+            sub.node_selector = {**self.wf.spec.node_selector, **sub.node_selector}
             notes: list[str] = []
             manifest, pod = pods.build_job(
                 tmpl=sub, workflow=self.st.name, namespace=self.st.namespace, node_name=n.name,

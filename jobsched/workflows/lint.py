@@ -52,6 +52,10 @@ def load(manifest: dict[str, Any], parameters: dict[str, str] | None = None) -> 
     if errors:
         raise LintError(errors)
     warnings = [f"{p}: accepted but not acted on by jobsched (ignored)" for p in ignored_fields(wf)]
+    for i, t in enumerate(wf.spec.templates):
+        if t.leaf is None and t.retry_strategy is not None:
+            warnings.append(f"spec.templates[{i}].retryStrategy: not acted on for a {t.kind} template "
+                            "(jobsched retries container and script steps)")
     return wf, warnings
 
 

@@ -226,7 +226,7 @@ class Template(ArgoModel):
                          "securityContext", "serviceAccountName", "archiveLocation", "daemon",
                          "synchronization", "memoize", "metrics", "hostAliases",
                          "priorityClassName", "priority", "schedulerName", "executor",
-                         "automountServiceAccountToken"})
+                         "automountServiceAccountToken", "failFast"})
     volumes: Any = None
     sidecars: Any = None
     init_containers: Any = None
@@ -295,7 +295,7 @@ class WorkflowSpec(ArgoModel):
                          "archiveLogs", "hooks", "metrics", "synchronization", "workflowMetadata",
                          "podMetadata", "volumeClaimGC", "artifactGC", "podDisruptionBudget",
                          "executor", "automountServiceAccountToken", "hostAliases",
-                         "templateDefaults", "suspend", "podPriority"})
+                         "templateDefaults", "suspend", "podPriority", "shutdown"})
     service_account_name: Any = None
     volumes: Any = None
     volume_claim_templates: Any = None
