@@ -55,7 +55,16 @@ def default_job_name(argv: list[str]) -> str:
 
 
 def _wait(client: Client, st: JobStatus) -> JobStatus:
-    """Wait for the job with a live progress line on stderr; exit 1 unless it Succeeded."""
+    """Wait for the job with a live progress line on stderr. Ctrl-C stops waiting, not the job."""
+    try:
+        return _wait_progress(client, st)
+    except KeyboardInterrupt:
+        print(f"\nstopped waiting; {st.namespace}/{st.name} keeps running "
+              f"(jobsched cancel {st.name} -n {st.namespace} stops it)", file=sys.stderr)
+        raise typer.Exit(130) from None
+
+
+def _wait_progress(client: Client, st: JobStatus) -> JobStatus:
     if sys.stderr.isatty():
         from jobsched.cli.output import console
 
@@ -169,9 +178,12 @@ def logs(name: str, namespace: str = NS,
             client.logs(name, replica, attempt, follow=True, namespace=namespace) if follow
             else client.logs(name, replica, attempt, namespace=namespace))
         chunks = [out] if isinstance(out, str) else out
-        for chunk in chunks:
-            sys.stdout.write(chunk)
-            sys.stdout.flush()
+        try:
+            for chunk in chunks:
+                sys.stdout.write(chunk)
+                sys.stdout.flush()
+        except KeyboardInterrupt:
+            raise typer.Exit(130) from None
 
 
 def cancel(name: str, namespace: str = NS) -> None:

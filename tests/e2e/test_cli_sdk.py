@@ -20,6 +20,7 @@ import psutil
 import pytest
 
 from jobsched import Client
+from jobsched.sdk import NotFoundError
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
@@ -124,6 +125,26 @@ def test_server_cli_and_sdk(server: tuple[str, Path, subprocess.Popen[bytes]], t
         assert "jobsched_attempts_total" in metrics
         if (ROOT / "jobsched/server/workflow_routes.py").exists():  # mounted when present
             assert c.workflows.list() == []
+
+    # Ctrl-C under --wait stops waiting, not the job
+    waiter = subprocess.Popen([sys.executable, "-m", "jobsched.cli.main", "run", "--name", "long", "--wait",
+                               "--", sys.executable, "-c", "import time; time.sleep(120)"],
+                              env=env, cwd=tmp_path, stderr=subprocess.PIPE, text=True)
+    with Client(url=url, token=token) as c:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if c.get("long").phase.value == "Running":
+                    break
+            except NotFoundError:
+                pass
+            time.sleep(0.2)
+        waiter.send_signal(signal.SIGINT)
+        _, err = waiter.communicate(timeout=30)
+        assert waiter.returncode == 130 and "keeps running" in err
+        assert c.get("long").phase.value == "Running"
+        assert jobsched("cancel", "long", env=env, cwd=tmp_path).returncode == 0
+        assert c.wait("long", timeout=60).phase.value == "Cancelled"
 
     # a second server for the same home is refused
     r = jobsched("server", "--home", str(home), "--port", str(free_port()), env=clean_env(), cwd=tmp_path)
