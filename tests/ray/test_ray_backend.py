@@ -256,3 +256,19 @@ def test_dead_actor_is_classified_by_ray_exception() -> None:
     assert death_event(rep, Gang("g", "default/j", 0), ActorDiedError(), 1.0).reason == "Lost"
     stopped = Gang("g", "default/j", 0, stop_reason="Cancelled")
     assert death_event(rep, stopped, ActorDiedError(), 1.0).reason == "Cancelled"
+
+
+def test_adopt_reports_replicas_whose_actor_is_gone(make_backend: Callable[..., Any]) -> None:
+    """After a restart, a replica whose actor no longer exists is NodeLost when its Ray node is
+    gone too (requeued at the same size, e.g. the server's own local instance ended), else Lost."""
+    b = make_backend()
+    g = gang(b, "vanished", ["pass", "pass"])
+    alive_node = b.nodes()[0].labels["jobsched.io/ray-node-id"]
+    handles: dict[int, dict[str, object]] = {
+        0: {"actor": "jobsched-none-r0", "node_id": "f" * 56, "ip": "10.9.9.9"},
+        1: {"actor": "jobsched-none-r1", "node_id": alive_node},
+    }
+    events = {e.rank: e for e in b.adopt(g, handles)}
+    assert events[0].reason == "NodeLost" and "10.9.9.9" in (events[0].message or "")
+    assert events[1].reason == "Lost"
+    assert b.poll() == []

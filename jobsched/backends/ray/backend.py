@@ -181,7 +181,7 @@ class RayBackend:
                 actor = ray.get_actor(str(h.get("actor") or cluster.actor_name(name, rank)),
                                       namespace=cluster.NAMESPACE)
             except ValueError:
-                events.append(self._vanished(gang, rank, adir))
+                events.append(self._vanished(gang, rank, adir, h))
                 continue
             g.replicas[rank] = Replica(gang.job_key, gang.attempt, rank, actor, h, adir, limits.get(rank),
                                        exit_ref=actor.wait_exit.remote(), reported_running=True)
@@ -189,14 +189,20 @@ class RayBackend:
             self._gangs[(gang.job_key, gang.attempt)] = g
         return events
 
-    def _vanished(self, gang: GangLaunch, rank: int, adir: Path) -> ReplicaEvent:
-        """An actor that is gone: its recorded result where the home is shared, else Lost."""
+    def _vanished(self, gang: GangLaunch, rank: int, adir: Path, h: dict[str, object]) -> ReplicaEvent:
+        """An actor that is gone: its recorded result where the home is shared; NodeLost when its
+        Ray node is gone too (e.g. the server's own local instance ended with it); else Lost."""
         result = adir / f"rank-{rank}.result.json"
         if result.exists():
             res = json.loads(result.read_text() or "{}")
             if res.get("reason"):
                 r = Replica(gang.job_key, gang.attempt, rank, None, {}, adir, None)
                 return exit_event(r, res, time.time())
+        if not self._index:
+            self.nodes()
+        if h.get("node_id") not in {n.node_id for n in self._index.values()}:
+            return ReplicaEvent(gang.job_key, gang.attempt, rank, "exited", time.time(), reason="NodeLost",
+                                message=f"the Ray node that ran this replica ({h.get('ip')}) is gone")
         return ReplicaEvent(gang.job_key, gang.attempt, rank, "exited", time.time(), reason="Lost",
                             message="the replica's Ray actor is gone")
 
