@@ -139,6 +139,7 @@ class WorkflowController:
                 self._reconcile_one(st, wf)
                 if st.done:
                     del self._active[key]
+                    self.store.forget(*key)
             return len(self._active)
 
     def _reconcile_one(self, st: WorkflowState, wf: Workflow) -> None:
@@ -158,8 +159,10 @@ class WorkflowController:
 
     def _run(self) -> None:
         while not self._stop.is_set():
+            t = time.monotonic()
             self.reconcile()
-            self._wake.wait(self.interval)
+            # At most half the time reconciling, however large the workflows get.
+            self._wake.wait(max(self.interval, time.monotonic() - t))
             self._wake.clear()
 
     def stop(self) -> None:

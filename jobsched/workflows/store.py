@@ -58,6 +58,12 @@ class WorkflowStore:
                 self._db.execute("ROLLBACK")
                 raise
 
+    def forget(self, namespace: str, name: str) -> None:
+        """Drop the write cache of a finished workflow (its rows stay)."""
+        with self._lock:
+            for key in [k for k in self._saved if k[:2] == (namespace, name)]:
+                del self._saved[key]
+
     def load(self, namespace: str, name: str) -> WorkflowState | None:
         with self._lock:
             row = self._db.execute("SELECT state FROM workflows WHERE namespace=? AND name=?",
