@@ -97,6 +97,7 @@ def _check(wf: Workflow, parameters: dict[str, str]) -> list[str]:
             errs.append(f"arguments: parameter {name!r} is not declared in spec.arguments.parameters")
     for i, t in enumerate(spec.templates):
         errs.extend(_check_template(f"spec.templates[{i}]", t, ref))
+        errs.extend(_check_refs(f"spec.templates[{i}]", t, declared))
     _patch_ok("spec.podSpecPatch", spec.pod_spec_patch, errs)
     return errs
 
@@ -203,6 +204,40 @@ def _check_template(path: str, t: Template, ref: Any) -> list[str]:
                 expr.tokenize(re.sub(r"{{[^}]*}}", "x", inv.when), dashes=False)
             except expr.ExprError as e:
                 errs.append(f"{ipath}.when: {e}")
+    return errs
+
+
+_REF = re.compile(r"{{\s*(inputs\.parameters|workflow\.parameters|tasks|steps)\.([^.}\s]+)")
+
+
+def _strings(value: Any, path: str) -> list[tuple[str, str]]:
+    if isinstance(value, str):
+        return [(path, value)]
+    if isinstance(value, list):
+        return [x for i, v in enumerate(value) for x in _strings(v, f"{path}[{i}]")]
+    if isinstance(value, dict):
+        return [x for k, v in value.items() for x in _strings(v, f"{path}.{k}")]
+    return []
+
+
+def _check_refs(path: str, t: Template, workflow_params: set[str]) -> list[str]:
+    """References to undeclared inputs, workflow parameters, tasks or steps (as argo lint does)."""
+    known = {
+        "inputs.parameters": {p.name for p in t.inputs.parameters},
+        "workflow.parameters": workflow_params,
+        "tasks": {k.name for k in t.dag.tasks} if t.dag else set(),
+        "steps": {s.name for g in t.steps for s in g} if t.steps else set(),
+    }
+    errs: list[str] = []
+    doc = t.model_dump(mode="json", by_alias=True, exclude_none=True)
+    for where, text in _strings(doc, path):
+        for m in _REF.finditer(text):
+            kind, name = m.group(1), m.group(2)
+            if name not in known[kind]:
+                what = {"inputs.parameters": "an input parameter of this template",
+                        "workflow.parameters": "a workflow parameter (spec.arguments.parameters)",
+                        "tasks": "a task of this DAG", "steps": "a step of this template"}[kind]
+                errs.append(f"{where}: {{{{{kind}.{name}}}}}: {name!r} is not {what}")
     return errs
 
 

@@ -172,3 +172,17 @@ def test_wrong_kind_and_bad_retry_limit() -> None:
         d["spec"]["templates"][1]["retryStrategy"] = {"limit": "two", "retryPolicy": "Sometimes"}
     errs = errors_of(m)
     assert errs[0].startswith("spec.templates[1].retryStrategy.retryPolicy: Input should be 'Always'")
+
+
+def test_references_to_undeclared_parameters_tasks_and_steps() -> None:
+    def m(d: dict[str, Any]) -> None:
+        tasks(d)[1]["arguments"] = {"parameters": [
+            {"name": "x", "value": "{{tasks.c.outputs.result}} {{workflow.parameters.lr}}"}]}
+        d["spec"]["templates"][1]["container"]["args"] = ["{{inputs.parameters.msg}}"]
+    assert errors_of(m) == [
+        "spec.templates[0].dag.tasks[1].arguments.parameters[0].value: {{tasks.c.outputs.result}}: "
+        "'c' is not a task of this DAG",
+        "spec.templates[0].dag.tasks[1].arguments.parameters[0].value: {{workflow.parameters.lr}}: "
+        "'lr' is not a workflow parameter (spec.arguments.parameters)",
+        "spec.templates[1].container.args[0]: {{inputs.parameters.msg}}: "
+        "'msg' is not an input parameter of this template"]
