@@ -207,7 +207,7 @@ def _check_template(path: str, t: Template, ref: Any) -> list[str]:
     return errs
 
 
-_REF = re.compile(r"{{\s*(inputs\.parameters|workflow\.parameters|tasks|steps)\.([^.}\s]+)")
+_REF = re.compile(r"{{\s*((inputs\.parameters|workflow\.parameters|tasks|steps)\.([^.}\s]+)[^}]*?)\s*}}")
 
 
 def _strings(value: Any, path: str) -> list[tuple[str, str]]:
@@ -232,12 +232,12 @@ def _check_refs(path: str, t: Template, workflow_params: set[str]) -> list[str]:
     doc = t.model_dump(mode="json", by_alias=True, exclude_none=True)
     for where, text in _strings(doc, path):
         for m in _REF.finditer(text):
-            kind, name = m.group(1), m.group(2)
+            full, kind, name = m.group(1), m.group(2), m.group(3)
             if name not in known[kind]:
                 what = {"inputs.parameters": "an input parameter of this template",
                         "workflow.parameters": "a workflow parameter (spec.arguments.parameters)",
                         "tasks": "a task of this DAG", "steps": "a step of this template"}[kind]
-                errs.append(f"{where}: {{{{{kind}.{name}}}}}: {name!r} is not {what}")
+                errs.append(f"{where}: {{{{{full}}}}}: {name!r} is not {what}")
     return errs
 
 
