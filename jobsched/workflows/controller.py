@@ -148,6 +148,10 @@ class WorkflowController:
             Operator(st, wf, self.runner, self.clock(), self.workdir).operate()
         except Exception as e:  # noqa: BLE001 - a bug must not stop the other workflows
             st.phase, st.message, st.finished_at = "Error", f"internal error: {e!r}", self.clock()
+            for n in st.nodes.values():  # leave no step running for a workflow that ended
+                if n.job is not None:
+                    self.runner.cancel(st.namespace, n.job)
+                    n.job = None
         if st.model_dump_json() != before:
             self.store.save(st)
 
