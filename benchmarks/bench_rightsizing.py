@@ -60,7 +60,7 @@ def timings() -> dict[str, Any]:
                                         ("g5.12xl", 48, 192, 4, "A10G", 5.672),
                                         ("p4d.24xl", 96, 1152, 8, "A100", 32.77)]]
     rng = np.random.default_rng(1)
-    for n_gangs in (5, 30):
+    for n_gangs in (5, 30, 100):
         gangs = []
         for i in range(n_gangs):
             g = int(rng.choice([0, 0, 1, 2, 4]))
