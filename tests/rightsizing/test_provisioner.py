@@ -174,3 +174,34 @@ def test_simulated_provider_nodes_appear_after_the_delay() -> None:
         prov.delete(names[0])
     with pytest.raises(ValueError, match="backwards"):
         prov.advance(10.0)
+
+
+def test_large_plans_place_every_replica_within_node_capacity() -> None:
+    rng = np.random.default_rng(7)
+    pools = [SMALL.model_copy(update={"max_count": 100}), BIG.model_copy(update={"max_count": 100}),
+             GPU4.model_copy(update={"max_count": 100}), GPU8.model_copy(update={"max_count": 100})]
+    groups = []
+    for i in range(40):
+        g = int(rng.choice([0, 0, 1, 2, 4]))
+        b = make_job(f"j{i}").cpu(int(rng.choice([1000, 4000]))).mem(int(rng.choice([2, 12, 24])))
+        groups.append(b.gpus(g).replicas(int(rng.integers(1, 5))).build() if g else
+                      b.replicas(int(rng.integers(1, 5))).build())
+    assert sum(g.replicas for g in groups) > 64  # past the exact search: greedy + local search
+    p = plan(groups, pools, {})
+    assert not p.unfit and not p.deferred
+    by_type = {t.name: t for t in pools}
+    assert p.cost_per_hour == pytest.approx(sum(by_type[n].price_per_hour * c for n, c in p.nodes))
+    used: dict[str, list[int]] = {}
+    for g in groups:
+        assert len(p.placements[g.key]) == g.replicas
+        for node in p.placements[g.key]:
+            u = used.setdefault(node, [0, 0, 0])
+            u[0] += g.request.cpu_milli
+            u[1] += g.request.memory
+            u[2] += g.request.gpus
+    for node, (cpu, mem, gpus) in used.items():
+        cap = by_type[node.split("#")[0]].resources()
+        assert cpu <= cap.cpu_milli and mem <= cap.memory and gpus <= cap.gpus
+    planned = {n: c for n, c in p.nodes}
+    for name, count in planned.items():
+        assert len({n for n in used if n.split("#")[0] == name}) == count  # no node planned idle
