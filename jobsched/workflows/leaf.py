@@ -1,7 +1,7 @@
 """Container and script nodes: one jobsched TrainingJob per attempt, retries, deadlines, outputs.
 
 Retries: when the retryStrategy is a plain limit (policy Always/OnFailure, no expression, no backoff,
-no ``{{retries}}`` in a podSpecPatch), the step's TrainingJob gets ``maxRetries = limit`` and the
+no ``{{retries}}`` in the template or a podSpecPatch), the step's TrainingJob gets ``maxRetries = limit`` and the
 runtime retries it itself, resizing memory after an OOM kill. Otherwise the engine retries: one job
 per attempt, ``{{retries}}`` substituted anew, and after an OOM kill the next attempt gets at least
 the runtime's recommended memory (else 1.5x the killed limit).
@@ -9,6 +9,8 @@ the runtime's recommended memory (else 1.5x the killed limit).
 
 from __future__ import annotations
 
+import json
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,6 +27,7 @@ if TYPE_CHECKING:
     from jobsched.workflows.state import WorkflowState
 
 UNLIMITED_RETRIES = 100
+_RETRIES = re.compile(r"{{\s*retries\s*}}|{{=[^}]*\bretries\b")
 
 
 class LeafMixin:
@@ -57,7 +60,8 @@ class LeafMixin:
             return 0
         if rs.expression or rs.backoff or rs.retry_policy in ("OnError", "OnTransientError"):
             return None
-        if any("retries" in p for p in self.patches(tmpl)):
+        text = json.dumps(tmpl.model_dump(mode="json", exclude_none=True)) + "".join(self.patches(tmpl))
+        if _RETRIES.search(text):  # {{retries}} must change between attempts: one job per attempt
             return None
         return self.limit(rs, local)
 
