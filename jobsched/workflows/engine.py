@@ -57,8 +57,8 @@ class Operator(LeafMixin):
             st.phase, st.started_at = "Running", self.now
         main = st.nodes.get(st.name)
         if st.cancelled:
-            if main is not None:
-                self.kill(main, "Failed", "Workflow terminated by user")
+            for top in [n for n in st.nodes.values() if n.parent is None]:  # main and onExit
+                self.kill(top, "Failed", "Workflow terminated by user")
             self.finish("Failed", "Workflow terminated by user")
             return
         deadline = spec.active_deadline_seconds
