@@ -272,3 +272,21 @@ def test_adopt_reports_replicas_whose_actor_is_gone(make_backend: Callable[..., 
     assert events[0].reason == "NodeLost" and "10.9.9.9" in (events[0].message or "")
     assert events[1].reason == "Lost"
     assert b.poll() == []
+
+
+def test_replica_process_dies_with_its_actor(make_backend: Callable[..., Any]) -> None:
+    """An actor killed under a running replica (node trouble, `ray kill`): the replica's process
+    does not outlive it, and the replica is reported Lost; the gang's placement group is removed."""
+    import psutil
+    import ray
+
+    b = make_backend()
+    g = gang(b, "killed", ["import time; time.sleep(120)"])
+    handles = b.start(g)
+    pid = int(handles[0]["pid"])  # type: ignore[call-overload]
+    assert psutil.pid_exists(pid)
+    ray.kill(ray.get_actor(str(handles[0]["actor"]), namespace="jobsched"), no_restart=True)
+    ev = exits(b, 1)[0]
+    assert ev.reason == "Lost" and "died" in (ev.message or "")
+    wait_for(lambda: not psutil.pid_exists(pid), 10, "the replica process to die with its actor")
+    wait_for(lambda: live_groups(str(handles[0]["gang"])) == [], 10, "the placement group to be removed")

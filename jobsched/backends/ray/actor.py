@@ -38,6 +38,7 @@ from jobsched.backends.local.shim import (
 
 PR_SET_PDEATHSIG = 1
 STREAMS = ("log", "stdout", "stderr")
+CGROUP_PREFIX = "ray-"  # + the actor's name
 
 
 def _free_port() -> int:
@@ -92,6 +93,7 @@ class ReplicaActor:
         if gpu_ids:  # Ray's assignment is the real one on this node
             env["CUDA_VISIBLE_DEVICES"] = ",".join(str(g) for g in gpu_ids)
         self.log_dir.mkdir(parents=True, exist_ok=True)
+        self._sweep_cgroups()
         threading.Thread(target=self._run, args=(env,), name="replica", daemon=True).start()
         self.started.wait(30)
         pid = self.child.pid if self.child else None
@@ -124,6 +126,23 @@ class ReplicaActor:
         except OSError:
             return b""
 
+    def _sweep_cgroups(self) -> None:
+        """Remove empty replica cgroups on this node whose actor no longer exists (an actor killed
+        under its replica cannot remove its own)."""
+        import ray
+
+        if self.driver.root is None:
+            return
+        for cg in self.driver.root.glob(f"{CGROUP_PREFIX}*"):
+            try:
+                if self.driver.procs_file(cg).read_text().split():
+                    continue
+                ray.get_actor(cg.name[len(CGROUP_PREFIX):], namespace=self.spec.get("namespace", "jobsched"))
+            except ValueError:  # the actor is gone
+                self.driver.remove(cg)
+            except OSError:
+                continue
+
     def _signal(self, sig: int) -> None:
         if self.child is not None and self.child.poll() is None:
             with contextlib.suppress(ProcessLookupError, PermissionError):
@@ -146,7 +165,7 @@ class ReplicaActor:
         rank, limit = self.spec["rank"], self.spec.get("memory_limit")
         files = [open(self.log_dir / f"rank-{rank}.{s}", "ab") for s in STREAMS]  # noqa: SIM115
         combined, out, err = files
-        cg = self.driver.create(f"ray-{self.spec['name']}", limit)
+        cg = self.driver.create(f"{CGROUP_PREFIX}{self.spec['name']}", limit)
         started = time.time()
 
         def prepare() -> None:  # in the child, before exec
