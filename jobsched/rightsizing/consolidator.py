@@ -15,7 +15,7 @@ from typing import NamedTuple
 import numpy as np
 import numpy.typing as npt
 
-from jobsched.core.gang import Assignment, PodGroup, place_gang
+from jobsched.core.gang import Assignment, PodGroup, allowed_mask, place_gang
 from jobsched.core.nodes import NodeTable
 from jobsched.core.policies import make_policy
 from jobsched.core.preemption import release_gangs
@@ -58,11 +58,14 @@ def consolidate(
     repack: bool = True,
     net_of_running: bool = False,
     policy: str = "bestfit",
+    groups: Mapping[str, PodGroup] | None = None,
 ) -> ConsolidationPlan:
     """Plan deletions and moves. ``nodes``: allocatable per node (set ``net_of_running`` when its
     free columns already subtract ``running``, as ``Snapshot.table`` does). ``idle_since``: when
     each empty node became empty; a node missing there is not removed for emptiness.
-    ``prices``: per node per hour (default ``nodes.price``)."""
+    ``prices``: per node per hour (default ``nodes.price``). ``groups``: each gang's PodGroup, for
+    its node selector, GPU models and placement; a gang missing there only moves to nodes whose
+    labels equal those of a node it runs on now."""
     table = nodes.copy()
     where: dict[str, RunningGang] = {g.key: g for g in running}
     if not net_of_running:
@@ -81,7 +84,7 @@ def consolidate(
             reasons[n] = f"empty for {now - idle_since[n]:.0f}s (ttl {ttl:.0f}s)"
     moves: list[Move] = []
     if repack:
-        _repack(table, where, busy, price, delete, reasons, moves, underused, policy)
+        _repack(table, where, busy, price, delete, reasons, moves, underused, policy, groups or {})
     final = _replicas(where.values())
     for n in delete:
         if final.get(n, 0):
@@ -98,9 +101,22 @@ def _replicas(gangs: Iterable[RunningGang]) -> dict[str, int]:
     return out
 
 
+def _group_and_mask(table: NodeTable, g: RunningGang, spec: PodGroup | None
+                    ) -> tuple[PodGroup, npt.NDArray[np.bool_]]:
+    """The gang as the scheduler would place it, and the nodes it may move to."""
+    if spec is not None:
+        group = PodGroup(g.key, g.request, len(g.assignments), g.queue, g.priority, g.started,
+                         spec.node_selector, spec.gpu_models, spec.placement)
+        return group, allowed_mask(table, group)
+    group = PodGroup(g.key, g.request, len(g.assignments), g.queue, g.priority, g.started)
+    now_on = [table.labels[table.index[a.node]] for a in g.assignments if a.node in table.index]
+    mask = np.fromiter((lb in now_on for lb in table.labels), dtype=bool, count=len(table))
+    return group, mask
+
+
 def _repack(table: NodeTable, where: dict[str, RunningGang], busy: dict[str, int], price: Mapping[str, float],
             delete: list[str], reasons: dict[str, str], moves: list[Move], underused: float,
-            policy: str) -> None:
+            policy: str, groups: Mapping[str, PodGroup]) -> None:
     scorer, gpus = make_policy(policy)
     util = utilization(table)
     moved: set[str] = set()
@@ -119,8 +135,8 @@ def _repack(table: NodeTable, where: dict[str, RunningGang], busy: dict[str, int
         release_gangs(work, on)
         placed: list[tuple[RunningGang, list[Assignment]]] = []
         for g in sorted(on, key=lambda g: (-g.request.gpus * len(g.assignments), g.key)):
-            group = PodGroup(g.key, g.request, len(g.assignments), g.queue, g.priority, g.started)
-            got = place_gang(work, group, scorer, gpus)
+            group, allowed = _group_and_mask(work, g, groups.get(g.key))
+            got = place_gang(work, group, scorer, gpus, allowed)
             if got is None:
                 break
             placed.append((g, got))

@@ -145,3 +145,19 @@ def test_cost_accumulator_charges_the_state_in_force() -> None:
     assert acc.idle == pytest.approx(1.0) and acc.total() == pytest.approx(4.0)
     with pytest.raises(ValueError, match="backwards"):
         acc.observe(1.0, {}, [])
+
+
+def test_moves_respect_the_gang_selector_and_unknown_gangs_stay_on_like_nodes() -> None:
+    table = NodeTable.from_arrays(["busy-a", "busy-b", "light-a"], [16000] * 3, [64 * GiB] * 3, [0] * 3,
+                                  labels=[{"zone": "a"}, {"zone": "b"}, {"zone": "a"}], price=[1.0, 1.0, 3.0])
+    run = [make_job("x").cpu(13000).running_on("busy-a"), make_job("y").cpu(8000).running_on("busy-b"),
+           make_job("z").cpu(4000).running_on("light-a")]
+    # z needs zone a; busy-a has only 3 cores left, so z could go only to busy-b (zone b): no move.
+    spec = {"z": make_job("z").cpu(4000).selector(zone="a").build()}
+    assert consolidate(table, run, {}, now=0.0, ttl=300.0, groups=spec).delete == []
+    # Without its spec, z may only go to nodes labelled like the one it runs on: no move either.
+    assert consolidate(table, run, {}, now=0.0, ttl=300.0).delete == []
+    # A spec that allows zone b lets it move.
+    free = {"z": make_job("z").cpu(4000).build()}
+    p = consolidate(table, run, {}, now=0.0, ttl=300.0, groups=free)
+    assert p.delete == ["light-a"] and [a.node for a in p.moves[0].assignments] == ["busy-b"]
