@@ -168,12 +168,16 @@ class ReplicaActor:
         cg = self.driver.create(f"{CGROUP_PREFIX}{self.spec['name']}", limit)
         started = time.time()
 
-        def prepare() -> None:  # in the child, before exec
+        libc = ctypes.CDLL(None, use_errno=True)  # loaded here: no dlopen in the forked child
+        procs = str(self.driver.procs_file(cg)) if cg is not None else None
+
+        def prepare() -> None:  # in the child, before exec: keep it to system calls
             os.setsid()
-            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-            if cg is not None:
-                with open(self.driver.procs_file(cg), "w") as f:
-                    f.write(str(os.getpid()))
+            libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+            if procs is not None:
+                fd = os.open(procs, os.O_WRONLY)
+                os.write(fd, str(os.getpid()).encode())
+                os.close(fd)
 
         try:
             self.child = subprocess.Popen(self.spec["argv"], env=env, cwd=self.spec.get("cwd") or None,
