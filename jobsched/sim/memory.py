@@ -64,7 +64,7 @@ def load_zoo(path: Path | None = None) -> tuple[list[Family], str]:
     p = path or ZOO_PATH
     if p.is_file():
         data = json.loads(p.read_text())
-        entries = data if isinstance(data, list) else next(
+        entries = data if isinstance(data, list) else data.get("configs") or next(
             (v for v in data.values() if isinstance(v, list)), [])
         fams = [f for f in (_family(e, i) for i, e in enumerate(entries)) if f is not None]
         if fams:
@@ -89,8 +89,9 @@ def _family(e: Any, i: int) -> Family | None:
     nums = {k.lower(): int(v) for k, v in flat.items() if isinstance(v, (int, float)) and not isinstance(v, bool)
             and v > 0 and ("byte" in k.lower() or "peak" in k.lower() or "estim" in k.lower()
                            or "measur" in k.lower())}
-    measured = next((v for k, v in nums.items() if "measur" in k or "actual" in k), None)
-    estimated = next((v for k, v in nums.items() if "estim" in k), None)
+    measured = nums.get("measured_peak_bytes") or next(
+        (v for k, v in nums.items() if "measur" in k or "actual" in k), None)
+    estimated = nums.get("estimate_bytes") or next((v for k, v in nums.items() if "estim" in k), None)
     if measured is None:
         return None
     name = str(e.get("name") or e.get("model") or e.get("factory") or f"config-{i}")

@@ -212,3 +212,23 @@ def test_largest_host_memory_counts_only_nodes_that_could_host_a_replica() -> No
     shape = NodeShape("p4d", Resources(96000, 1152 * GiB, 8, 1000), 2, "A100")
     assert largest_host_memory(table, gpu_job, [shape]) == 1152 * GiB
     assert largest_host_memory(table, make_job("x").gpus(16).build(), [shape]) is None
+
+
+def test_memory_mode_reads_the_measured_zoo(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import json
+
+    from jobsched.sim.memory import load_zoo, run_memory_mode
+
+    zoo = tmp_path / "zoo.json"
+    zoo.write_text(json.dumps({"summary": {"median_error": 0.05}, "configs": [
+        {"name": "mlp", "kwargs": {"batch": 8}, "estimate_bytes": 900 * MIB,
+         "breakdown": {"parameters": 10, "activations_peak": 20}, "measured_peak_bytes": 1000 * MIB,
+         "measured_runs": [1000 * MIB]},
+        {"name": "cnn", "estimate_bytes": 3 * GiB, "measured_peak_bytes": 2 * GiB}]}))
+    fams, source = load_zoo(zoo)
+    assert [(f.name, f.peak, f.estimate) for f in fams] == [("mlp", 1000 * MIB, 900 * MIB),
+                                                            ("cnn", 2 * GiB, 3 * GiB)]
+    assert "measured zoo" in source and "SYNTHETIC" in load_zoo(tmp_path / "missing.json")[1]
+    r = run_memory_mode(None, [0], jobs=60, zoo=str(zoo))
+    assert r["workload"]["peaks"].startswith("measured zoo")
+    assert r["strategies"]["jobsched"]["crash_loops"] == 0
