@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from jobsched.core.gang import PodGroup, place_gang
+from jobsched.core.nodes import NodeTable
 from jobsched.core.policies import make_policy
 from jobsched.rightsizing.pools import InstanceType, SimulatedProvider, load_pool
 from jobsched.rightsizing.provisioner import plan
@@ -103,8 +104,6 @@ def test_free_room_on_current_nodes_is_used() -> None:
 
 
 def _fits(groups: list[PodGroup], pools: list[InstanceType], counts: tuple[int, ...]) -> bool:
-    from jobsched.core.nodes import NodeTable
-
     names, cpu, mem, gpus, models = [], [], [], [], []
     for t, c in zip(pools, counts, strict=True):
         r = t.resources()
@@ -205,3 +204,35 @@ def test_large_plans_place_every_replica_within_node_capacity() -> None:
     planned = {n: c for n, c in p.nodes}
     for name, count in planned.items():
         assert len({n for n in used if n.split("#")[0] == name}) == count  # no node planned idle
+
+
+def test_plan_provide_place_idle_and_remove_round_trip() -> None:
+    """The pieces compose as the controller uses them: plan -> create -> (delay) -> the scheduler
+    places every gang on the new nodes -> the gangs finish -> the empty nodes go after the TTL."""
+    from jobsched.core import Scheduler, Snapshot
+    from jobsched.core.cycle import Admit
+    from jobsched.rightsizing.consolidator import consolidate
+    from jobsched.rightsizing.cost import CostAccumulator
+
+    pool = [SMALL, BIG, GPU4.model_copy(update={"max_count": 4})]
+    gangs = [make_job("train").cpu(8000).mem(60).gpus(4).replicas(2).build(),
+             make_job("etl").cpu(4000).mem(20).replicas(3).build()]
+    prov = SimulatedProvider(pool, delay=60.0, now=0.0)
+    p = plan(gangs, pool, prov.counts())
+    for name, count in p.nodes:
+        prov.create(name, count)
+    assert prov.list() == []
+    prov.advance(60.0)
+    table = NodeTable.from_nodes(prov.list())
+    admitted = Scheduler("bestfit").cycle(Snapshot.build(table), gangs, now=60.0).of(Admit)
+    assert sorted(a.key for a in admitted) == ["etl", "train"]
+    acc = CostAccumulator()
+    caps = {n.name: (n.allocatable_vector(), n.price_per_hour) for n in prov.list()}
+    acc.observe(60.0, caps, [(a.key, x.node, a.request) for a in admitted for x in a.assignments])
+    acc.observe(3660.0, caps, [])  # both finished after an hour
+    assert acc.total() == pytest.approx(p.cost_per_hour)
+    assert acc.job("train") > acc.job("etl") > 0
+    later = consolidate(table, [], {n: 3660.0 for n in table.names}, now=3660.0 + 301.0, ttl=300.0)
+    for node in later.delete:
+        prov.delete(node)
+    assert prov.list() == [] and later.savings_per_hour == pytest.approx(p.cost_per_hour)
