@@ -106,10 +106,15 @@ def admission_memory(
     pinned_limit: int | None,
     auto: bool,
     cap: int,
+    max_memory: int | None = None,
 ) -> SizingDecision:
-    """The per-replica memory request of a job's first attempt. ``cap``: see :func:`memory_cap`."""
+    """The per-replica memory request of a job's first attempt. ``cap``: see :func:`memory_cap`
+    (``max_memory``, when given, lowers it further)."""
     _check(declared=declared, estimate=estimate, recommended=recommended, margin=margin,
-           pinned_limit=pinned_limit, cap=cap)
+           pinned_limit=pinned_limit, cap=cap, max_memory=max_memory)
+    what = "the largest node"
+    if max_memory is not None and max_memory < cap:
+        cap, what = max_memory, "rightSizing.maxMemory"
     est_m = round_up(estimate * (1 + margin)) if estimate else None
     if pinned_limit is not None:
         size = declared or pinned_limit
@@ -118,7 +123,7 @@ def admission_memory(
             warn = (f"pinned limit {format_bytes(pinned_limit)} is below the estimate "
                     f"{format_bytes(estimate)}: the job may be OOM-killed")
         if size > cap:
-            return SizingDecision(None, f"pinned size {format_bytes(size)} exceeds the largest node "
+            return SizingDecision(None, f"pinned size {format_bytes(size)} exceeds {what} "
                                         f"({format_bytes(cap)})")
         return SizingDecision(size, f"hard limit pinned by the user: keep the declared "
                                     f"{format_bytes(size)}", warning=warn)
@@ -128,7 +133,7 @@ def admission_memory(
             warn = (f"declared {format_bytes(declared)} is below the estimate {format_bytes(estimate)}: "
                     "admitted as asked (memoryPolicy Fixed); it will be resized after an OOM")
         if declared > cap:
-            return SizingDecision(None, f"declared {format_bytes(declared)} exceeds the largest node "
+            return SizingDecision(None, f"declared {format_bytes(declared)} exceeds {what} "
                                         f"({format_bytes(cap)})")
         return SizingDecision(declared, f"memoryPolicy Fixed: declared {format_bytes(declared)}",
                               warning=warn)
@@ -153,11 +158,11 @@ def admission_memory(
         return SizingDecision(size, f"memoryPolicy Auto: {why}")
     need = max(estimate or 0, declared if recommended is None else 0)
     if need > cap:
-        return SizingDecision(None, f"needs {format_bytes(need)} per replica, more than the largest node "
+        return SizingDecision(None, f"needs {format_bytes(need)} per replica, more than {what} "
                                     f"({format_bytes(cap)}): {why}")
-    return SizingDecision(cap, f"memoryPolicy Auto: {why}; capped at the largest node "
+    return SizingDecision(cap, f"memoryPolicy Auto: {why}; capped at {what} "
                                f"{format_bytes(cap)}", capped=True,
-                          warning=f"the margin was cut to fit the largest node ({format_bytes(cap)})")
+                          warning=f"the margin was cut to fit {what} ({format_bytes(cap)})")
 
 
 def _grow(previous: int, peak: int | None, margin: float, growth: float) -> int:

@@ -232,3 +232,12 @@ def test_memory_mode_reads_the_measured_zoo(tmp_path) -> None:  # type: ignore[n
     r = run_memory_mode(None, [0], jobs=60, zoo=str(zoo))
     assert r["workload"]["peaks"].startswith("measured zoo")
     assert r["strategies"]["jobsched"]["crash_loops"] == 0
+
+
+def test_admission_honours_max_memory() -> None:
+    d = admission_memory(declared=4 * GiB, estimate=6 * GiB, recommended=None, margin=0.15, pinned_limit=None,
+                         auto=True, cap=CAP, max_memory=int(6.5 * GiB))
+    assert d.memory == int(6.5 * GiB) and d.capped
+    stop = admission_memory(declared=4 * GiB, estimate=7 * GiB, recommended=None, margin=0.15,
+                            pinned_limit=None, auto=True, cap=CAP, max_memory=6 * GiB)
+    assert stop.memory is None and "maxMemory" in stop.reason
