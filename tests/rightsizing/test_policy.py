@@ -241,3 +241,11 @@ def test_admission_honours_max_memory() -> None:
     stop = admission_memory(declared=4 * GiB, estimate=7 * GiB, recommended=None, margin=0.15,
                             pinned_limit=None, auto=True, cap=CAP, max_memory=6 * GiB)
     assert stop.memory is None and "maxMemory" in stop.reason
+
+
+def test_memory_mode_is_deterministic_per_seed() -> None:
+    from jobsched.sim.memory import run_memory_mode
+
+    a, b = run_memory_mode(None, [3], jobs=50), run_memory_mode(None, [3], jobs=50)
+    assert a["strategies"] == b["strategies"]
+    assert a["strategies"] != run_memory_mode(None, [4], jobs=50)["strategies"]
