@@ -106,6 +106,7 @@ def main() -> None:
     ap.add_argument("--memory-nodes", type=int, default=5000)
     ap.add_argument("--out", default=None, help="also write the JSON here")
     a = ap.parse_args()
+    load0 = [round(x, 1) for x in os.getloadavg()]  # other work on the machine slows every figure
     runs = []
     for n in (int(x) for x in a.nodes.split(",")):
         for pol in a.policies.split(","):
@@ -115,7 +116,8 @@ def main() -> None:
             runs.append(r)
     mem = memory_at(a.memory_jobs, a.memory_nodes) if a.memory_jobs else None
     five = [r for r in runs if r["nodes"] == 5000 and r["policy"] == "jobsched"]
-    out = {"machine": f"{os.cpu_count()} CPUs", "throughput": runs, "memory": mem,
+    out = {"machine": f"{os.cpu_count()} CPUs", "load_average_1_5_15": [round(x, 1) for x in os.getloadavg()],
+           "load_average_at_start": load0, "throughput": runs, "memory": mem,
            "kube_scheduler_reference": KUBE_SCHEDULER_REFERENCE,
            "placements_per_s_5000_nodes": five[0]["placements_per_s"] if five else None}
     text = json.dumps(out, indent=1)

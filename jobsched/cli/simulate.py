@@ -116,7 +116,7 @@ def _print_text(report: dict[str, Any]) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    console = Console()
+    console = Console(width=max(Console().width, 132))
     if report.get("mode") == "packing":
         points = ("90", "100", "110", "120", "130")
         t = Table(title=f"GPU allocated (% of capacity) vs arrived GPU requests - {report['pods']} "
