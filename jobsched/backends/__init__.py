@@ -16,11 +16,11 @@ def make_backend(name: str, **options: object) -> Backend:
 
         return LocalBackend(**options)  # type: ignore[arg-type]
     if name == "kubernetes":
-        from jobsched.backends.kubernetes.backend import KubernetesBackend  # type: ignore[import-not-found]
+        from jobsched.backends.kubernetes.backend import KubernetesBackend
 
-        return KubernetesBackend(**options)  # type: ignore[no-any-return]
+        return KubernetesBackend(**options)  # type: ignore[arg-type]
     if name == "ray":
-        from jobsched.backends.ray.backend import RayBackend  # type: ignore[import-not-found]
+        from jobsched.backends.ray.backend import RayBackend
 
-        return RayBackend(**options)  # type: ignore[no-any-return]
+        return RayBackend(**options)  # type: ignore[arg-type]
     raise ValueError(f"unknown backend {name!r} (known: local, kubernetes, ray)")

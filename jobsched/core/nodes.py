@@ -119,8 +119,10 @@ class NodeTable:
         return t
 
     def emptied(self) -> NodeTable:
-        """The same nodes with nothing running: for the never-fits check."""
+        """The same nodes with nothing running and none cordoned (cordons and NotReady are transient):
+        for the never-fits check."""
         t = self.copy()
+        t.schedulable = np.ones(len(self), dtype=bool)
         t.cpu_free[:] = self.cpu_cap
         t.mem_free[:] = self.mem_cap
         t.gpu_free[:] = np.where(self.gpu_free >= 0, 1000, -1)

@@ -51,6 +51,7 @@ class Controller:
         self._thread: threading.Thread | None = None
         self._nodes: list[Node] = []
         self._nodes_at = 0.0
+        self._nodes_seen: int | None = None
         self._last_reason: dict[str, str] = {}
 
     # loop -------------------------------------------------------------------------------------
@@ -86,9 +87,13 @@ class Controller:
 
     # scheduling -------------------------------------------------------------------------------
     def nodes(self) -> list[Node]:
+        """The backend's nodes, re-read when its node version changes (or every 5 s without one)."""
         now = time.monotonic()
-        if not self._nodes or now - self._nodes_at > 5:
-            self._nodes, self._nodes_at = self.backend.nodes(), now
+        version_fn = getattr(self.backend, "nodes_version", None)
+        version = version_fn() if version_fn is not None else None
+        stale = version != self._nodes_seen if version is not None else now - self._nodes_at > 5
+        if not self._nodes or stale:
+            self._nodes, self._nodes_at, self._nodes_seen = self.backend.nodes(), now, version
         return self._nodes
 
     def max_node_memory(self) -> int:

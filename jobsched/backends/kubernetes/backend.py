@@ -68,6 +68,7 @@ class KubernetesBackend:
         self._by_pod: dict[str, tuple[str, int, int]] = {}
         self._events: deque[ReplicaEvent] = deque()
         self._job_keys: dict[str, str] = {}  # job uid -> namespace/name
+        self._nodes_version = 0
         self.nodes_inf = Informer("nodes", self.core.list_node, self._on_node)
         self.pods_inf = Informer("pods", self.core.list_pod_for_all_namespaces, self._on_pod,
                                  label_selector=P.L_UID)
@@ -95,7 +96,12 @@ class KubernetesBackend:
         return self.elector is None or self.elector.is_leader()
 
     # nodes ------------------------------------------------------------------------------------
+    def nodes_version(self) -> int:
+        """Changes whenever a node is added, changed or deleted (the controller re-reads nodes)."""
+        return self._nodes_version
+
     def _on_node(self, typ: str, node: Any) -> None:
+        self._nodes_version += 1
         if typ != "DELETED":
             return
         name = node.metadata.name

@@ -38,8 +38,9 @@ def _structural(node: Any, defs: dict[str, Any]) -> Any:
         nullable = len(kinds) < len(any_of)
         types = {a.get("type") for a in kinds}
         if types <= {"string", "integer", "number"} and len(types) > 1:
-            out: dict[str, Any] = {"x-kubernetes-int-or-string": True, "anyOf": [
-                {"type": "integer", "minimum": 0}, {"type": "string", "pattern": QUANTITY}]}
+            # controller-gen's form for resource.Quantity (the only anyOf a structural schema allows)
+            out: dict[str, Any] = {"x-kubernetes-int-or-string": True, "pattern": QUANTITY,
+                                   "anyOf": [{"type": "integer"}, {"type": "string"}]}
         elif len(kinds) == 1:
             out = _structural(kinds[0], defs)
         else:
@@ -64,6 +65,9 @@ def _structural(node: Any, defs: dict[str, Any]) -> Any:
             out[k] = {pk: _structural(pv, defs) for pk, pv in v.items()}
         elif k == "const":
             out["enum"] = [v]
+        elif k in ("exclusiveMinimum", "exclusiveMaximum") and not isinstance(v, bool):
+            out["minimum" if k == "exclusiveMinimum" else "maximum"] = v  # OpenAPI 3.0 form
+            out[k] = True
         else:
             out[k] = _structural(v, defs)
     if out.get("type") == "object" and "properties" not in out and "additionalProperties" not in out:

@@ -1,0 +1,333 @@
+"""The Kubernetes backend against a real kube-apiserver + etcd, with KWOK nodes as kubelets."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+import yaml
+
+from jobsched.server.runtime import Runtime
+
+pytestmark = pytest.mark.k8s
+ROOT = Path(__file__).resolve().parents[2]
+OUTCOME = "jobsched.io/kwok-outcome"
+
+
+def until(check, timeout=40.0, what="condition", rt=None, name=None):
+    deadline = time.monotonic() + timeout
+    while True:
+        v = check()
+        if v:
+            return v
+        if time.monotonic() > deadline:
+            detail = ""
+            if rt is not None and name is not None:
+                st = rt.service.get("default", name)
+                detail = f": {st.phase} {st.reason} {st.message} " + "; ".join(
+                    f"{e.reason}: {e.message}" for e in st.events
+                )
+            raise AssertionError(f"timed out waiting for {what}{detail}")
+        time.sleep(0.2)
+
+
+@pytest.fixture(scope="module")
+def crds(k8s_cluster):
+    from kubernetes import client, utils
+
+    api = k8s_cluster.api_client()
+    for f in sorted((ROOT / "manifests" / "crds").glob("*.yaml")):
+        try:
+            utils.create_from_yaml(api, str(f))
+        except utils.FailToCreateError as e:
+            if not all(x.status == 409 for x in e.api_exceptions):
+                raise
+    ext = client.ApiextensionsV1Api(api)
+    until(
+        lambda: all(
+            any(
+                c.type == "Established" and c.status == "True"
+                for c in (ext.read_custom_resource_definition(n).status.conditions or [])
+            )
+            for n in ("trainingjobs.jobsched.io", "queues.jobsched.io")
+        ),
+        what="CRDs established",
+    )
+    return api
+
+
+@pytest.fixture
+def rt(k8s_cluster, crds, tmp_path):
+    r = Runtime(
+        tmp_path / "home",
+        backend="kubernetes",
+        backend_options={
+            "kubeconfig": str(k8s_cluster.kubeconfig),
+            "lease_name": f"js-{uuid.uuid4().hex[:6]}",
+        },
+    )
+    r.start()
+    until(r.backend.is_leader, what="leadership")
+    yield r
+    r.stop()
+
+
+def label() -> str:
+    return uuid.uuid4().hex[:8]
+
+
+def job(name: str, replicas: int, pool: str, cpu: str = "1", memory: str = "1Gi", **spec) -> dict:
+    return {
+        "apiVersion": "jobsched.io/v1alpha1",
+        "kind": "TrainingJob",
+        "metadata": {"name": name},
+        "spec": {
+            "replicas": replicas,
+            **spec,
+            "template": {
+                "command": ["python", "-m", "workers.train"],
+                "image": "jobsched/worker:dev",
+                "nodeSelector": {"pool": pool},
+                "resources": {"requests": {"cpu": cpu, "memory": memory}},
+            },
+        },
+    }
+
+
+def pods_of(core, name: str):
+    return [
+        p
+        for p in core.list_namespaced_pod("default").items
+        if (p.metadata.labels or {}).get("jobsched.io/job") == name
+    ]
+
+
+def set_outcome(core, pods, outcome: str):
+    for p in pods:
+        core.patch_namespaced_pod(
+            p.metadata.name, "default", {"metadata": {"annotations": {OUTCOME: outcome}}}
+        )
+
+
+def core_api(rt):
+    return rt.backend.core
+
+
+def test_gang_bound_all_or_nothing(rt, k8s_cluster):
+    pool = label()
+    k8s_cluster.add_nodes(2, cpu="2", memory="8Gi", labels={"pool": pool})
+    until(
+        lambda: (
+            len([n for n in rt.backend.nodes() if n.labels.get("pool") == pool and not n.unschedulable]) == 2
+        ),
+        what="nodes seen",
+    )
+    core = core_api(rt)
+    rt.service.submit(job("blocker", 1, pool))
+    until(lambda: rt.service.get("default", "blocker").phase.value == "Running", what="blocker running")
+    rt.service.submit(job("gang4", 4, pool))
+    st = until(lambda: (s := rt.service.get("default", "gang4")).message and s, what="pending reason")
+    time.sleep(1.0)
+    st = rt.service.get("default", "gang4")
+    assert st.phase.value == "Pending" and "only 3 of 4 replicas fit" in st.message
+    assert pods_of(core, "gang4") == []  # nothing of the gang was created, let alone bound
+    rt.service.cancel("default", "blocker")
+    until(lambda: rt.service.get("default", "gang4").phase.value == "Running", what="gang4 running")
+    pods = pods_of(core, "gang4")
+    assert len(pods) == 4 and all(p.spec.node_name for p in pods)
+    assert all(p.spec.scheduler_name == "jobsched" for p in pods)
+    assert {p.metadata.labels["jobsched.io/replica"] for p in pods} == {"0", "1", "2", "3"}
+    envs = {e.name: e.value for e in pods[0].spec.containers[0].env}
+    assert envs["WORLD_SIZE"] == "4" and envs["MASTER_ADDR"].startswith("gang4-a0-0.")
+    set_outcome(core, pods, "Succeeded")
+    st = until(lambda: (s := rt.service.get("default", "gang4")).phase.is_terminal() and s, what="gang4 done")
+    assert st.phase.value == "Succeeded"
+
+
+def test_oomkilled_pod_is_resized(rt, k8s_cluster):
+    pool = label()
+    k8s_cluster.add_nodes(1, cpu="4", memory="16Gi", labels={"pool": pool})
+    until(
+        lambda: any(n.labels.get("pool") == pool and not n.unschedulable for n in rt.backend.nodes()),
+        what="node seen",
+    )
+    core = core_api(rt)
+    rt.service.submit(job("oomy", 2, pool, memory="1Gi"))
+    until(
+        lambda: (
+            len(pods_of(core, "oomy")) == 2
+            and all(p.status.phase == "Running" for p in pods_of(core, "oomy"))
+        ),
+        what="oomy running",
+        rt=rt,
+        name="oomy",
+    )
+    set_outcome(core, pods_of(core, "oomy")[:1], "OOMKilled")
+    st = until(
+        lambda: (s := rt.service.get("default", "oomy")).attempts and len(s.attempts) == 2 and s,
+        what="second attempt",
+    )
+    assert st.attempts[0].reason == "OOMKilled"
+    new = until(
+        lambda: [p for p in pods_of(core, "oomy") if p.metadata.labels["jobsched.io/attempt"] == "1"] or None,
+        what="attempt-1 pods",
+    )
+    limit = new[0].spec.containers[0].resources.limits["memory"]
+    assert int(limit) >= int(1.5 * 2**30)
+    until(lambda: all(p.status.phase == "Running" for p in new), what="attempt-1 running")
+    set_outcome(core, new, "Succeeded")
+    until(lambda: rt.service.get("default", "oomy").phase.value == "Succeeded", what="oomy succeeded")
+
+
+def test_node_deleted_mid_run_requeues(rt, k8s_cluster):
+    pool = label()
+    names = k8s_cluster.add_nodes(2, cpu="2", memory="8Gi", labels={"pool": pool})
+    until(
+        lambda: (
+            len([n for n in rt.backend.nodes() if n.labels.get("pool") == pool and not n.unschedulable]) == 2
+        ),
+        what="nodes seen",
+    )
+    core = core_api(rt)
+    rt.service.submit(job("nodeloss", 1, pool, cpu="2"))
+    pod = until(
+        lambda: [p for p in pods_of(core, "nodeloss") if p.status.phase == "Running"] or None, what="running"
+    )[0]
+    core.delete_node(pod.spec.node_name)
+    st = until(
+        lambda: (s := rt.service.get("default", "nodeloss")).attempts and len(s.attempts) == 2 and s,
+        what="requeued",
+    )
+    assert st.attempts[0].reason == "NodeLost"
+    other = [n for n in names if n != pod.spec.node_name][0]
+    assert st.attempts[1].nodes == [other]
+
+
+def test_restart_rebuilds_cache_and_binds_nothing_twice(k8s_cluster, crds, tmp_path):
+    pool = label()
+    k8s_cluster.add_nodes(1, cpu="4", memory="8Gi", labels={"pool": pool})
+    opts = {"kubeconfig": str(k8s_cluster.kubeconfig), "lease_name": f"js-{label()}"}
+    r1 = Runtime(tmp_path / "h", backend="kubernetes", backend_options=opts)
+    r1.start()
+    until(r1.backend.is_leader, what="leader")
+    r1.service.submit(job("survive", 2, pool))
+    until(lambda: r1.service.get("default", "survive").phase.value == "Running", what="running")
+    core = r1.backend.core
+    before = {p.metadata.name: p.metadata.uid for p in pods_of(core, "survive")}
+    r1.controller.stop()  # the scheduler dies (its lease is not released)
+    r1.backend.close()
+    r2 = Runtime(tmp_path / "h", backend="kubernetes", backend_options=opts)
+    r2.start()
+    try:
+        until(r2.backend.is_leader, timeout=40, what="leader again")
+        time.sleep(1.0)
+        after = {p.metadata.name: p.metadata.uid for p in pods_of(core, "survive")}
+        assert after == before  # same pods, nothing created or bound again
+        set_outcome(core, pods_of(core, "survive"), "Succeeded")
+        st = until(lambda: (s := r2.service.get("default", "survive")).phase.is_terminal() and s, what="done")
+        assert st.phase.value == "Succeeded" and len(st.attempts) == 1
+    finally:
+        r2.stop()
+
+
+def test_apiserver_restart_mid_watch_is_survived(rt, k8s_cluster):
+    pool = label()
+    k8s_cluster.add_nodes(1, cpu="2", memory="8Gi", labels={"pool": pool})
+    until(
+        lambda: any(n.labels.get("pool") == pool and not n.unschedulable for n in rt.backend.nodes()),
+        what="node seen",
+    )
+    k8s_cluster.stop_apiserver()
+    time.sleep(1.0)
+    k8s_cluster.start_apiserver()
+    rt.service.submit(job("after-restart", 1, pool))
+    core = core_api(rt)
+    pods = until(
+        lambda: [p for p in pods_of(core, "after-restart") if p.status.phase == "Running"] or None,
+        timeout=60,
+        what="running after restart",
+    )
+    set_outcome(core, pods, "Succeeded")
+    until(
+        lambda: rt.service.get("default", "after-restart").phase.value == "Succeeded", timeout=60, what="done"
+    )
+
+
+def test_kubectl_apply_is_picked_up_and_status_written(rt, k8s_cluster):
+    pool = label()
+    k8s_cluster.add_nodes(1, cpu="2", memory="8Gi", labels={"pool": pool})
+    custom = rt.backend.custom
+    custom.create_namespaced_custom_object(
+        "jobsched.io", "v1alpha1", "default", "trainingjobs", job("applied", 1, pool)
+    )
+    until(lambda: _exists(rt, "applied"), what="imported")
+    core = core_api(rt)
+    pods = until(
+        lambda: [p for p in pods_of(core, "applied") if p.status.phase == "Running"] or None, what="running"
+    )
+    assert pods[0].metadata.owner_references[0].kind == "TrainingJob"
+    set_outcome(core, pods, "Succeeded")
+    obj = until(
+        lambda: (
+            (
+                o := custom.get_namespaced_custom_object(
+                    "jobsched.io", "v1alpha1", "default", "trainingjobs", "applied"
+                )
+            )
+            .get("status", {})
+            .get("phase")
+            == "Succeeded"
+            and o
+        ),
+        what="CR status",
+    )
+    assert obj["status"]["attemptCount"] == 1
+
+
+def test_invalid_trainingjob_refused_by_crd_schema(crds):
+    from kubernetes import client
+    from kubernetes.client.exceptions import ApiException
+
+    custom = client.CustomObjectsApi(crds)
+    bad = job("bad", 0, "x")
+    bad["spec"]["template"]["resources"]["requests"]["memory"] = "-1Gi"
+    with pytest.raises(ApiException) as e:
+        custom.create_namespaced_custom_object("jobsched.io", "v1alpha1", "default", "trainingjobs", bad)
+    assert e.value.status == 422
+    assert "spec.replicas" in e.value.body and "spec.template.resources.requests.memory" in e.value.body
+
+
+def test_only_one_leader(k8s_cluster):
+    from jobsched.backends.kubernetes.leader import LeaseElector
+
+    api = k8s_cluster.api_client()
+    name = f"lease-{label()}"
+    a = LeaseElector(api, "default", name, "a", lease_seconds=3)
+    b = LeaseElector(api, "default", name, "b", lease_seconds=3)
+    assert a.try_acquire_or_renew() is True
+    assert b.try_acquire_or_renew() is False
+    assert a.try_acquire_or_renew() is True
+    time.sleep(3.5)  # a stops renewing: its lease expires and b takes over
+    assert b.try_acquire_or_renew() is True
+    assert a.try_acquire_or_renew() is False
+
+
+def _exists(rt, name):
+    try:
+        rt.service.get("default", name)
+        return True
+    except LookupError:
+        return False
+
+
+def test_manifests_validate_offline():
+    docs = [
+        d
+        for f in sorted((ROOT / "manifests").rglob("*.yaml"))
+        for d in yaml.safe_load_all(f.read_text())
+        if d
+    ]
+    kinds = {d["kind"] for d in docs}
+    assert {"CustomResourceDefinition"} <= kinds
