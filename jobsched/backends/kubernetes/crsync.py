@@ -118,13 +118,19 @@ class CustomResourceSync:
         while not self._stop.wait(0.5):
             if not self.backend.is_leader():
                 continue
-            for obj in self.jobs.items():
-                md = obj["metadata"]
-                ns, name = md.get("namespace", "default"), md["name"]
-                try:
-                    st = self.service.get(ns, name)
-                except LookupError:
-                    continue
-                want = cr_status(st)
-                if self._written.get(f"{ns}/{name}") != want and obj.get("status") != want:
-                    self._patch_status(ns, name, want)
+            try:
+                self._write_statuses()
+            except Exception as e:  # API server unreachable for a moment: try again next round
+                log.warning("status write-back: %s", type(e).__name__)
+
+    def _write_statuses(self) -> None:
+        for obj in self.jobs.items():
+            md = obj["metadata"]
+            ns, name = md.get("namespace", "default"), md["name"]
+            try:
+                st = self.service.get(ns, name)
+            except LookupError:
+                continue
+            want = cr_status(st)
+            if self._written.get(f"{ns}/{name}") != want and obj.get("status") != want:
+                self._patch_status(ns, name, want)

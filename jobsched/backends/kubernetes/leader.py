@@ -11,7 +11,7 @@ log = logging.getLogger("jobsched.k8s.leader")
 
 
 def _now() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
+    return dt.datetime.now(dt.UTC)
 
 
 class LeaseElector:
