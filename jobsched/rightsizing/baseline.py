@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 PROBE_FACTORY = "jobsched.rightsizing.baseline:probe_factory"
+PROBE_VERSION = 2  # part of the cache key: bump when probe_factory or the runner changes
 MEASURE_STEPS = 3
 # Used only for a CUDA estimate on a machine without a GPU, when no measurement is cached and
 # JOBSCHED_CUDA_BASELINE_BYTES is unset: a typical CUDA context plus torch's CUDA kernels.
@@ -105,7 +106,7 @@ def _cache_path(device: str) -> Path:
     import torch
 
     threads = os.environ.get("OMP_NUM_THREADS", "default")
-    key = (f"torch{torch.__version__}-py{platform.python_version()}-{platform.machine()}"
+    key = (f"probe{PROBE_VERSION}-torch{torch.__version__}-py{platform.python_version()}-{platform.machine()}"
            f"-{torch.device(device).type}-threads{threads}")
     return jobsched_home() / "cache" / f"baseline-{re.sub(r'[^A-Za-z0-9_.-]', '_', key)}.json"
 

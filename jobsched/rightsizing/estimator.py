@@ -69,14 +69,14 @@ def load_factory(factory: str) -> Callable[..., Any]:
         module = importlib.import_module(module_name)
     except Exception as e:  # ImportError, or any error raised while importing user code
         raise EstimateError(f"factory {factory!r}: cannot import {module_name!r}: {e}") from e
-    fn = module
+    fn: Any = module
     for part in attr.split("."):
         fn = getattr(fn, part, None)
         if fn is None:
             raise EstimateError(f"factory {factory!r}: module {module_name!r} has no {attr!r}")
     if not callable(fn):
         raise EstimateError(f"factory {factory!r}: {attr!r} is not callable")
-    return fn  # type: ignore[return-value]
+    return fn  # type: ignore[no-any-return]
 
 
 def unpack(factory: str, out: Any) -> tuple[Any, Any, Any, Any, Callable[..., Any]]:
@@ -188,7 +188,7 @@ def _persistent(model: Any, opt: torch.optim.Optimizer, tracker: Any) -> dict[st
 def _match_foreach_default(opt: torch.optim.Optimizer, device_type: str) -> None:
     """Fake parameters are not plain Tensors, so torch.optim would not pick its foreach
     implementation on CUDA as a real run does; pin the real run's choice."""
-    from torch.optim.optimizer import _get_foreach_kernels_supported_devices
+    from torch.optim.optimizer import _get_foreach_kernels_supported_devices  # type: ignore[attr-defined]
 
     for group in opt.param_groups:
         if "foreach" in group and group["foreach"] is None and not group.get("fused"):
@@ -261,7 +261,7 @@ def job_factory(job: TrainingJob) -> tuple[str, dict[str, Any]] | None:
     if not _is_workers_train(argv) or _flag(argv, "--framework") not in (None, "torch"):
         return None  # not the runtime, or an MXNet job: no PyTorch program to trace
     try:
-        from workers.train import factory_for_argv  # type: ignore[import-not-found]
+        from workers.train import factory_for_argv
     except ImportError as e:
         raise EstimateError(f"cannot estimate a workers.train command: {e}") from e
     try:

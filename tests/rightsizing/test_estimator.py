@@ -1,0 +1,228 @@
+"""The pre-launch memory estimator against real training processes (jobsched.rightsizing.estimator)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from jobsched.rightsizing.estimator import (
+    BREAKDOWN_KEYS,
+    EstimateError,
+    estimate_factory,
+    estimate_factory_dict,
+    estimate_in_subprocess,
+    estimate_job,
+    estimate_manifest,
+)
+from jobsched.spec import TrainingJob
+
+ROOT = Path(__file__).resolve().parents[2]
+ZOO = "jobsched.rightsizing.zoo:"
+HERE = __name__  # this module, importable here: factories below are "<HERE>:name"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """One thread everywhere, and a fresh baseline cache (measured once for this module)."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("OMP_NUM_THREADS", "1")
+        mp.setenv("JOBSCHED_HOME", str(tmp_path_factory.mktemp("jobsched-home")))
+        mp.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
+        try:
+            import torch
+
+            torch.set_num_threads(1)
+        except ImportError:
+            pass
+        yield
+
+
+def real_peak(factory: str, kwargs: dict[str, Any]) -> int:
+    """Peak RSS of a separate process running real training steps."""
+    argv = [sys.executable, "-m", "jobsched.rightsizing.baseline", "--factory", factory,
+            "--kwargs", json.dumps(kwargs)]
+    out = subprocess.run(argv, capture_output=True, text=True, check=True, timeout=300)
+    return int(json.loads(out.stdout.strip().splitlines()[-1])["peak_bytes"])
+
+
+def two_linear() -> tuple[Any, Any, Any, Any]:
+    import torch
+
+    model = torch.nn.Sequential(torch.nn.Linear(1000, 300), torch.nn.ReLU(), torch.nn.Linear(300, 10))
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    return model, opt, (torch.randn(32, 1000), torch.randint(0, 10, (32,))), torch.nn.functional.cross_entropy
+
+
+def tied_embedding() -> tuple[Any, Any, Any, Any]:
+    import torch
+
+    emb, head = torch.nn.Embedding(1000, 64), torch.nn.Linear(64, 1000, bias=False)
+    head.weight = emb.weight  # one storage, two modules
+    model = torch.nn.Sequential(emb, head)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    return model, opt, (torch.randint(0, 1000, (8,)), torch.randint(0, 1000, (8,))), torch.nn.functional.cross_entropy
+
+
+def returns_pair() -> tuple[Any, Any]:
+    import torch
+
+    model = torch.nn.Linear(4, 2)
+    return model, torch.optim.SGD(model.parameters(), lr=0.1)
+
+
+def no_optimizer() -> tuple[Any, Any, Any, Any]:
+    import torch
+
+    model = torch.nn.Linear(4, 2)
+    return model, "adam", (torch.randn(2, 4), torch.randn(2, 2)), torch.nn.functional.mse_loss
+
+
+def job(spec: dict[str, Any]) -> TrainingJob:
+    return TrainingJob.model_validate({"metadata": {"name": "j"}, "spec": spec})
+
+
+@pytest.mark.torch
+def test_mlp_adam_estimate_is_within_ten_percent_of_a_real_process() -> None:
+    # 25M parameters: dropping the Adam state (200 MB) or the gradients would miss by over 10%.
+    kwargs = {"width": 2048, "depth": 6, "batch": 64, "optimizer": "adam"}
+    est = estimate_factory(ZOO + "mlp", kwargs)
+    assert sum(est.breakdown.values()) == est.peak_memory_bytes
+    measured = real_peak(ZOO + "mlp", kwargs)
+    assert abs(est.peak_memory_bytes - measured) / measured < 0.10, (est.breakdown, measured)
+
+
+@pytest.mark.torch
+def test_optimizer_state_is_two_moments_for_adam_and_nothing_for_plain_sgd() -> None:
+    kwargs = {"width": 256, "depth": 2, "batch": 16}
+    adam = estimate_factory(ZOO + "mlp", {**kwargs, "optimizer": "adam"}).breakdown
+    n_tensors = 6  # three Linear layers: each has a 4-byte "step" scalar per tensor
+    assert 2 * adam["parameters"] <= adam["optimizer_state"] <= 2 * adam["parameters"] + 4 * n_tensors
+    sgd = estimate_factory(ZOO + "mlp", {**kwargs, "optimizer": "sgd"}).breakdown
+    assert sgd["optimizer_state"] == 0
+    momentum = estimate_factory(ZOO + "mlp", {**kwargs, "optimizer": "sgd-momentum"}).breakdown
+    assert momentum["optimizer_state"] == momentum["parameters"]
+
+
+@pytest.mark.torch
+def test_parameters_and_gradients_are_exact_for_a_known_model() -> None:
+    est = estimate_factory(f"{HERE}:two_linear")
+    n = 1000 * 300 + 300 + 300 * 10 + 10
+    assert est.breakdown["parameters"] == est.breakdown["gradients"] == 4 * n
+    assert est.breakdown["optimizer_state"] == 4 * n  # momentum buffers
+    # The peak also holds the batch (32x1000 floats) and the activations.
+    assert est.breakdown["activations_peak"] >= 4 * 32 * 1000
+    assert set(est.breakdown) == set(BREAKDOWN_KEYS) and est.breakdown["baseline"] > 0
+    tied = estimate_factory(f"{HERE}:tied_embedding").breakdown
+    assert tied["parameters"] == tied["gradients"] == 4 * 1000 * 64  # shared weight counted once
+
+
+@pytest.mark.torch
+def test_a_5gb_model_estimates_without_allocating_it() -> None:
+    # In a child whose data segment is capped at 3 GiB: a real allocation fails instead of
+    # filling the machine, and the child's peak RSS shows that nothing large was touched.
+    script = textwrap.dedent("""
+        import json, resource
+        resource.setrlimit(resource.RLIMIT_DATA, (3 << 30, 3 << 30))
+        from jobsched.rightsizing.estimator import estimate_factory
+        est = estimate_factory("jobsched.rightsizing.zoo:mlp",
+                               {"width": 16384, "depth": 5, "in_features": 16384, "batch": 8})
+        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        print(json.dumps({"estimate": est.to_dict(), "rss": rss}))
+    """)
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    breakdown = result["estimate"]["breakdown"]
+    assert breakdown["parameters"] > 5 * 10**9  # 5 x 16384^2 float32 weights
+    assert breakdown["optimizer_state"] >= 2 * breakdown["parameters"]
+    assert result["rss"] < 1.5 * 2**30
+
+
+@pytest.mark.torch
+def test_bad_factories_give_errors_naming_the_factory() -> None:
+    cases = {
+        "no-colon": "expected 'module:function'",
+        "no_such_module_xyz:f": "cannot import 'no_such_module_xyz'",
+        ZOO + "no_such_function": "has no 'no_such_function'",
+        f"{HERE}:returns_pair": "must return (model, optimizer, (inputs, targets), loss_fn)",
+        f"{HERE}:no_optimizer": "not a torch.optim.Optimizer",
+    }
+    for factory, message in cases.items():
+        with pytest.raises(ValueError, match="factory") as err:
+            estimate_factory(factory)
+        assert factory in str(err.value) and message in str(err.value)
+    with pytest.raises(ValueError, match="unexpected keyword argument"):
+        estimate_factory(ZOO + "mlp", {"no_such_kwarg": 1})
+
+
+@pytest.mark.torch
+def test_estimate_in_subprocess_matches_the_in_process_estimate() -> None:
+    kwargs = {"cell": "gru", "hidden": 64, "layers": 1, "seq": 8, "batch": 4, "vocab": 100}
+    child = estimate_in_subprocess(ZOO + "rnn", kwargs, "cpu", timeout=240)
+    assert child == estimate_factory(ZOO + "rnn", kwargs, "cpu")
+    with pytest.raises(EstimateError, match="no_such_module_xyz"):
+        estimate_in_subprocess("no_such_module_xyz:f", {}, "cpu", timeout=240)
+
+
+@pytest.mark.torch
+def test_cuda_estimate_shares_the_path_with_cuda_accounting(monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    monkeypatch.setenv("JOBSCHED_CUDA_BASELINE_BYTES", str(300 << 20))
+    if torch.cuda.is_available():
+        pytest.skip("a real GPU measures its own baseline; covered by the CPU-only rounding check")
+    with pytest.warns(UserWarning, match="no CUDA device"):
+        est = estimate_factory(f"{HERE}:two_linear", device="cuda")
+    n_blocks = [1000 * 300, 300, 300 * 10, 10]  # float32 tensors, each rounded up to 512 bytes
+    assert est.breakdown["parameters"] == sum(-(-4 * n // 512) * 512 for n in n_blocks)
+    assert est.breakdown["baseline"] == 300 << 20 and est.device == "cuda"
+
+
+def test_manifest_and_factory_dict_entry_points() -> None:
+    pytest.importorskip("torch")
+    spec = {"template": {"command": ["python", "train.py"]},
+            "rightSizing": {"factory": ZOO + "mlp", "factoryKwargs": {"width": 64, "depth": 1}}}
+    result = estimate_manifest({"metadata": {"name": "m"}, "spec": spec})
+    assert result["job"] == "default/m" and result["kwargs"] == {"width": 64, "depth": 1}
+    assert result["peak_memory_bytes"] == sum(result["breakdown"].values())
+    assert estimate_factory_dict(ZOO + "mlp", {"width": 64, "depth": 1}) == {
+        k: v for k, v in result.items() if k != "job"}
+    with pytest.raises(ValueError, match="spec.rightSizing.factory"):
+        estimate_manifest({"metadata": {"name": "m"}, "spec": {"template": {"command": ["sleep", "1"]}}})
+    with pytest.raises(ValueError, match="spec.replicas"):
+        estimate_manifest({"metadata": {"name": "m"}, "spec": {**spec, "replicas": 0}})
+
+
+def test_jobs_without_a_factory_cannot_be_estimated() -> None:
+    assert estimate_job(job({"template": {"command": ["sleep", "10"]}})) is None
+    mxnet = ["python", "-m", "workers.train", "--kernel", "mlp", "--framework", "mxnet"]
+    assert estimate_job(job({"template": {"command": mxnet}})) is None
+
+
+@pytest.mark.torch
+def test_workers_train_commands_use_the_runtime_factory() -> None:
+    try:
+        from workers.train import factory_for_argv  # noqa: F401
+    except ImportError as e:
+        pytest.skip(f"workers.train is not importable yet: {e}")
+    argv = ["python", "-m", "workers.train", "--kernel", "mlp"]
+    est = estimate_job(job({"template": {"command": argv[:3], "args": argv[3:]}}))
+    assert est is not None and est.factory.startswith("kernels.mlp")
+    assert est.breakdown["parameters"] > 0 and est.breakdown["gradients"] == est.breakdown["parameters"]
+
+
+def test_importing_the_estimator_does_not_import_torch() -> None:
+    code = ("import sys, jobsched.rightsizing as r, jobsched.rightsizing.estimator, "
+            "jobsched.rightsizing.baseline, jobsched.rightsizing.zoo\n"
+            "assert r.estimate_factory is jobsched.rightsizing.estimator.estimate_factory\n"
+            "print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    assert out.stdout.strip() == "False"
