@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import pytest
 
@@ -61,12 +61,14 @@ class K8sCluster:
     def _testenv(self, *args: str) -> None:
         subprocess.run([str(TESTENV), *args], check=True)
 
-    def start(self) -> None:
-        """Start whatever part of the control plane is not running (idempotent)."""
-        self._testenv("start", str(self.dir))
+    def start(self, component: str | None = None) -> None:
+        """Start the parts of the control plane that are not running (idempotent), or
+        one component: ``etcd``, ``kube-apiserver``, ``kwok`` or ``kube-scheduler``
+        (the default scheduler runs only when started by name)."""
+        self._testenv("start", str(self.dir), *([component] if component else []))
 
     def stop(self, component: str | None = None) -> None:
-        """Stop everything, or one of ``etcd``, ``kube-apiserver``, ``kwok``."""
+        """Stop everything, or one component (SIGTERM, then SIGKILL after 10 s)."""
         self._testenv("stop", str(self.dir), *([component] if component else []))
 
     def stop_apiserver(self) -> None:
@@ -78,7 +80,8 @@ class K8sCluster:
     def api_client(self) -> ApiClient:
         from kubernetes import config
 
-        return config.new_client_from_config(config_file=str(self.kubeconfig))
+        api: ApiClient = config.new_client_from_config(config_file=str(self.kubeconfig))  # type: ignore[no-untyped-call]
+        return api
 
     def add_nodes(
         self,
@@ -104,7 +107,7 @@ class K8sCluster:
             raise ValueError(f"gpus: expected a non-negative integer, got {gpus!r}")
         for field, value in (("cpu", cpu), ("memory", memory)):
             try:
-                ok = parse_quantity(value) > 0
+                ok = parse_quantity(value) > 0  # type: ignore[no-untyped-call]
             except ValueError:
                 ok = False
             if not ok:
@@ -130,9 +133,10 @@ class K8sCluster:
             list(pool.map(create, names))
 
         def all_ready() -> bool:
+            nodes: list[Any] = api.list_node(label_selector="type=kwok").items
             ready = {
                 node.metadata.name
-                for node in api.list_node(label_selector="type=kwok").items
+                for node in nodes
                 if any(c.type == "Ready" and c.status == "True" for c in node.status.conditions or [])
             }
             return ready.issuperset(names)

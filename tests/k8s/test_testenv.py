@@ -26,11 +26,12 @@ def core(k8s_cluster: K8sCluster) -> Any:
 
 @pytest.fixture(scope="module")
 def node(k8s_cluster: K8sCluster) -> str:
-    return k8s_cluster.add_nodes(1, cpu="16", memory="64Gi", gpus=8, prefix="testenv")[0]
+    names: list[str] = k8s_cluster.add_nodes(1, cpu="16", memory="64Gi", gpus=8, prefix="testenv")
+    return names[0]
 
 
-def make_pod(core: Any, annotations: dict[str, str] | None = None) -> str:
-    """A pod no scheduler touches (schedulerName jobsched); returns its name."""
+def make_pod(core: Any, annotations: dict[str, str] | None = None, scheduler: str = "jobsched") -> str:
+    """A pod only ``scheduler`` may bind (default jobsched: none runs here); returns its name."""
     from kubernetes import client
 
     name = f"p-{uuid.uuid4().hex[:8]}"
@@ -39,7 +40,7 @@ def make_pod(core: Any, annotations: dict[str, str] | None = None) -> str:
         client.V1Pod(
             metadata=client.V1ObjectMeta(name=name, annotations=annotations),
             spec=client.V1PodSpec(
-                scheduler_name="jobsched",
+                scheduler_name=scheduler,
                 restart_policy="Never",
                 containers=[client.V1Container(name="train", image="trainer:latest")],
             ),
@@ -154,7 +155,7 @@ def test_deleted_pod_is_removed(core: Any, node: str, wait_for: Wait) -> None:
         try:
             core.read_namespaced_pod(pod, "default")
         except ApiException as exc:
-            return exc.status == 404
+            return bool(exc.status == 404)
         return False
 
     wait_for(gone, what="pod deletion")
@@ -184,3 +185,15 @@ def test_apiserver_restart_keeps_objects(
     pod = make_pod(core, {OUTCOME_ANNOTATION: "Succeeded"})
     bind(core, pod, node)
     wait_for(lambda: phase_is(core, pod, "Succeeded"), timeout=60, what="Succeeded after restart")
+
+
+def test_default_kube_scheduler_binds_to_kwok_nodes(
+    k8s_cluster: K8sCluster, core: Any, node: str, wait_for: Wait
+) -> None:
+    pod = make_pod(core, scheduler="default-scheduler")
+    k8s_cluster.start("kube-scheduler")
+    try:
+        wait_for(lambda: phase_is(core, pod, "Running"), timeout=60, what="kube-scheduler to bind")
+    finally:
+        k8s_cluster.stop("kube-scheduler")
+    assert core.read_namespaced_pod(pod, "default").spec.node_name.startswith(("testenv-", "kwok-node-"))

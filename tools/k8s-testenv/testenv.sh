@@ -2,8 +2,10 @@
 # Real Kubernetes test control plane: etcd + kube-apiserver + KWOK on loopback.
 #
 #   testenv.sh build                 build the binaries into .cache/k8s-testenv/bin (when missing)
-#   testenv.sh start DIR             start (or restart the stopped parts of) a control plane in DIR
-#   testenv.sh stop DIR [COMPONENT]  stop all (or one of etcd, kube-apiserver, kwok): SIGTERM, then SIGKILL
+#   testenv.sh start DIR [COMPONENT] start (or restart the stopped parts of) a control plane in DIR;
+#                                    COMPONENT: one of etcd, kube-apiserver, kwok, kube-scheduler
+#                                    (kube-scheduler only starts when named)
+#   testenv.sh stop DIR [COMPONENT]  stop all (or one component): SIGTERM, then SIGKILL after 10 s
 #   testenv.sh env DIR               print `export KUBECONFIG=...`
 #
 # See docs/k8s-testenv.md.
@@ -13,7 +15,8 @@ HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$HERE/../.." && pwd)"
 BIN="${K8S_TESTENV_BIN:-$ROOT/.cache/k8s-testenv/bin}"
 TOOLS=(etcd kube-apiserver kube-scheduler kwok)
-COMPONENTS=(etcd kube-apiserver kwok) # start order; stop runs in reverse
+COMPONENTS=(etcd kube-apiserver kwok kube-scheduler) # start order; stop runs in reverse
+DEFAULT_COMPONENTS=(etcd kube-apiserver kwok)
 READY_TIMEOUT="${K8S_TESTENV_READY_TIMEOUT:-120}"
 
 die() { echo "testenv: $*" >&2; exit 1; }
@@ -22,8 +25,22 @@ log() { echo "testenv: $*" >&2; }
 # --- build -------------------------------------------------------------------
 
 source_stamp() {
-  # Hash of everything that decides the binaries: a changed pin triggers a rebuild.
-  (cd "$HERE" && cat go.mod go.sum cmd/*/main.go && go env GOVERSION) | sha256sum | cut -d' ' -f1
+  # Hash of everything that decides the binaries (pins, wrappers, Go version, this
+  # build code): any change triggers a rebuild.
+  (cd "$HERE" && cat go.mod go.sum cmd/*/main.go && go env GOVERSION && declare -f cmd_build build_ldflags) |
+    sha256sum | cut -d' ' -f1
+}
+
+build_ldflags() {
+  # Stripped binaries, stamped with the pinned Kubernetes release as upstream's
+  # hack/lib/version.sh does (otherwise they report v0.0.0-master).
+  local v major minor pkg flags="-s -w"
+  v="$(cd "$HERE" && go list -m -f '{{.Version}}' k8s.io/kubernetes)"
+  IFS=. read -r major minor _ <<<"${v#v}"
+  for pkg in k8s.io/client-go/pkg/version k8s.io/component-base/version; do
+    flags+=" -X $pkg.gitVersion=$v -X $pkg.gitMajor=$major -X $pkg.gitMinor=$minor -X $pkg.gitTreeState=clean"
+  done
+  echo "$flags"
 }
 
 cmd_build() {
@@ -36,11 +53,12 @@ cmd_build() {
     log "binaries up to date in $BIN"
     return 0
   fi
-  local start=$SECONDS
+  local start=$SECONDS ldflags
+  ldflags="$(build_ldflags)"
   log "building ${TOOLS[*]} into $BIN (GOCACHE=$(go env GOCACHE))"
   # One `go build` for all four commands so shared packages compile once.
   (cd "$HERE" && GOFLAGS="${GOFLAGS:-} -mod=mod" CGO_ENABLED=0 \
-    go build -trimpath -ldflags='-s -w' -o "$BIN/" \
+    go build -trimpath -ldflags="$ldflags" -o "$BIN/" \
       ./cmd/etcd ./cmd/kube-apiserver ./cmd/kube-scheduler sigs.k8s.io/kwok/cmd/kwok)
   echo "$stamp" >"$BIN/.stamp"
   log "build took $((SECONDS - start))s"
@@ -74,7 +92,7 @@ gen_cert() { # NAME SUBJECT EXTENSIONS: key + certificate signed by the test CA
 
 init_dir() { # first start in DIR: ports, certificates, service-account key, kubeconfig
   local ports
-  read -r -a ports <<<"$(free_ports 4)"
+  read -r -a ports <<<"$(free_ports 5)"
   mkdir -p "$PKI" "$DIR/kwok-home"
   openssl req -x509 -newkey rsa:2048 -nodes -keyout "$PKI/ca.key" -out "$PKI/ca.crt" \
     -days 3650 -subj "/CN=jobsched-testenv-ca" 2>/dev/null
@@ -104,7 +122,7 @@ contexts:
 current-context: testenv
 EOF
   # Written last: its presence marks a complete DIR.
-  printf 'ETCD_PORT=%s\nETCD_PEER_PORT=%s\nAPISERVER_PORT=%s\nKWOK_PORT=%s\n' "${ports[@]}" \
+  printf 'ETCD_PORT=%s\nETCD_PEER_PORT=%s\nAPISERVER_PORT=%s\nKWOK_PORT=%s\nSCHEDULER_PORT=%s\n' "${ports[@]}" \
     >"$DIR/testenv.env"
 }
 
@@ -140,6 +158,12 @@ component_args() { # COMPONENT -> argv in ARGS
       --node-ip=10.244.0.1 --cidr=10.244.0.0/16
       --server-address="127.0.0.1:$KWOK_PORT"
     ) ;;
+    kube-scheduler) ARGS=( # the default scheduler, for side-by-side benchmarks
+      --kubeconfig="$DIR/kubeconfig"
+      --authentication-kubeconfig="$DIR/kubeconfig" --authorization-kubeconfig="$DIR/kubeconfig"
+      --bind-address=127.0.0.1 --secure-port="$SCHEDULER_PORT" --cert-dir="$DIR/scheduler-certs"
+      --leader-elect=false --profiling=false
+    ) ;;
   esac
 }
 
@@ -156,6 +180,7 @@ probe() { # COMPONENT: one readiness check
     kube-apiserver) curl -sf --cacert "$PKI/ca.crt" --cert "$PKI/admin.crt" --key "$PKI/admin.key" \
       "https://127.0.0.1:$APISERVER_PORT/readyz" >/dev/null ;;
     kwok) curl -sf "http://127.0.0.1:$KWOK_PORT/healthz" >/dev/null ;;
+    kube-scheduler) curl -sfk "https://127.0.0.1:$SCHEDULER_PORT/readyz" >/dev/null ;;
   esac
 }
 
@@ -186,9 +211,14 @@ use_dir() {
   PKI="$DIR/pki"
 }
 
+check_component() {
+  [[ " ${COMPONENTS[*]} " == *" $1 "* ]] || die "unknown component '$1' (one of: ${COMPONENTS[*]})"
+}
+
 cmd_start() {
   use_dir "${1:-}"
-  local c
+  local c want=("${DEFAULT_COMPONENTS[@]}")
+  if [[ -n "${2:-}" ]]; then check_component "$2"; want=("$2"); fi
   for c in "${TOOLS[@]}"; do
     [[ -x "$BIN/$c" ]] || die "$BIN/$c missing: run tools/k8s-testenv/testenv.sh build"
   done
@@ -197,7 +227,7 @@ cmd_start() {
   [[ -f "$DIR/testenv.env" ]] || init_dir
   # shellcheck disable=SC1091
   source "$DIR/testenv.env"
-  for c in "${COMPONENTS[@]}"; do
+  for c in "${want[@]}"; do
     if is_running "$c"; then log "$c already running"; else start_component "$c"; fi
   done
 }
@@ -226,7 +256,7 @@ cmd_stop() {
   use_dir "${1:-}"
   local c i want="${2:-}"
   if [[ -n $want ]]; then
-    [[ " ${COMPONENTS[*]} " == *" $want "* ]] || die "unknown component '$want' (one of: ${COMPONENTS[*]})"
+    check_component "$want"
     stop_component "$want"
     return
   fi
@@ -247,7 +277,7 @@ main() {
     start) cmd_start "$@" ;;
     stop) cmd_stop "$@" ;;
     env) cmd_env "$@" ;;
-    *) die "usage: testenv.sh build | start DIR | stop DIR [COMPONENT] | env DIR" ;;
+    *) die "usage: testenv.sh build | start DIR [COMPONENT] | stop DIR [COMPONENT] | env DIR" ;;
   esac
 }
 
