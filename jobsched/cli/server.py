@@ -36,6 +36,12 @@ def server(ctx: typer.Context, home: Path | None = HOME,
            backend: Backend = typer.Option(Backend.local, help="Where replicas run."),
            ray_address: str | None = typer.Option(None, help="Ray cluster address (--backend ray)."),
            kubeconfig: Path | None = typer.Option(None, help="kubeconfig (--backend kubernetes)."),
+           context: str | None = typer.Option(None, help="kubeconfig context (--backend kubernetes)."),
+           node_pool: Path | None = typer.Option(None, help="Node-pool YAML: instance types the "
+                                                 "provisioner may add when gangs pend for capacity."),
+           provision_delay: float = typer.Option(0.0, help="Seconds before a provisioned node appears "
+                                                 "(local virtual nodes)."),
+           policy: str = typer.Option("jobsched", help="Placement policy (jobsched, bestfit, fgd, ...)."),
            ) -> None:
     """Run the server in the foreground until SIGTERM/SIGINT."""
     if ctx.invoked_subcommand is not None:
@@ -52,13 +58,30 @@ def server(ctx: typer.Context, home: Path | None = HOME,
         if backend is not Backend.kubernetes:
             fail("--kubeconfig: only with --backend kubernetes")
         options["kubeconfig"] = str(kubeconfig.expanduser().resolve())
+    if context:
+        if backend is not Backend.kubernetes:
+            fail("--context: only with --backend kubernetes")
+        options["context"] = context
+    if node_pool is not None:
+        from jobsched.rightsizing.pools import load_pool
+        from jobsched.spec.errors import SpecError
+
+        try:
+            load_pool(node_pool.read_text(), str(node_pool))
+        except OSError as e:
+            fail(f"--node-pool: cannot read {node_pool}: {e.strerror}")
+        except SpecError as e:
+            fail(f"--node-pool: {e}")
+    if provision_delay < 0:
+        fail("--provision-delay: must not be negative")
     try:
         port = default_port() if port is None else port
     except ValueError as e:
         fail(str(e))
     configure_logging()
     try:
-        serve(_home(home), host, port, backend.value, options)
+        serve(_home(home), host, port, backend.value, options,
+              runtime_options={"node_pool": node_pool, "provision_delay": provision_delay, "policy": policy})
     except ServerStartError as e:
         fail(str(e), EXIT_INVALID)
 

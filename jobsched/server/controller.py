@@ -14,6 +14,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
 from pathlib import Path
 
 from jobsched.backends.base import Backend, GangLaunch, ReplicaLaunch, StartError
@@ -25,6 +26,7 @@ from jobsched.server.lifecycle import Lifecycle
 from jobsched.server.metrics import Metrics
 from jobsched.spec.node import Node
 from jobsched.spec.quantity import format_bytes
+from jobsched.spec.resources import Resources
 from jobsched.spec.queue import Queue
 from jobsched.spec.status import JobPhase
 from jobsched.store import AttemptRow, JobRow, Store
@@ -41,11 +43,16 @@ def free_port() -> int:
 class Controller:
     def __init__(self, store: Store, backend: Backend, metrics: Metrics, home: Path,
                  clock: Callable[[], float] = time.time, policy: str = "jobsched",
-                 provisionable: tuple = ()) -> None:  # type: ignore[type-arg]
+                 provisionable: tuple = (), provisioning: Any = None) -> None:  # type: ignore[type-arg]
         self.store, self.backend, self.metrics, self.home, self.clock = store, backend, metrics, home, clock
         self.scheduler = Scheduler(policy)
         self.lifecycle = Lifecycle(store, backend, metrics, clock, self.max_node_memory)
         self.provisionable = provisionable
+        self.provisioning = provisioning  # jobsched.server.provisioning.Provisioning, optional
+        from jobsched.rightsizing.cost import CostAccumulator
+
+        self.costs = CostAccumulator()
+        self._cost_written = 0.0
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -83,7 +90,34 @@ class Controller:
             self.lifecycle.on_event(ev)
         self.lifecycle.process_cancellations()
         self.schedule()
+        if self.provisioning is not None or self._nodes_priced():
+            self.account()
         self.update_gauges()
+
+    def _nodes_priced(self) -> bool:
+        return any(n.price_per_hour for n in self.nodes())
+
+    def account(self) -> None:
+        """Charge node-hours x price to jobs by their requests; consolidate empty provider nodes."""
+        from jobsched.server.provisioning import allocations
+
+        snap, jobs = self.snapshot()
+        now = self.clock()
+        t = snap.table
+        nodes = {name: (Resources(int(t.cpu_cap[i]), int(t.mem_cap[i]), int(t.gpu_count[i]), 1000),
+                        float(t.price[i])) for i, name in enumerate(t.names)}
+        self.costs.observe(now, nodes, allocations(snap))
+        if now - self._cost_written > 1.0:
+            self._cost_written = now
+            by_key = {j.key: j for j in jobs.values()} if jobs else {
+                j.key: j for j in self.store.jobs(phases=(JobPhase.RUNNING.value, JobPhase.ADMITTED.value))}
+            for key, cost in self.costs.jobs.items():
+                j = by_key.get(key)
+                if j is not None and abs(j.cost - cost) > 1e-9:
+                    self.store.update_job(j.uid, cost=cost)
+        if self.provisioning is not None:
+            for name in self.provisioning.consolidate(snap):
+                log.info("consolidation removed empty node %s", name)
 
     # scheduling -------------------------------------------------------------------------------
     def nodes(self) -> list[Node]:
@@ -94,11 +128,13 @@ class Controller:
         stale = version != self._nodes_seen if version is not None else now - self._nodes_at > 5
         if not self._nodes or stale:
             self._nodes, self._nodes_at, self._nodes_seen = self.backend.nodes(), now, version
+        if self.provisioning is not None:
+            return self._nodes + self.provisioning.nodes()
         return self._nodes
 
     def max_node_memory(self) -> int:
         mems = [n.allocatable_vector().memory for n in self.nodes()]
-        mems += [s.resources.memory for s in self.provisionable]
+        mems += [s.resources.memory for s in self.shapes()]
         return max(mems, default=0)
 
     def queue_infos(self) -> list[QueueInfo]:
@@ -109,7 +145,12 @@ class Controller:
         jobs = {j.uid: j for j in self.store.jobs()} if live else {}
         running = [convert.running_gang(jobs[a.job_uid], a) for a in live if a.job_uid in jobs]
         table = NodeTable.from_nodes(self.nodes())
-        return Snapshot.build(table, running, self.queue_infos(), self.provisionable), jobs
+        return Snapshot.build(table, running, self.queue_infos(), self.shapes()), jobs
+
+    def shapes(self) -> tuple:  # type: ignore[type-arg]
+        if self.provisioning is not None:
+            return tuple(self.provisioning.shapes())
+        return tuple(self.provisionable)
 
     def schedule(self) -> None:
         is_leader = getattr(self.backend, "is_leader", None)
@@ -130,6 +171,10 @@ class Controller:
                 self.lifecycle.fail(j, "InvalidSpec", str(e))
         result = self.scheduler.cycle(snap, groups, self.clock())
         self.metrics.cycle_duration.observe(time.perf_counter() - t0)
+        if self.provisioning is not None:
+            want = {d.key for d in result.decisions if isinstance(d, Wait) and d.for_capacity}
+            for key, msg in self.provisioning.provision([g for g in groups if g.key in want], snap):
+                self.note_wait(by_key[key], msg)
         for d in result.decisions:
             if isinstance(d, Admit):
                 self.admit(by_key[d.key], d)

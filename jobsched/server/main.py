@@ -69,7 +69,7 @@ def _exit_on_sigterm(signum: int, frame: Any) -> NoReturn:
 
 
 def serve(home: Path, host: str, port: int, backend: str = "local",
-          backend_options: dict[str, Any] | None = None) -> None:
+          backend_options: dict[str, Any] | None = None, runtime_options: dict[str, Any] | None = None) -> None:
     """Run until SIGTERM/SIGINT. Raises :class:`ServerStartError` if it cannot start."""
     import uvicorn
 
@@ -85,7 +85,7 @@ def serve(home: Path, host: str, port: int, backend: str = "local",
     runtime = None
     try:
         token = load_or_create_token(home)
-        runtime = Runtime(home, backend=backend, backend_options=backend_options or {})
+        runtime = Runtime(home, backend=backend, backend_options=backend_options or {}, **(runtime_options or {}))
         runtime.start()
         app = create_app(runtime.service, runtime.metrics, token, _extra_routers(runtime))
         pid_path.write_text(f"{os.getpid()}\n")

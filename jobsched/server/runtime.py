@@ -17,7 +17,8 @@ from jobsched.store import Store
 
 class Runtime:
     def __init__(self, home: Path | str, backend: str = "local", backend_options: dict[str, Any] | None = None,
-                 policy: str = "jobsched", estimate_timeout: float = 180.0) -> None:
+                 policy: str = "jobsched", estimate_timeout: float = 180.0,
+                 node_pool: str | Path | None = None, provision_delay: float = 0.0) -> None:
         self.home = Path(home).expanduser()
         self.home.mkdir(parents=True, exist_ok=True)
         self.store_path = self.home / "state.db"
@@ -25,7 +26,18 @@ class Runtime:
         self.metrics = Metrics()
         self.clock = time.time
         self.backend = make_backend(backend, home=self.home, **(backend_options or {}))
-        self.controller = Controller(self.store, self.backend, self.metrics, self.home, self.clock, policy)
+        provisioning = None
+        if node_pool is not None:
+            from jobsched.rightsizing.pools import load_pool
+            from jobsched.server.provisioning import LocalVirtualProvider, Provisioning
+
+            pool = load_pool(Path(node_pool).read_text(), str(node_pool))
+            make_provider = getattr(self.backend, "node_provider", None)
+            provider = (make_provider(pool) if make_provider is not None
+                        else LocalVirtualProvider(pool, delay=provision_delay, now=self.clock()))
+            provisioning = Provisioning(pool, provider, self.clock)
+        self.controller = Controller(self.store, self.backend, self.metrics, self.home, self.clock, policy,
+                                     provisioning=provisioning)
         self.service = JobService(self.store, self.backend, str(self.home), self.controller.wake, self.clock)
         self.estimator = Estimator(self.store, self.controller, self.clock, estimate_timeout)
         if "default" not in self.store.queues():
