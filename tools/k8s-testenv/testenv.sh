@@ -46,6 +46,9 @@ build_ldflags() {
 cmd_build() {
   command -v go >/dev/null || die "Go not found: install Go >= 1.22 (https://go.dev/dl/) and rerun"
   mkdir -p "$BIN"
+  # Concurrent test sessions: one builds, the others wait and find it done.
+  exec 9>"$BIN/.build.lock"
+  flock 9
   local stamp missing=0 t
   stamp="$(source_stamp)"
   for t in "${TOOLS[@]}"; do [[ -x "$BIN/$t" ]] || missing=1; done
