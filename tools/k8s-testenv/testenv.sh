@@ -207,9 +207,10 @@ start_component() {
   log "$c ready in $((SECONDS - t0))s (pid $(cat "$DIR/$c.pid"))"
 }
 
-use_dir() {
+use_dir() { # DIR [create]
   [[ -n "${1:-}" ]] || die "missing DIR argument"
-  mkdir -p "$1"
+  [[ -z "${2:-}" ]] || mkdir -p "$1"
+  [[ -d "$1" ]] || die "no such directory: $1"
   DIR="$(cd "$1" && pwd)"
   PKI="$DIR/pki"
 }
@@ -219,7 +220,7 @@ check_component() {
 }
 
 cmd_start() {
-  use_dir "${1:-}"
+  use_dir "${1:-}" create
   local c want=("${DEFAULT_COMPONENTS[@]}")
   if [[ -n "${2:-}" ]]; then check_component "$2"; want=("$2"); fi
   for c in "${TOOLS[@]}"; do
