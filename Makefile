@@ -4,6 +4,7 @@ VENV    ?= .venv
 BIN     := $(VENV)/bin
 EXTRAS  ?= dev,torch,ray
 PYTEST_ARGS ?=
+export PATH := $(PATH):/usr/local/go/bin
 
 .PHONY: setup demo test test-fast lint typecheck importlint testenv mxnet bench clean
 
