@@ -90,7 +90,7 @@ class Provisioning:
         prices = {name: float(snap.table.price[snap.table.index[name]]) for name in owned
                   if name in snap.table.index}
         cp = consolidate(snap.table, snap.running, {k: v for k, v in self._idle_since.items() if k in owned},
-                         now, float(self.pool.empty_ttl_seconds), prices, repack=False)
+                         now, float(self.pool.empty_ttl_seconds), prices, repack=False, net_of_running=True)
         deleted = []
         for name in cp.delete:
             if name in owned and name not in busy:
