@@ -105,7 +105,11 @@ def main() -> None:
     ap.add_argument("--memory-jobs", type=int, default=100000)
     ap.add_argument("--memory-nodes", type=int, default=5000)
     ap.add_argument("--out", default=None, help="also write the JSON here")
+    ap.add_argument("--memory-only", action="store_true", help=argparse.SUPPRESS)
     a = ap.parse_args()
+    if a.memory_only:  # a fresh process, so that earlier runs' freed memory does not hide growth
+        print(json.dumps(memory_at(a.memory_jobs, a.memory_nodes)))
+        return
     load0 = [round(x, 1) for x in os.getloadavg()]  # other work on the machine slows every figure
     runs = []
     for n in (int(x) for x in a.nodes.split(",")):
@@ -114,7 +118,13 @@ def main() -> None:
             print(f"{pol:>9} {n:>6} nodes, {a.pods} pods: {r['placements_per_s']:>8.1f} placements/s "
                   f"({r['placed']} placed in {r['seconds']} s)", file=sys.stderr, flush=True)
             runs.append(r)
-    mem = memory_at(a.memory_jobs, a.memory_nodes) if a.memory_jobs else None
+    mem = None
+    if a.memory_jobs:
+        import subprocess
+
+        proc = subprocess.run([sys.executable, __file__, "--memory-only", "--memory-jobs", str(a.memory_jobs),
+                               "--memory-nodes", str(a.memory_nodes)], check=True, capture_output=True, text=True)
+        mem = json.loads(proc.stdout)
     five = [r for r in runs if r["nodes"] == 5000 and r["policy"] == "jobsched"]
     out = {"machine": f"{os.cpu_count()} CPUs", "load_average_1_5_15": [round(x, 1) for x in os.getloadavg()],
            "load_average_at_start": load0, "throughput": runs, "memory": mem,

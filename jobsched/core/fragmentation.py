@@ -217,6 +217,14 @@ class _Entry:
     model: npt.NDArray[np.int32]
     before: F64
     after: F64
+    free: F64  # total free milli-GPU of the row
+
+
+def _packed(a: npt.NDArray[np.int32]) -> npt.NDArray[np.generic]:
+    """The same bytes as fewer, wider items (two int32 per int64) so that row comparisons are cheaper."""
+    if a.ndim == 2 and a.shape[1] % 2 == 0 and a.dtype == np.int32 and a.flags.c_contiguous:
+        return a.view(np.int64)
+    return a
 
 
 class FragCache:
@@ -234,20 +242,31 @@ class FragCache:
         self._entries: dict[tuple[int, int, int], _Entry] = {}
 
     def delta(self, table: NodeTable, req: Resources, rows: IDX) -> tuple[F64, F64]:
+        before, after, _ = self.delta_with_free(table, req, rows)
+        return before, after
+
+    def delta_with_free(self, table: NodeTable, req: Resources, rows: IDX) -> tuple[F64, F64, F64]:
+        """(before, after, total free milli-GPU) of each row in ``rows``."""
         key = (req.cpu_milli, req.gpus, req.gpu_milli)
         e = self._entries.get(key)
         n = len(table)
-        if e is None or e.models is not table.models and e.models != table.models or len(e.cpu) != n:
+        gpu_free = np.ascontiguousarray(table.gpu_free, dtype=np.int32)
+        if e is None or (e.models is not table.models and e.models != table.models) or e.gpu.shape != gpu_free.shape:
             if len(self._entries) >= self.max_shapes:
                 self._entries.clear()
             e = self._entries[key] = _Entry(
-                table.models, np.full(table.gpu_free.shape, -2, dtype=np.int32), np.full(n, -1, dtype=np.int64),
-                np.full(n, -2, dtype=np.int32), np.zeros(n), np.zeros(n))
+                table.models, np.full(gpu_free.shape, -2, dtype=np.int32), np.full(n, -1, dtype=np.int64),
+                np.full(n, -2, dtype=np.int32), np.zeros(n), np.zeros(n), np.zeros(n))
         # Compare whole columns (cheaper than gathering ``rows`` first), then refresh stale rows.
-        changed = (e.gpu != table.gpu_free).any(axis=1) | (e.cpu != table.cpu_free) | (e.model != table.gpu_model)
+        changed = (_packed(e.gpu) != _packed(gpu_free)).any(axis=1)
+        changed |= (e.cpu != table.cpu_free) | (e.model != table.gpu_model)
         sr = rows[changed[rows]]
         if sr.size:
             b, a = frag_delta(self.workload, table, req, sr)
             e.before[sr], e.after[sr] = b, a
-            e.gpu[sr], e.cpu[sr], e.model[sr] = table.gpu_free[sr], table.cpu_free[sr], table.gpu_model[sr]
-        return e.before[rows], e.after[rows]
+            g = gpu_free[sr]
+            e.gpu[sr], e.cpu[sr], e.model[sr] = g, table.cpu_free[sr], table.gpu_model[sr]
+            e.free[sr] = np.maximum(g, 0).sum(axis=1)
+        if rows.size == n:
+            return e.before.copy(), e.after.copy(), e.free.copy()
+        return e.before[rows], e.after[rows], e.free[rows]

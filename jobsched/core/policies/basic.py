@@ -79,6 +79,12 @@ class JobschedDefault:
         return obj, obj
 
     def set_workload(self, workload: TargetWorkload) -> None:
+        """Weigh the typical shapes half by pod count (FGD) and half by GPU volume: a multi-GPU pod
+        blocked by fragmentation loses several GPUs' worth of allocation, not one pod's."""
+        vol = workload.freq * workload.gpus * workload.milli
+        if len(workload) and vol.sum() > 0:
+            freq = 0.5 * workload.freq + 0.5 * vol / vol.sum()
+            workload = TargetWorkload(workload.cpu, workload.gpus, workload.milli, freq, workload.models)
         self.workload = workload
         self.cache = FragCache(workload)
         wl = workload
@@ -91,9 +97,8 @@ class JobschedDefault:
         cpu = _share(table.cpu_free[rows], table.cpu_cap[rows], req.cpu_milli)
         mem = _share(table.mem_free[rows], table.mem_cap[rows], req.memory)
         gcount = table.gpu_count[rows]
-        before, after = self.cache.delta(table, req, rows)
+        before, after, gfree = self.cache.delta_with_free(table, req, rows)
         grow = (after - before) / 1000.0  # GPUs newly fragmented (can be negative)
-        gfree = np.maximum(table.gpu_free[rows], 0).sum(axis=1)
         grow = grow + self.w_strand * self._strand_growth(table, req, rows, gfree)
         if req.gpus:
             gpu_left = (gfree - req.gpu_total_milli) / (np.maximum(gcount, 1) * 1000.0)
@@ -102,7 +107,7 @@ class JobschedDefault:
         cpu_per_gpu = (table.cpu_free[rows] - req.cpu_milli) / np.maximum(gfree / 1000.0, 0.5) / 1e5
         return -(10.0 * on_gpu_node + grow + self.w_fit * (cpu + mem)) + self.w_fit * np.minimum(cpu_per_gpu, 1.0)
 
-    def _strand_growth(self, table: NodeTable, req: Resources, rows: IDX, gfree: npt.NDArray[np.int64]) -> F64:
+    def _strand_growth(self, table: NodeTable, req: Resources, rows: IDX, gfree: F64) -> F64:
         """Growth (in GPUs) of the free GPU share a node cannot use for want of CPU, at the
         workload's average CPU per GPU: max(0, free GPU - free CPU / (CPU per GPU))."""
         ratio = self._gpu_per_cpu
