@@ -195,13 +195,30 @@ def _match_foreach_default(opt: torch.optim.Optimizer, device_type: str) -> None
             group["foreach"] = device_type in _get_foreach_kernels_supported_devices()
 
 
+def _guarded(factory: str, what: str, fn: Callable[..., Any], **kwargs: Any) -> Any:
+    try:
+        return fn(**kwargs)
+    except EstimateError:
+        raise
+    except Exception as e:
+        raise EstimateError(f"factory {factory!r}: {what}: {type(e).__name__}: {e}") from e
+
+
+def _steps(model: Any, opt: Any, inputs: Any, targets: Any, loss_fn: Callable[..., Any]) -> None:
+    for _ in range(TRACED_STEPS):
+        train_step(model, opt, inputs, targets, loss_fn)
+
+
 def trace_peak(factory: str, kwargs: dict[str, Any], device: str) -> dict[str, int]:
     """Run the factory and TRACED_STEPS steps on fake tensors; breakdown without the baseline."""
     import torch
     from torch._subclasses.fake_tensor import FakeTensorMode
 
     fn = load_factory(factory)
-    target = torch.device(device)
+    try:
+        target = torch.device(device)
+    except RuntimeError as e:
+        raise EstimateError(f"device {device!r}: {e}") from None
     trace_on = target
     if target.type == "cuda" and not torch.cuda.is_available():
         # The autograd engine needs a real CUDA device even for fake CUDA tensors: trace the same
@@ -209,26 +226,19 @@ def trace_peak(factory: str, kwargs: dict[str, Any], device: str) -> dict[str, i
         warnings.warn("no CUDA device here: tracing on CPU with CUDA accounting", stacklevel=2)
         trace_on = torch.device("cpu")
     tracker = _tracker_class()(trace_on.type, CUDA_BLOCK if target.type == "cuda" else 1)
-    try:
-        with warnings.catch_warnings(), FakeTensorMode(allow_non_fake_inputs=True), tracker, trace_on:
-            # copy.deepcopy of fake modules (nn.TransformerEncoder clones its layer) warns harmlessly
-            warnings.filterwarnings("ignore", message="Accessing the data pointer of FakeTensor")
-            model, opt, inputs, targets, loss_fn = unpack(factory, fn(**kwargs))
-            for t in _tensors([list(model.parameters()) if hasattr(model, "parameters") else [],
-                               list(model.buffers()) if hasattr(model, "buffers") else [],
-                               inputs, targets, opt.param_groups, list(opt.state.values())]):
-                tracker.add(t)
-            _match_foreach_default(opt, target.type)
-            for _ in range(TRACED_STEPS):
-                train_step(model, opt, inputs, targets, loss_fn)
-            persistent = _persistent(model, opt, tracker)
-            peak = tracker.peak
-    except EstimateError:
-        raise
-    except Exception as e:
-        raise EstimateError(f"factory {factory!r}: training step failed under fake tensors: "
-                            f"{type(e).__name__}: {e}") from e
-    return {**persistent, "activations_peak": max(0, peak - sum(persistent.values()))}
+    with warnings.catch_warnings(), FakeTensorMode(allow_non_fake_inputs=True), tracker, trace_on:
+        # copy.deepcopy of fake modules (nn.TransformerEncoder clones its layer) warns harmlessly
+        warnings.filterwarnings("ignore", message="Accessing the data pointer of FakeTensor")
+        model, opt, inputs, targets, loss_fn = unpack(factory, _guarded(factory, "raised", fn, **kwargs))
+        for t in _tensors([list(model.parameters()) if hasattr(model, "parameters") else [],
+                           list(model.buffers()) if hasattr(model, "buffers") else [],
+                           inputs, targets, opt.param_groups, list(opt.state.values())]):
+            tracker.add(t)
+        _match_foreach_default(opt, target.type)
+        _guarded(factory, "a training step failed on fake tensors", _steps, model=model, opt=opt,
+                 inputs=inputs, targets=targets, loss_fn=loss_fn)
+        persistent = _persistent(model, opt, tracker)
+    return {**persistent, "activations_peak": max(0, tracker.peak - sum(persistent.values()))}
 
 
 # -- public API ----------------------------------------------------------------------------------
@@ -237,15 +247,13 @@ def estimate_factory(factory: str, kwargs: dict[str, Any] | None = None, device:
     """Estimate the peak memory of one replica running ``factory(**kwargs)`` on ``device``."""
     from jobsched.rightsizing.baseline import baseline_bytes
 
-    kwargs = dict(kwargs or {}) if isinstance(kwargs, dict | None) else _bad_kwargs(factory)
+    if kwargs is not None and not isinstance(kwargs, dict):
+        raise EstimateError(f"factory {factory!r}: kwargs must be a JSON object (a dict)")
+    kwargs = dict(kwargs or {})
     breakdown = trace_peak(factory, kwargs, device)
     breakdown["baseline"] = baseline_bytes(device)
     breakdown = {k: breakdown[k] for k in BREAKDOWN_KEYS}
     return Estimate(sum(breakdown.values()), breakdown, device, factory, kwargs)
-
-
-def _bad_kwargs(factory: str) -> dict[str, Any]:
-    raise EstimateError(f"factory {factory!r}: kwargs must be a JSON object (a dict)")
 
 
 def job_device(job: TrainingJob) -> str:

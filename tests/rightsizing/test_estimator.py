@@ -85,6 +85,18 @@ def no_optimizer() -> tuple[Any, Any, Any, Any]:
     return model, "adam", (torch.randn(2, 4), torch.randn(2, 2)), torch.nn.functional.mse_loss
 
 
+def item_in_loss() -> tuple[Any, Any, Any, Any]:
+    import torch
+
+    model = torch.nn.Linear(4, 1)
+
+    def loss_fn(out: Any, target: Any) -> Any:  # data-dependent Python control flow
+        loss = torch.nn.functional.mse_loss(out, target)
+        return loss * 2 if loss.item() > 1 else loss
+
+    return model, torch.optim.SGD(model.parameters(), lr=0.1), (torch.randn(2, 4), torch.randn(2, 1)), loss_fn
+
+
 def job(spec: dict[str, Any]) -> TrainingJob:
     return TrainingJob.model_validate({"metadata": {"name": "j"}, "spec": spec})
 
@@ -159,15 +171,33 @@ def test_bad_factories_give_errors_naming_the_factory() -> None:
         with pytest.raises(ValueError, match="factory") as err:
             estimate_factory(factory)
         assert factory in str(err.value) and message in str(err.value)
-    with pytest.raises(ValueError, match="unexpected keyword argument"):
+    with pytest.raises(ValueError, match="zoo:mlp': raised: TypeError.*unexpected keyword argument"):
         estimate_factory(ZOO + "mlp", {"no_such_kwarg": 1})
+    with pytest.raises(ValueError, match="a training step failed on fake tensors"):
+        estimate_factory(f"{HERE}:item_in_loss")
+    with pytest.raises(ValueError, match="kwargs must be a JSON object"):
+        estimate_factory(ZOO + "mlp", [1, 2])  # type: ignore[arg-type]
+
+
+SMALL_GRU = {"cell": "gru", "hidden": 64, "layers": 1, "seq": 8, "batch": 4, "vocab": 100}
+
+
+def noisy_gru() -> Any:
+    from jobsched.rightsizing.zoo import rnn
+
+    print("user code printing to stdout")  # must not corrupt the child's JSON
+    return rnn(**SMALL_GRU)
 
 
 @pytest.mark.torch
 def test_estimate_in_subprocess_matches_the_in_process_estimate() -> None:
-    kwargs = {"cell": "gru", "hidden": 64, "layers": 1, "seq": 8, "batch": 4, "vocab": 100}
-    child = estimate_in_subprocess(ZOO + "rnn", kwargs, "cpu", timeout=240)
-    assert child == estimate_factory(ZOO + "rnn", kwargs, "cpu")
+    child = estimate_in_subprocess(f"{HERE}:noisy_gru", {}, "cpu", timeout=240, cwd=str(ROOT))
+    assert child == estimate_factory(f"{HERE}:noisy_gru", {}, "cpu")
+    assert child.breakdown["parameters"] > 0
+    spec = {"template": {"command": ["python", "train.py"], "workingDir": str(ROOT)},
+            "rightSizing": {"factory": ZOO + "rnn", "factoryKwargs": SMALL_GRU}}
+    via_job = estimate_job(job(spec), in_subprocess=True, timeout=240)
+    assert via_job is not None and via_job.breakdown == child.breakdown
     with pytest.raises(EstimateError, match="no_such_module_xyz"):
         estimate_in_subprocess("no_such_module_xyz:f", {}, "cpu", timeout=240)
 
