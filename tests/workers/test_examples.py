@@ -46,3 +46,13 @@ def test_example_is_valid_and_converges(path):
         losses.append(loss.item())
     k = opts.log_interval
     assert sum(losses[-k:]) / k < 0.8 * sum(losses[:5]) / 5, (losses[:5], losses[-k:])
+
+
+def test_mxnet_example_is_valid():
+    path = EXAMPLES[0].parent / "mxnet-mlp.yaml"
+    job = TrainingJob.model_validate(yaml.safe_load(path.read_text()))
+    argv = job.spec.template.argv()
+    opts, cfg = parse(argv[3:])
+    assert (opts.framework, opts.kernel, cfg.fast, job.spec.replicas) == ("mxnet", "mlp", True, 2)
+    with pytest.raises(ValueError, match="framework"):
+        factory_for_argv(argv)  # no torch factory for an MXNet job
