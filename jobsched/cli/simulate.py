@@ -136,7 +136,7 @@ def _print_text(report: dict[str, Any]) -> None:
             d, j = r["queueing_delay_s"], r["jct_s"]
             t.add_row(name, str(r["admitted"]), str(r["rejected"]), str(r["pending_at_end"]),
                       str(d.get("mean", "-")), str(d.get("p95", "-")), str(j.get("mean", "-")),
-                      str(r["gpu_util_pct_mean"]), str(r["cost_usd"]))
+                      str(r["gpu_alloc_pct_mean"]), str(r["cost_usd"]))
         console.print(t)
     else:
         console.print_json(json.dumps(report))

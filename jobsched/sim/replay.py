@@ -140,7 +140,9 @@ def run_replay(nodes: NodeTable, pods: PodTrace, policy: str = "jobsched", seed:
         "queueing_delay_s": _percentiles(book.delays),
         "jct_s": _percentiles(book.jcts),
         "finite_jobs": len(finite),
-        "gpu_util_pct_mean": round(float(np.mean([s[1] for s in book.series])) if book.series else 0.0, 2),
+        "gpu_alloc_pct_mean": _time_mean(book.series, 1),
+        "gpu_alloc_pct_peak": round(max((s[1] for s in book.series), default=0.0), 2),
+        "cpu_alloc_pct_mean": _time_mean(book.series, 2),
         "cost_usd": round(book.cost, 2),
         "series": {"t": [s[0] for s in series], "gpu_alloc_pct": [round(s[1], 2) for s in series],
                    "cpu_alloc_pct": [round(s[2], 2) for s in series], "running": [s[3] for s in series],
@@ -148,6 +150,16 @@ def run_replay(nodes: NodeTable, pods: PodTrace, policy: str = "jobsched", seed:
         "rejections": dict(list({keys[i]: r for i, r in rejected.items()}.items())[:20]),
         "seconds": round(time.perf_counter() - t0, 2),
     }
+
+
+def _time_mean(series: list[tuple[float, float, float, int, int, float]], col: int) -> float:
+    """Time-weighted mean of a column of the event series (each value holds until the next event)."""
+    if len(series) < 2:
+        return round(series[0][col], 2) if series else 0.0
+    t = np.array([s[0] for s in series])
+    v = np.array([s[col] for s in series])
+    dt = np.diff(t)
+    return round(float((v[:-1] * dt).sum() / max(dt.sum(), 1e-9)), 2)
 
 
 def _admit(table: NodeTable, g: PodGroup, assignments: tuple[Assignment, ...], t: float,

@@ -36,6 +36,8 @@ def test_gang_waits_for_room_and_small_jobs_backfill(tmp_path: Path) -> None:
     series = out["series"]
     assert max(series["gpu_alloc_pct"]) == 100.0  # the gang used all 8 GPUs
     assert series["gpu_alloc_pct"][-1] == 0.0 and series["running"][-1] == 0
+    # 1 GPU of 8 for 0-20 s and 30-100 s, 1.5 for 20-30 s, all 8 for 100-150 s: time-weighted mean.
+    assert out["gpu_alloc_pct_mean"] == pytest.approx((20 * 12.5 + 10 * 18.75 + 70 * 12.5 + 50 * 100) / 150, abs=0.01)
     assert out["cost_usd"] > 0
 
 
