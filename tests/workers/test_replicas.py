@@ -36,7 +36,7 @@ def test_sigkill_then_resume_continues_the_step_counter(tmp_path):
     ckpt = tmp_path / "ckpt"
     args = [*MLP, "--steps", "100000", "--log-interval", "5", "--checkpoint-every", "10"]
     first = launch(args, ckpt=ckpt, log=tmp_path / "first.log")
-    wait_for_file(ckpt, "ckpt-00000020.pt", first)
+    wait_for_file(ckpt, "ckpt-*.pt", first)  # the first checkpoint (older ones are pruned fast)
     first.send_signal(signal.SIGKILL)
     first.wait(timeout=30)
     saved = max(int(p.name[5:13]) for p in ckpt.glob("ckpt-*.pt"))
