@@ -109,7 +109,11 @@ def _memory(pods: str | None, seeds: list[int]) -> dict[str, Any]:
         raise typer.Exit(2) from None
     if pods and not Path(pods).exists():
         raise _bad("--pods", f"file {pods!r} does not exist")
-    return run_memory_mode(pods, seeds)
+    try:
+        return run_memory_mode(pods, seeds)
+    except ValueError as e:
+        typer.echo(f"Error: --mode memory: {e}", err=True)
+        raise typer.Exit(2) from None
 
 
 def _print_text(report: dict[str, Any]) -> None:
