@@ -121,6 +121,11 @@ def _print_text(report: dict[str, Any]) -> None:
     from rich.table import Table
 
     console = Console(width=max(Console().width, 132))
+    if report.get("mode") == "memory":
+        from jobsched.sim.memory import format_table
+
+        print(format_table(report))
+        return
     if report.get("mode") == "packing":
         points = ("90", "100", "110", "120", "130")
         t = Table(title=f"GPU allocated (% of capacity) vs arrived GPU requests - {report['pods']} "
