@@ -104,9 +104,6 @@ class Scheduler:
                 yielding.setdefault(r.terminating_for, []).append(r)
         victims_taken: set[str] = {r.key for r in snap.running if r.terminating_for}
         blocked_queues: dict[str, str] = {}
-        # Within a cycle free room only shrinks (until a preemption), so a shape that did not fit
-        # does not fit later either: later jobs of that shape reuse the reason.
-        self._failed: dict[tuple[object, ...], str] = {}
         for g in nominated:
             q = snap.queues.get(g.queue, QueueInfo(g.queue))
             if q.strict_fifo and g.queue in blocked_queues:
@@ -146,21 +143,17 @@ class Scheduler:
                 reallocate_gangs(table, yielding)
             names = ", ".join(sorted(y.key for y in yielding))
             return [Wait(g.key, f"waiting for preempted gangs to stop: {names}")]
-        shape = g.shape()
-        if not over and shape not in self._failed:
+        if not over:
             placed = place_gang(table, g, self.scorer, self.gpus, allowed)
             if placed is not None:
                 return [Admit(g.key, tuple(placed), g.request)]
         if self.preemption:
             out = self._preempt(snap, table, g, q, usage, victims_taken)
             if out:
-                self._failed.clear()  # room was set aside differently: forget what failed
                 return out
         if over:
             return [Wait(g.key, f"queue {g.queue!r} quota exceeded for {', '.join(over)}")]
-        if shape not in self._failed:
-            self._failed[shape] = self._why_not(table, g, allowed)
-        return [Wait(g.key, self._failed[shape], for_capacity=True)]
+        return [Wait(g.key, self._why_not(table, g, allowed), for_capacity=True)]
 
     def _why_not(self, table: NodeTable, g: PodGroup, allowed: npt.NDArray[np.bool_]) -> str:
         n = placeable_count(table, g, self.scorer, self.gpus)

@@ -1,0 +1,330 @@
+"""Kubernetes scheduling throughput on one test control plane (etcd + kube-apiserver + KWOK):
+jobsched (KubernetesBackend via Runtime, N single-replica jobs) and kube-scheduler of the same
+release (.cache/k8s-testenv/bin/kube-scheduler, pods with schedulerName default-scheduler), side by
+side with 1,000 and 5,000 KWOK nodes, plus the time to bind a 64-replica gang with jobsched.
+
+    python benchmarks/bench_k8s.py [--nodes 1000 5000] [--pods 1000] [--gang 64] [--gang-trials 3]
+                                   [--ks-qps 50 1000]
+
+Nodes are created concurrently through the API (KwokProvider); the script reports how long that
+takes and how long until KWOK reports them Ready. Each scheduler is fed as fast as one client can:
+jobsched by ``JobService.submit`` in its own process (as the HTTP server would), kube-scheduler by
+pod creates from 16 threads; a raw watch (httpx) in this process records when each pod is bound.
+Latency: jobsched, submit -> pod bound; kube-scheduler, pod create -> pod bound. kube-scheduler runs
+with its default client QPS (50, burst 100) and with the QPS given by --ks-qps. Writes
+benchmarks/out/k8s.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+TESTENV = ROOT / "tools" / "k8s-testenv" / "testenv.sh"
+BIN = ROOT / ".cache" / "k8s-testenv" / "bin"
+NS = "default"
+POOL = {"name": "bench", "instanceTypes": [{"name": "kwok-8x32", "cpu": 8, "memory": "32Gi", "pricePerHour": 0.4,
+                                            "maxCount": 100_000}]}
+
+
+class BindWatch:
+    """Records, client side, when each pod of a label selector is first seen bound."""
+
+    def __init__(self, kubeconfig: Path, selector: str) -> None:
+        import ssl
+
+        import httpx
+
+        cfg = yaml.safe_load(kubeconfig.read_text())
+        cluster, user = cfg["clusters"][0]["cluster"], cfg["users"][0]["user"]
+        self.url = f"{cluster['server']}/api/v1/namespaces/{NS}/pods"
+        tls = ssl.create_default_context(cafile=cluster["certificate-authority"])
+        tls.load_cert_chain(user["client-certificate"], user["client-key"])
+        self.client = httpx.Client(verify=tls, timeout=None)
+        self.selector = selector
+        self.bound: dict[str, float] = {}
+        self.node_of: dict[str, str] = {}
+        self._stop = False
+        rv = self.client.get(self.url, params={"labelSelector": selector, "limit": 1}).json()["metadata"]
+        self._thread = threading.Thread(target=self._run, args=(rv["resourceVersion"],), daemon=True)
+        self._thread.start()
+
+    def _run(self, rv: str) -> None:
+        params = {"watch": "1", "labelSelector": self.selector, "resourceVersion": rv, "timeoutSeconds": "900"}
+        with self.client.stream("GET", self.url, params=params) as resp:
+            for line in resp.iter_lines():
+                if self._stop:
+                    break
+                obj = json.loads(line)["object"]
+                node = obj.get("spec", {}).get("nodeName")
+                name = obj["metadata"]["name"]
+                if node and name not in self.bound:
+                    self.bound[name] = time.time()
+                    self.node_of[name] = node
+
+    def wait(self, n: int, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while len(self.bound) < n and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return len(self.bound) >= n
+
+    def close(self) -> None:
+        self._stop = True  # the thread ends at the next event (or the watch timeout); daemon
+
+
+def summarize(start: dict[str, float], bound: dict[str, float], key: Any = None) -> dict[str, float]:
+    key = key or (lambda name: name)
+    lat = np.asarray([bound[p] - start[key(p)] for p in bound if key(p) in start])
+    first, last = min(start.values()), max(bound.values())
+    fed = max(start.values()) - first
+    return {"pods": int(len(lat)), "bound_per_s": len(lat) / max(last - first, 1e-9),
+            "fed_per_s": len(start) / max(fed, 1e-9),
+            "p50_ms": float(np.percentile(lat, 50) * 1e3), "p99_ms": float(np.percentile(lat, 99) * 1e3)}
+
+
+# jobsched in its own process --------------------------------------------------------------------
+def job_manifest(name: str, replicas: int) -> dict[str, Any]:
+    return {"apiVersion": "jobsched.io/v1alpha1", "kind": "TrainingJob", "metadata": {"name": name},
+            "spec": {"replicas": replicas, "template": {
+                "command": ["python", "-m", "workers.train"], "image": "jobsched/worker:dev",
+                "nodeSelector": {"jobsched.io/node-pool": "bench"},
+                "resources": {"requests": {"cpu": "1", "memory": "1Gi"}}}}}
+
+
+def _jobsched_child(kubeconfig: str, home: str, nodes: int, conn: Any) -> None:
+    import logging
+
+    from jobsched.server.runtime import Runtime
+
+    logging.basicConfig(level=logging.WARNING)
+    rt = Runtime(home, backend="kubernetes", backend_options={"kubeconfig": kubeconfig,
+                                                              "lease_name": f"bench-{uuid.uuid4().hex[:6]}"})
+    rt.start()
+    while not (rt.backend.is_leader() and len(rt.backend.nodes_inf.cache) >= nodes):
+        time.sleep(0.1)
+    conn.send("ready")
+    while True:
+        msg = conn.recv()
+        if msg[0] == "stop":
+            break
+        _, names, replicas = msg
+        times: dict[str, float] = {}
+        for name in names:
+            times[name] = time.time()
+            rt.service.submit(job_manifest(name, replicas))
+        conn.send(times)
+    rt.stop()
+    conn.send("stopped")
+
+
+def run_jobsched(kubeconfig: Path, nodes: int, pods: int, gang: int, trials: int, tag: str) -> dict[str, Any]:
+    ctx = mp.get_context("spawn")
+    parent, child = ctx.Pipe()
+    home = tempfile.mkdtemp(prefix="bench-k8s-js-")
+    proc = ctx.Process(target=_jobsched_child, args=(str(kubeconfig), home, nodes, child), daemon=True)
+    proc.start()
+    try:
+        if not parent.poll(300):
+            raise RuntimeError("jobsched did not become leader / sync nodes within 300s")
+        parent.recv()
+        w = BindWatch(kubeconfig, "jobsched.io/job")  # warm-up: one job end to end
+        parent.send(("submit", [f"warm-{tag}"], 1))
+        parent.recv()
+        w.wait(1, 60)
+        w.close()
+        w = BindWatch(kubeconfig, "jobsched.io/job")
+        names = [f"js-{tag}-{i}" for i in range(pods)]
+        parent.send(("submit", names, 1))
+        start = parent.recv()
+        ok = w.wait(pods, 600)
+        w.close()
+        job_of = lambda pod: pod.rsplit("-a0-", 1)[0]  # noqa: E731
+        single = summarize(start, {p: v for p, v in w.bound.items() if job_of(p) in start}, job_of)
+        single["complete"] = ok
+        gangs = []
+        for i in range(trials):
+            w = BindWatch(kubeconfig, "jobsched.io/job")
+            name = f"gang-{tag}-{i}"
+            parent.send(("submit", [name], gang))
+            t0 = parent.recv()[name]
+            ok = w.wait(gang, 300)
+            w.close()
+            mine = [v for p, v in w.bound.items() if p.startswith(f"{name}-a0-")]
+            gangs.append({"all_bound_s": max(mine) - t0 if ok else None, "first_bound_s": min(mine) - t0,
+                          "nodes": len({w.node_of[p] for p in w.bound if p.startswith(f"{name}-a0-")})})
+        parent.send(("stop",))
+        parent.recv()
+        return {"single": single, "gang": gangs}
+    finally:
+        proc.join(timeout=30)
+        if proc.is_alive():
+            proc.kill()
+        shutil.rmtree(home, ignore_errors=True)
+
+
+# kube-scheduler -----------------------------------------------------------------------------------
+def start_kube_scheduler(workdir: Path, kubeconfig: Path, qps: int | None) -> subprocess.Popen[bytes]:
+    args = [str(BIN / "kube-scheduler"), "--secure-port=0", "--leader-elect=false", "--profiling=false", "--v=0"]
+    if qps is None:
+        args.append(f"--kubeconfig={kubeconfig}")
+    else:
+        cfg = workdir / f"ks-qps{qps}.yaml"
+        cfg.write_text(yaml.safe_dump({
+            "apiVersion": "kubescheduler.config.k8s.io/v1", "kind": "KubeSchedulerConfiguration",
+            "leaderElection": {"leaderElect": False},
+            "clientConnection": {"kubeconfig": str(kubeconfig), "qps": qps, "burst": qps * 2}}))
+        args.append(f"--config={cfg}")
+    log = open(workdir / f"kube-scheduler-{qps}.log", "ab")  # noqa: SIM115
+    return subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def pod_body(name: str, tag: str) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": name, "labels": {"bench": tag}},
+            "spec": {"schedulerName": "default-scheduler", "restartPolicy": "Never",
+                     "nodeSelector": {"jobsched.io/node-pool": "bench"},
+                     "containers": [{"name": "c", "image": "jobsched/worker:dev",
+                                     "resources": {"requests": {"cpu": "1", "memory": "1Gi"}}}]}}
+
+
+def run_kube_scheduler(core: Any, workdir: Path, kubeconfig: Path, pods: int, qps: int | None,
+                       tag: str) -> dict[str, Any]:
+    proc = start_kube_scheduler(workdir, kubeconfig, qps)
+    try:
+        warm = BindWatch(kubeconfig, f"bench=warm-{tag}")
+        core.create_namespaced_pod(NS, pod_body(f"warm-{tag}", f"warm-{tag}"))
+        if not warm.wait(1, 300):
+            raise RuntimeError(f"kube-scheduler bound nothing in 300s (log {workdir})")
+        warm.close()
+        w = BindWatch(kubeconfig, f"bench={tag}")
+        start: dict[str, float] = {}
+
+        def create(name: str) -> None:
+            start[name] = time.time()
+            core.create_namespaced_pod(NS, pod_body(name, tag))
+
+        with ThreadPoolExecutor(16) as ex:
+            list(ex.map(create, [f"ks-{tag}-{i}" for i in range(pods)]))
+        ok = w.wait(pods, 600)
+        w.close()
+        out = summarize(start, dict(w.bound))
+        out["complete"] = ok
+        return out
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+# nodes --------------------------------------------------------------------------------------------
+def grow_nodes(api: Any, prov: Any, total: int) -> dict[str, float]:
+    from kubernetes import client
+
+    have = sum(prov.counts().values())
+    t0 = time.perf_counter()
+    prov.create("kwok-8x32", total - have)
+    created = time.perf_counter() - t0
+    core = client.CoreV1Api(api)
+    while True:
+        items = core.list_node(label_selector=prov.selector, resource_version="0").items
+        ready = sum(any(c.type == "Ready" and c.status == "True" for c in n.status.conditions or []) for n in items)
+        if ready >= total:
+            break
+        time.sleep(0.5)
+    return {"added": total - have, "create_s": created, "ready_s": time.perf_counter() - t0}
+
+
+def clear_pods(core: Any) -> None:
+    for sel in ("jobsched.io/job", "bench"):
+        core.delete_collection_namespaced_pod(NS, label_selector=sel, grace_period_seconds=0)
+    while core.list_namespaced_pod(NS, limit=1).items:
+        time.sleep(0.5)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from kubernetes import client, config
+
+    from jobsched.backends.kubernetes.providers import KwokProvider
+    from jobsched.rightsizing.pools import NodePool
+
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--nodes", type=int, nargs="+", default=[1000, 5000])
+    ap.add_argument("--pods", type=int, default=1000)  # bounded: jobsched binds ~15-20 jobs/s on 2 cores
+    ap.add_argument("--gang", type=int, default=64)
+    ap.add_argument("--gang-trials", type=int, default=3)
+    ap.add_argument("--ks-qps", type=int, nargs="*", default=[1000], help="extra kube-scheduler runs with this QPS")
+    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "out" / "k8s.json")
+    args = ap.parse_args(argv)
+    if not (BIN / "kube-apiserver").exists():
+        print("build the control plane first: tools/k8s-testenv/testenv.sh build", file=sys.stderr)
+        return 2
+    workdir = Path(tempfile.mkdtemp(prefix="bench-k8s-"))
+    subprocess.run([str(TESTENV), "start", str(workdir)], check=True)
+    kubeconfig = workdir / "kubeconfig"
+    results: dict[str, Any] = {"pods": args.pods, "gang": args.gang, "rounds": []}
+    try:
+        api = config.new_client_from_config(config_file=str(kubeconfig))
+        api.configuration.connection_pool_maxsize = 32
+        core = client.CoreV1Api(api)
+        from kubernetes import utils
+
+        for f in sorted((ROOT / "manifests" / "crds").glob("*.yaml")):
+            utils.create_from_yaml(api, str(f))
+        prov = KwokProvider(api, NodePool.model_validate(POOL), workers=32)
+        for n in sorted(args.nodes):
+            rnd: dict[str, Any] = {"nodes": n, "node_creation": grow_nodes(api, prov, n)}
+            print(f"[{n} nodes] created {rnd['node_creation']}", flush=True)
+            rnd["jobsched"] = run_jobsched(kubeconfig, n, args.pods, args.gang, args.gang_trials, f"n{n}")
+            print(f"[{n} nodes] jobsched {rnd['jobsched']}", flush=True)
+            clear_pods(core)
+            for qps in [None, *args.ks_qps]:
+                r = run_kube_scheduler(core, workdir, kubeconfig, args.pods, qps, f"n{n}-q{qps or 'default'}")
+                rnd[f"kube-scheduler qps={qps or 'default(50)'}"] = r
+                print(f"[{n} nodes] kube-scheduler qps={qps or 'default'} {r}", flush=True)
+                clear_pods(core)
+            results["rounds"].append(rnd)
+    finally:
+        subprocess.run([str(TESTENV), "stop", str(workdir)], check=False)
+    print_table(results)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2))
+    shutil.rmtree(workdir, ignore_errors=True)
+    return 0
+
+
+def print_table(results: dict[str, Any]) -> None:
+    print(f"\n{results['pods']} single-pod jobs/pods per scheduler; 2-core CPU shared, no GPU\n")
+    print(f"{'nodes':>6} {'scheduler':<28} {'bound/s':>8} {'fed/s':>7} {'p50 ms':>8} {'p99 ms':>8}")
+    for r in results["rounds"]:
+        for k in ["jobsched", *[k for k in r if k.startswith("kube-scheduler")]]:
+            s = r[k]["single"] if k == "jobsched" else r[k]
+            print(f"{r['nodes']:>6} {k:<28} {s['bound_per_s']:>8.1f} {s['fed_per_s']:>7.1f} "
+                  f"{s['p50_ms']:>8.0f} {s['p99_ms']:>8.0f}")
+        js = r["jobsched"]["single"]["bound_per_s"]
+        for k in [k for k in r if k.startswith("kube-scheduler")]:
+            print(f"{'':>6} ratio jobsched / {k}: {js / r[k]['bound_per_s']:.2f}")
+        nc = r["node_creation"]
+        print(f"{'':>6} node creation: {nc['added']} nodes created in {nc['create_s']:.1f}s, all Ready after "
+              f"{nc['ready_s']:.1f}s")
+        g = [x["all_bound_s"] for x in r["jobsched"]["gang"]]
+        print(f"{'':>6} {results['gang']}-replica gang, submit -> all bound: "
+              + ", ".join(f"{x:.2f}s" if x is not None else "incomplete" for x in g))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
