@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import math
 import statistics
 import subprocess
 import sys
@@ -65,6 +66,12 @@ def bench_kernel(name: str, steps: int, rounds: int, extra: dict[str, Any], vari
         for _ in range(3):
             step()
         trainers[label] = (step, batch, time.perf_counter() - t0)
+    # Rounds of at least ~0.5 s each: a tiny kernel's 40 steps take milliseconds, too short to time.
+    step, _, _ = trainers["eager"]
+    t0 = time.perf_counter()
+    for _ in range(5):
+        step()
+    steps = max(steps, math.ceil(0.5 / ((time.perf_counter() - t0) / 5)))
     rates: dict[str, list[float]] = {label: [] for label in trainers}
     for _ in range(rounds):
         for label, (step, batch, _) in trainers.items():
@@ -74,7 +81,7 @@ def bench_kernel(name: str, steps: int, rounds: int, extra: dict[str, Any], vari
             for _ in range(steps):
                 step()
             rates[label].append(steps * batch / (time.perf_counter() - t0))
-    result: dict[str, Any] = {"kernel": name, "batch_size": trainers["eager"][1]}
+    result: dict[str, Any] = {"kernel": name, "batch_size": trainers["eager"][1], "steps_per_round": steps}
     for label in trainers:
         result[label] = round(statistics.median(rates[label]), 1)
         result[f"{label}_warmup_s"] = round(trainers[label][2], 2)
@@ -128,7 +135,7 @@ def bench_mxnet(steps: int, rounds: int, threads: int) -> list[dict[str, Any]]:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--kernels", default=",".join(NAMES))
-    p.add_argument("--steps", type=int, default=40, help="timed steps per round")
+    p.add_argument("--steps", type=int, default=40, help="timed steps per round (at least ~0.5 s worth)")
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: leave torch's default)")
     p.add_argument("--variants", action="store_true", help="also time fast with compile on and off")
@@ -147,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
         results += bench_mxnet(args.steps, args.rounds, args.threads)
     labels = [k for k in results[0] if k in _variants(args.variants)]
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, median of {args.rounds} rounds "
-          f"x {args.steps} steps (samples/s)")
+          f"(each round >= {args.steps} steps and ~0.5 s), samples/s")
     header = f"{'kernel':<12}{'batch':>6}" + "".join(f"{lab:>16}" for lab in labels) + f"{'fast/eager':>12}"
     print(header)
     for r in results:
