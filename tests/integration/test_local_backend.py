@@ -134,3 +134,35 @@ def test_preemption_requeues_lower_priority_gang(make_runtime):
     assert any(e.reason == "Preempted" and "high" in e.message for e in low.events)
     wait_for(rt.service, "low", phases=("Running", "Admitted"), timeout=30)  # requeued, runs again
     rt.service.cancel("default", "low")
+
+
+def test_node_pressure_eviction_requeues_at_the_same_size(make_runtime):
+    import psutil
+
+    # A kubelet-style hard eviction threshold just below what is available now: a replica that
+    # takes 600 MiB pushes the node under it and is evicted - not OOMKilled, not resized.
+    threshold = psutil.virtual_memory().available - 300 * 2**20
+    rt = make_runtime(eviction_hard_available_bytes=threshold)
+    prog = ("import os, time\nif os.environ['JOBSCHED_ATTEMPT'] == '0':\n"
+            "    b = bytearray(600 << 20); b[::4096] = b'x' * len(b[::4096]); time.sleep(30)\nprint('ok')")
+    rt.service.submit(manifest("pressure", [PY, "-c", prog], memory="1Gi", maxRetries=0))
+    st = wait_for(rt.service, "pressure", timeout=60)
+    assert [a.reason for a in st.attempts] == ["Evicted", "Completed"], st.events
+    assert st.phase.value == "Succeeded"  # eviction does not consume maxRetries (0 here)
+    assert st.attempts[0].resources.limits["memory"] == st.attempts[1].resources.limits["memory"]
+
+
+def test_history_shrinks_an_overprovisioned_family(runtime):
+    job = [PY, "-c", "b = bytearray(40 << 20); b[::4096] = b'x' * len(b[::4096])"]
+    runtime.service.submit(manifest("fam-1", job, memory="2Gi"))
+    first = wait_for(runtime.service, "fam-1")
+    assert first.phase.value == "Succeeded"
+    m = manifest("fam-2", job, memory="2Gi", memoryPolicy="Auto")
+    m["metadata"]["labels"] = {"jobsched.io/family": "fam-1"}
+    runtime.service.submit(m)
+    st = wait_for(runtime.service, "fam-2", timeout=120)
+    assert st.phase.value == "Succeeded"
+    peak = first.attempts[0].peak_memory_bytes
+    assert st.sizing.recommended_memory is not None and st.sizing.recommended_memory < 2 * 2**30
+    assert st.sizing.chosen_memory == st.sizing.recommended_memory >= peak
+    assert st.attempts[0].resources.requests["memory"] == st.sizing.chosen_memory
