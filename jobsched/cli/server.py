@@ -42,6 +42,9 @@ def server(ctx: typer.Context, home: Path | None = HOME,
            provision_delay: float = typer.Option(0.0, help="Seconds before a provisioned node appears "
                                                  "(local virtual nodes)."),
            policy: str = typer.Option("jobsched", help="Placement policy (jobsched, bestfit, fgd, ...)."),
+           local_nodes: Path | None = typer.Option(None, help="YAML list of virtual nodes to split this "
+                                                   "machine into: [{name, cpu, memory, gpus, labels}] "
+                                                   "(--backend local)."),
            ) -> None:
     """Run the server in the foreground until SIGTERM/SIGINT."""
     if ctx.invoked_subcommand is not None:
@@ -72,6 +75,10 @@ def server(ctx: typer.Context, home: Path | None = HOME,
             fail(f"--node-pool: cannot read {node_pool}: {e.strerror}")
         except SpecError as e:
             fail(f"--node-pool: {e}")
+    if local_nodes is not None:
+        if backend is not Backend.local:
+            fail("--local-nodes: only with --backend local")
+        options["nodes_config"] = _local_nodes(local_nodes)  # type: ignore[assignment]
     if provision_delay < 0:
         fail("--provision-delay: must not be negative")
     try:
@@ -84,6 +91,33 @@ def server(ctx: typer.Context, home: Path | None = HOME,
               runtime_options={"node_pool": node_pool, "provision_delay": provision_delay, "policy": policy})
     except ServerStartError as e:
         fail(str(e), EXIT_INVALID)
+
+
+def _local_nodes(path: Path) -> list[dict[str, object]]:
+    import yaml
+
+    from jobsched.spec.node import Node
+
+    try:
+        data = yaml.safe_load(path.read_text())
+    except OSError as e:
+        fail(f"--local-nodes: cannot read {path}: {e.strerror}")
+    except yaml.YAMLError as e:
+        fail(f"--local-nodes: {path} is not valid YAML: {e}")
+    if not isinstance(data, list) or not data:
+        fail(f"--local-nodes: {path} must hold a non-empty list of nodes")
+    for i, n in enumerate(data):
+        if not isinstance(n, dict) or "name" not in n:
+            fail(f"--local-nodes: [{i}].name is required")
+        unknown = set(n) - {"name", "cpu", "memory", "gpus", "labels"}
+        if unknown:
+            fail(f"--local-nodes: [{i}].{sorted(unknown)[0]}: unknown field")
+        try:
+            Node.model_validate({"name": n["name"], "allocatable": {
+                "cpu": n.get("cpu", 1), "memory": n.get("memory", "1Gi"), "nvidia.com/gpu": n.get("gpus", 0)}})
+        except ValueError as e:
+            fail(f"--local-nodes: [{i}]: {e}")
+    return data  # type: ignore[no-any-return]
 
 
 @server_app.command("stop")

@@ -115,3 +115,16 @@ def test_server_status_without_server_exit_3(tmp_path: Path, monkeypatch: pytest
     assert r.exit_code == 3 and "none running" in r.stdout
     r = cli("server", "stop", "--home", str(tmp_path))
     assert r.exit_code == 0 and "no jobsched server running" in r.stdout
+
+
+def test_server_local_nodes_file_is_validated(tmp_path):
+    import subprocess
+    import sys
+
+    bad = tmp_path / "nodes.yaml"
+    bad.write_text("- {name: a, cpu: 1, memory: 1Gi, disk: 3}\n")
+    out = subprocess.run([sys.executable, "-m", "jobsched.cli.main", "server", "--home", str(tmp_path / "h"),
+                          "--local-nodes", str(bad)], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2
+    assert "--local-nodes: [0].disk: unknown field" in out.stderr
+    assert not (tmp_path / "h" / "state.db").exists()  # nothing started, nothing written
