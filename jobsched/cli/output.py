@@ -170,8 +170,15 @@ def job_detail(job: JobStatus) -> None:
             + (f"  ({job.reason})" if job.reason else ""))
     fields = [("queue", job.queue), ("priority", job.priority), ("replicas", job.replicas),
               ("message", job.message), ("age", fmt_age(job.created_at)),
+              ("memory declared", fmt_bytes(job.sizing.declared_memory) if job.sizing.declared_memory
+               else None),
+              ("memory estimate", fmt_bytes(job.sizing.estimated_memory) if job.sizing.estimated_memory
+               else None),
+              ("memory history", fmt_bytes(job.sizing.recommended_memory) if job.sizing.recommended_memory
+               else None),
               ("memory (chosen)", fmt_bytes(job.sizing.chosen_memory) if job.sizing.chosen_memory
-               else None), ("sizing", job.sizing.why)]
+               else None), ("sizing", job.sizing.why),
+              ("cost", f"${job.cost:.4f}" if job.cost else None)]
     for k, v in fields:
         if v not in (None, ""):
             c.print(f"  {k:<16}{v}")
