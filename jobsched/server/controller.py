@@ -14,8 +14,8 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
 from pathlib import Path
+from typing import Any
 
 from jobsched.backends.base import Backend, GangLaunch, ReplicaLaunch, StartError
 from jobsched.core import Admit, Preempt, Reject, Scheduler, Snapshot, Wait
@@ -26,8 +26,8 @@ from jobsched.server.lifecycle import Lifecycle
 from jobsched.server.metrics import Metrics
 from jobsched.spec.node import Node
 from jobsched.spec.quantity import format_bytes
-from jobsched.spec.resources import Resources
 from jobsched.spec.queue import Queue
+from jobsched.spec.resources import Resources
 from jobsched.spec.status import JobPhase
 from jobsched.store import AttemptRow, JobRow, Store
 

@@ -9,7 +9,6 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from jobsched.version import __version__
 from jobsched.backends.base import Backend
 from jobsched.server import convert
 from jobsched.server.errors import Conflict, Invalid, NotFound
@@ -20,6 +19,7 @@ from jobsched.spec.queue import Queue
 from jobsched.spec.resources import Resources
 from jobsched.spec.status import JobPhase
 from jobsched.store import JobRow, Store
+from jobsched.version import __version__
 
 LIVE = (JobPhase.PENDING.value, JobPhase.ADMITTED.value, JobPhase.RUNNING.value)
 
