@@ -24,6 +24,9 @@ demo: setup
 # Everything the tests need (Python deps, the Go-built Kubernetes test control plane, the MXNet
 # environment), then the whole suite.
 test: setup testenv mxnet
+	$(BIN)/ruff check jobsched workers kernels tests benchmarks
+	$(BIN)/lint-imports
+	$(BIN)/mypy jobsched/core jobsched/spec
 	$(BIN)/python -m pytest -q -ra $(PYTEST_ARGS)
 
 test-fast: setup
