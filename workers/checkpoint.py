@@ -44,6 +44,8 @@ def save(directory: str | Path, step: int, write: Callable[[Path], None], suffix
     d.mkdir(parents=True, exist_ok=True)
     final = path_for(d, step, suffix)
     tmp = d / f".{final.name}.tmp-{os.getpid()}"
+    for stale in d.glob(f".ckpt-*{suffix}.tmp-*"):  # left by a writer killed mid-write (one writer: rank 0)
+        stale.unlink(missing_ok=True)
     try:
         write(tmp)
         with open(tmp, "rb+") as f:

@@ -48,3 +48,9 @@ def test_suffixes_are_separate(tmp_path):
     assert checkpoint.list_checkpoints(tmp_path) == []
     assert checkpoint.load_latest(tmp_path / "missing", lambda p: 1) is None
     assert checkpoint.load_latest(None, lambda p: 1) is None
+
+
+def test_stale_temp_files_of_a_killed_writer_are_removed(tmp_path):
+    (tmp_path / ".ckpt-00000004.pt.tmp-4242").write_text("half")
+    checkpoint.save(tmp_path, 5, write_text("ok"))
+    assert [p.name for p in tmp_path.iterdir()] == ["ckpt-00000005.pt"]
