@@ -46,7 +46,7 @@ POOL = {"name": "bench", "instanceTypes": [{"name": "kwok-8x32", "cpu": 8, "memo
 class BindWatch:
     """Records, client side, when each pod of a label selector is first seen bound."""
 
-    def __init__(self, kubeconfig: Path, selector: str) -> None:
+    def __init__(self, kubeconfig: Path, selector: str, prefix: str = "") -> None:
         import ssl
 
         import httpx
@@ -57,7 +57,7 @@ class BindWatch:
         tls = ssl.create_default_context(cafile=cluster["certificate-authority"])
         tls.load_cert_chain(user["client-certificate"], user["client-key"])
         self.client = httpx.Client(verify=tls, timeout=None)
-        self.selector = selector
+        self.selector, self.prefix = selector, prefix
         self.bound: dict[str, float] = {}
         self.node_of: dict[str, str] = {}
         self._stop = False
@@ -74,7 +74,7 @@ class BindWatch:
                 obj = json.loads(line)["object"]
                 node = obj.get("spec", {}).get("nodeName")
                 name = obj["metadata"]["name"]
-                if node and name not in self.bound:
+                if node and name not in self.bound and name.startswith(self.prefix):
                     self.bound[name] = time.time()
                     self.node_of[name] = node
 
@@ -143,12 +143,12 @@ def run_jobsched(kubeconfig: Path, nodes: int, pods: int, gang: int, trials: int
         if not parent.poll(300):
             raise RuntimeError("jobsched did not become leader / sync nodes within 300s")
         parent.recv()
-        w = BindWatch(kubeconfig, "jobsched.io/job")  # warm-up: one job end to end
+        w = BindWatch(kubeconfig, "jobsched.io/job", f"warm-{tag}-")  # warm-up: one job end to end
         parent.send(("submit", [f"warm-{tag}"], 1))
         parent.recv()
         w.wait(1, 60)
         w.close()
-        w = BindWatch(kubeconfig, "jobsched.io/job")
+        w = BindWatch(kubeconfig, "jobsched.io/job", f"js-{tag}-")
         names = [f"js-{tag}-{i}" for i in range(pods)]
         parent.send(("submit", names, 1))
         start = parent.recv()
@@ -159,15 +159,15 @@ def run_jobsched(kubeconfig: Path, nodes: int, pods: int, gang: int, trials: int
         single["complete"] = ok
         gangs = []
         for i in range(trials):
-            w = BindWatch(kubeconfig, "jobsched.io/job")
             name = f"gang-{tag}-{i}"
+            w = BindWatch(kubeconfig, "jobsched.io/job", f"{name}-a0-")
             parent.send(("submit", [name], gang))
             t0 = parent.recv()[name]
             ok = w.wait(gang, 300)
             w.close()
-            mine = [v for p, v in w.bound.items() if p.startswith(f"{name}-a0-")]
-            gangs.append({"all_bound_s": max(mine) - t0 if ok else None, "first_bound_s": min(mine) - t0,
-                          "nodes": len({w.node_of[p] for p in w.bound if p.startswith(f"{name}-a0-")})})
+            mine = list(w.bound.values())
+            gangs.append({"all_bound_s": max(mine) - t0 if ok else None,
+                          "first_bound_s": min(mine) - t0 if mine else None, "nodes": len(set(w.node_of.values()))})
         parent.send(("stop",))
         parent.recv()
         return {"single": single, "gang": gangs}
@@ -212,7 +212,7 @@ def run_kube_scheduler(core: Any, workdir: Path, kubeconfig: Path, pods: int, qp
         if not warm.wait(1, 300):
             raise RuntimeError(f"kube-scheduler bound nothing in 300s (log {workdir})")
         warm.close()
-        w = BindWatch(kubeconfig, f"bench={tag}")
+        w = BindWatch(kubeconfig, f"bench={tag}", f"ks-{tag}-")
         start: dict[str, float] = {}
 
         def create(name: str) -> None:

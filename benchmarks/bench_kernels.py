@@ -129,7 +129,8 @@ def bench_mxnet(steps: int, rounds: int, threads: int) -> list[dict[str, Any]]:
            "MXNET_CPU_WORKER_NTHREADS": str(threads or 2)}
     r = subprocess.run([str(python), "-c", MXNET_BENCH, str(steps), str(rounds)], env=env, cwd=root,
                        capture_output=True, text=True, check=True)
-    return json.loads(r.stdout.strip().splitlines()[-1])
+    rows: list[dict[str, Any]] = json.loads(r.stdout.strip().splitlines()[-1])
+    return rows
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -66,7 +66,7 @@ def measure(kwargs: dict[str, Any], steps: int, warmup: int) -> dict[str, Any]:
         loss = step(i)
     final = float(loss)  # synchronizes
     elapsed = time.perf_counter() - t0
-    out = {"samples_per_s": steps * cfg.batch_size / elapsed, "step_ms": 1000 * elapsed / steps,
+    out: dict[str, Any] = {"samples_per_s": steps * cfg.batch_size / elapsed, "step_ms": 1000 * elapsed / steps,
            "warmup_s": warm_s, "final_loss": final, "flops_per_sample": tk.train_flops_per_sample(cfg),
            "max_memory_allocated": torch.cuda.max_memory_allocated() if cuda else None}
     out["tflops"] = out["samples_per_s"] * out["flops_per_sample"] / 1e12

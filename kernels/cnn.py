@@ -75,7 +75,7 @@ def build(cfg: CNNConfig) -> tuple[nn.Module, torch.optim.Optimizer, LossFn]:
     with device_of(cfg):
         model = CNN(cfg)
     if cfg.fast and not is_fake(model.head.weight):  # same bytes either way; fake tensors can't swap
-        model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+        model = model.to(memory_format=torch.channels_last)
     optimizer = make_optimizer(model.parameters(), cfg)
     return finish(model, cfg, COMPILE_BY_DEFAULT, model.head.weight), optimizer, cross_entropy
 

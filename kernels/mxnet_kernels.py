@@ -9,6 +9,7 @@ Runs only in the MXNet environment (see kernels/mxnet_compat.py); imports no tor
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -43,9 +44,9 @@ def cnn_batch(cfg: CNNConfig, index: int) -> tuple[np.ndarray, np.ndarray]:
     wave = np.cos(2 * math.pi * freq.reshape(n, 1, 1) * (np.cos(angle).reshape(n, 1, 1) * u
                                                          + np.sin(angle).reshape(n, 1, 1) * v)
                   + phase.reshape(n, 1, 1))
-    x = colour[y].reshape(n, cfg.in_channels, 1, 1) * wave[:, None]
-    x = x + 0.5 * g.standard_normal((n, cfg.in_channels, s, s))
-    return x.astype(np.float32), y.astype(np.float32)
+    clean = colour[y].reshape(n, cfg.in_channels, 1, 1) * wave[:, None]
+    noisy = clean + 0.5 * g.standard_normal((n, cfg.in_channels, s, s))
+    return noisy.astype(np.float32), y.astype(np.float32)
 
 
 def _mlp(cfg: MLPConfig) -> Any:
@@ -68,7 +69,10 @@ def _cnn(cfg: CNNConfig) -> Any:
     return net
 
 
-MODELS = {"mlp": (MLPConfig, _mlp, mlp_batch), "cnn": (CNNConfig, _cnn, cnn_batch)}
+Arrays = tuple[np.ndarray, np.ndarray]
+MODELS: dict[str, tuple[type[Common], Callable[[Any], Any], Callable[[Any, int], Arrays]]] = {
+    "mlp": (MLPConfig, _mlp, mlp_batch), "cnn": (CNNConfig, _cnn, cnn_batch),
+}
 
 
 def config(name: str, **kwargs: Any) -> Common:

@@ -81,8 +81,11 @@ class MXTrainer:
         state = {"step": self.step, "kernel": self.opts.kernel, "framework": "mxnet",
                  "config": self.cfg.as_kwargs(), "trainer": self._trainer_bytes(),
                  "params": {k: p.data().asnumpy() for k, p in self.mk.named_params(self.net).items()}}
-        checkpoint.save(self.ckpt_dir, self.step, lambda p: p.write_bytes(pickle.dumps(state)),
-                        suffix=checkpoint.MXNET_SUFFIX, keep=self.opts.keep_checkpoints)
+        def write(path: Path) -> None:
+            path.write_bytes(pickle.dumps(state))
+
+        checkpoint.save(self.ckpt_dir, self.step, write, suffix=checkpoint.MXNET_SUFFIX,
+                        keep=self.opts.keep_checkpoints)
         self.saved_step = self.step
 
     def resume(self) -> None:
