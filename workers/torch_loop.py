@@ -93,7 +93,8 @@ def _stop(trainer: Trainer, where: str) -> int:
     """Rank 0 saves the last completed step; every rank says where it stopped. Returns 143."""
     path = trainer.save() if trainer.rdzv.rank == 0 else None
     if trainer.rdzv.rank == 0 and trainer.ckpt_dir:
-        print(f"SIGTERM: checkpoint saved at step={trainer.step}" + ("" if path else " (already on disk)"),
+        notes = [n for n in ("" if path else "already on disk", "" if where == "step boundary" else where) if n]
+        print(f"SIGTERM: checkpoint saved at step={trainer.step}" + (f" ({'; '.join(notes)})" if notes else ""),
               flush=True)
     else:
         print(f"SIGTERM: stopped at step={trainer.step} rank={trainer.rdzv.rank} ({where}; "

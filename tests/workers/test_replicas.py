@@ -76,3 +76,31 @@ def test_sigterm_saves_a_checkpoint_and_exits_143(tmp_path):
     assert step >= 50 and (ckpt / f"ckpt-{step:08d}.pt").exists()
     assert torch.load(ckpt / f"ckpt-{step:08d}.pt", weights_only=True)["step"] == step
     assert "SIGTERM: stopped at step=" in r1 and "peak_memory_bytes=" in r0 and "peak_memory_bytes=" in r1
+
+
+def test_sigterm_while_stuck_in_a_collective_uses_the_watchdog(tmp_path):
+    """Rank 1 frozen (SIGSTOP): rank 0 blocks inside DDP's all-reduce, where Python's handler cannot
+    run. The watchdog saves the last completed step after --stop-grace and exits 143."""
+    port, ckpt = free_port(), tmp_path / "ckpt"
+    args = [*MLP, "--steps", "100000", "--log-interval", "20", "--checkpoint-every", "1000000",
+            "--stop-grace", "1"]
+    procs = [launch(args, rank=r, world=2, port=port, ckpt=ckpt, log=tmp_path / f"r{r}.log") for r in (0, 1)]
+    try:
+        import time
+
+        deadline = time.monotonic() + 90
+        while not steps((tmp_path / "r0.log").read_text()) and time.monotonic() < deadline:
+            assert procs[0].poll() is None, (tmp_path / "r0.log").read_text()
+            time.sleep(0.1)
+        procs[1].send_signal(signal.SIGSTOP)
+        time.sleep(1.0)  # rank 0 is now waiting for rank 1 in the next all-reduce
+        procs[0].send_signal(signal.SIGTERM)
+        assert procs[0].wait(timeout=30) == 143
+    finally:
+        procs[1].kill()
+        procs[1].wait()
+    r0 = (tmp_path / "r0.log").read_text()
+    step = int(r0.split("SIGTERM: checkpoint saved at step=")[1].split()[0])
+    assert step >= 20 and "Traceback" not in r0 and "peak_memory_bytes=" in r0
+    assert "(watchdog)" in r0.split("SIGTERM: checkpoint saved")[1].splitlines()[0]
+    assert torch.load(ckpt / f"ckpt-{step:08d}.pt", weights_only=True)["step"] == step
