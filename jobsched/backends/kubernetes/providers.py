@@ -46,7 +46,10 @@ def to_node(obj: Any) -> Node | None:
         return None
     if not any(c.type == "Ready" and c.status == "True" for c in (st.conditions or [])):
         return None
-    pick = lambda d: {k: v for k, v in (d or {}).items() if k in RESOURCES}  # noqa: E731
+
+    def pick(d: dict[str, str] | None) -> dict[str, str]:
+        return {k: v for k, v in (d or {}).items() if k in RESOURCES}
+
     return Node.model_validate({
         "name": md.name, "capacity": pick(st.capacity), "allocatable": pick(st.allocatable or st.capacity),
         "labels": dict(md.labels or {}),
@@ -61,7 +64,7 @@ class _Provider:
         from kubernetes import client
 
         self.pool = pool
-        self.core = client.CoreV1Api(api_client)
+        self.core: Any = client.CoreV1Api(api_client)
         self.selector = f"{POOL_LABEL}={pool.name},{PROVIDER_LABEL}={self.kind}"
 
     def labels(self, t: InstanceType) -> dict[str, str]:
@@ -155,7 +158,7 @@ class KarpenterProvider(_Provider):
         self.node_class = {k: node_class[k] for k in ("group", "kind", "name")}
         self.nodepool = nodepool or pool.name
         self.capacity_type = capacity_type
-        self.custom = client.CustomObjectsApi(api_client)
+        self.custom: Any = client.CustomObjectsApi(api_client)
 
     def body(self, name: str, t: InstanceType) -> dict[str, Any]:
         labels = {**self.labels(t), KARPENTER_POOL_LABEL: self.nodepool}
