@@ -219,3 +219,38 @@ def test_karpenter_crd_validation_is_live(karpenter_crds: Any) -> None:
     with pytest.raises(ApiException) as e:
         prov.custom.create_cluster_custom_object("karpenter.sh", "v1", "nodeclaims", body)
     assert e.value.status == 422 and 'label domain \\"karpenter.sh\\" is restricted' in e.value.body
+
+
+def test_autoscaler_provisions_once_then_removes_idle_nodes(api: Any) -> None:
+    """The controller's two calls: provision for waiting gangs (not again while the planned nodes
+    are not Ready), and scale_down, which keeps busy nodes and deletes empty ones after the TTL."""
+    from jobsched.backends.kubernetes.providers import Autoscaler
+    from jobsched.core.gang import Assignment
+    from jobsched.core.snapshot import RunningGang
+
+    pool = make_pool(f"a{uuid.uuid4().hex[:6]}").model_copy(update={"empty_ttl_seconds": 300.0})
+    auto = Autoscaler(KwokProvider(api, pool))
+    assert {s.name: s.max_count for s in auto.shapes()} == {"c4": 4, "g2": 2}
+    gang = PodGroup("default/etl", Resources(3000, 8 * GiB), replicas=3, node_selector={"pool": pool.name})
+    p = auto.provision([gang])
+    assert p is not None and p.nodes == [("c4", 3)]
+    nodes = until(lambda: len(ns := auto.provider.list()) == 3 and ns, what="nodes Ready")
+    assert auto.provider.counts() == {"c4": 3} and {s.name: s.max_count for s in auto.shapes()}["c4"] == 1
+    from kubernetes import client
+
+    core = client.CoreV1Api(api)
+    core.patch_node(nodes[2].name, {"spec": {"unschedulable": True}})  # as if still starting
+    assert auto.provision([gang]) is None and auto.provider.counts() == {"c4": 3}  # in flight: no second set
+    core.patch_node(nodes[2].name, {"spec": {"unschedulable": False}})
+    until(lambda: len(auto.provider.list()) == 3, what="node back")
+    p = auto.provision([gang], current=NodeTable.from_nodes(auto.provider.list()))
+    assert p is not None and p.nodes == [] and auto.provider.counts() == {"c4": 3}  # fits on what is there
+    busy = nodes[0].name
+    running = [RunningGang("default/etl", Resources(3000, 8 * GiB), (Assignment(0, busy, -1, ()),))]
+    assert auto.scale_down(running, now=1000.0) == []  # empty since 1000
+    assert auto.scale_down(running, now=1200.0) == []  # TTL not reached
+    gone = auto.scale_down(running, now=1301.0)
+    assert sorted(gone) == sorted(n.name for n in nodes[1:])
+    until(lambda: [n.name for n in auto.provider.list()] == [busy], what="idle nodes deleted")
+    assert auto.scale_down([], now=1400.0) == []  # freed at 1400: its TTL starts now
+    assert auto.scale_down([], now=1701.0) == [busy]

@@ -14,12 +14,18 @@ from __future__ import annotations
 
 import builtins
 import uuid
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 from jobsched.backends.kubernetes.pods import dns_name
+from jobsched.core.gang import PodGroup
+from jobsched.core.nodes import NodeTable
+from jobsched.core.snapshot import NodeShape, RunningGang
+from jobsched.rightsizing.consolidator import consolidate
 from jobsched.rightsizing.pools import POOL_LABEL, InstanceType, NodePool, load_pool
+from jobsched.rightsizing.provisioner import ProvisionPlan, plan
 from jobsched.spec import quantity as q
 from jobsched.spec.node import INSTANCE_TYPE_LABEL, Node
 
@@ -247,3 +253,47 @@ def make_provider(kind: str, api_client: Any, pool: NodePool | str | Path,
         ref = parse_node_class(node_class) if isinstance(node_class, str) else node_class
         return KarpenterProvider(api_client, pool, ref, nodepool)
     raise ValueError(f"node_provider: unknown provider {kind!r} (known: kwok, karpenter)")
+
+
+class Autoscaler:
+    """What the controller does with a provider (docs/rightsizing.md "How the controller uses
+    this"), in two calls: :meth:`provision` for the gangs that wait for capacity, and
+    :meth:`scale_down` every few seconds. ``shapes()`` is the controller's ``provisionable``."""
+
+    def __init__(self, provider: Any) -> None:
+        self.provider = provider
+        self.pool: NodePool = provider.pool
+        self.idle_since: dict[str, float] = {}
+
+    def shapes(self) -> tuple[NodeShape, ...]:
+        have = self.provider.counts()
+        return tuple(t.shape(have.get(t.name, 0)) for t in self.pool.instance_types)
+
+    def provision(self, waiting: Sequence[PodGroup], current: NodeTable | None = None) -> ProvisionPlan | None:
+        """Create the cheapest nodes on which ``waiting`` (priority order) fits. Nothing while
+        nodes created earlier are not Ready yet (they were planned for these gangs)."""
+        have = self.provider.counts()
+        if not waiting or sum(have.values()) > len(self.provider.list()):
+            return None
+        p = plan(waiting, self.pool.instance_types, have, current=current)
+        for t, n in p.nodes:
+            self.provider.create(t, n)
+        return p
+
+    def scale_down(self, running: Sequence[RunningGang], now: float) -> builtins.list[str]:
+        """Delete the provider's nodes that have been empty for the pool's ``emptyTtlSeconds``."""
+        nodes = self.provider.list()
+        busy = {a.node for g in running for a in g.assignments}
+        for n in nodes:
+            if n.name in busy:
+                self.idle_since.pop(n.name, None)
+            else:
+                self.idle_since.setdefault(n.name, now)
+        table = NodeTable.from_nodes(nodes)
+        mine = [g for g in running if any(a.node in table.index for a in g.assignments)]
+        idle = {k: v for k, v in self.idle_since.items() if k in table.index}
+        out = consolidate(table, mine, idle, now, self.pool.empty_ttl_seconds, repack=False)
+        for name in out.delete:
+            self.provider.delete(name)
+            self.idle_since.pop(name, None)
+        return list(out.delete)
