@@ -42,6 +42,10 @@ def server(ctx: typer.Context, home: Path | None = HOME,
            provision_delay: float = typer.Option(0.0, help="Seconds before a provisioned node appears "
                                                  "(local virtual nodes)."),
            policy: str = typer.Option("jobsched", help="Placement policy (jobsched, bestfit, fgd, ...)."),
+           node_provider: str | None = typer.Option(None, help="kwok | karpenter: how nodes are added "
+                                                    "on Kubernetes (with --node-pool)."),
+           node_class: str | None = typer.Option(None, help="Karpenter NodeClass group/kind/name "
+                                                 "(--node-provider karpenter)."),
            local_nodes: Path | None = typer.Option(None, help="YAML list of virtual nodes to split this "
                                                    "machine into: [{name, cpu, memory, gpus, labels}] "
                                                    "(--backend local)."),
@@ -75,6 +79,18 @@ def server(ctx: typer.Context, home: Path | None = HOME,
             fail(f"--node-pool: cannot read {node_pool}: {e.strerror}")
         except SpecError as e:
             fail(f"--node-pool: {e}")
+    if node_provider is not None:
+        if backend is not Backend.kubernetes:
+            fail("--node-provider: only with --backend kubernetes")
+        if node_provider not in ("kwok", "karpenter"):
+            fail(f"--node-provider: unknown provider {node_provider!r} (known: kwok, karpenter)")
+        if node_pool is None:
+            fail("--node-provider: needs --node-pool")
+        options["node_provider"] = node_provider
+    if node_class is not None:
+        if node_provider != "karpenter":
+            fail("--node-class: only with --node-provider karpenter")
+        options["node_class"] = node_class
     if local_nodes is not None:
         if backend is not Backend.local:
             fail("--local-nodes: only with --backend local")

@@ -175,15 +175,17 @@ class Controller:
             want = {d.key for d in result.decisions if isinstance(d, Wait) and d.for_capacity}
             for key, msg in self.provisioning.provision([g for g in groups if g.key in want], snap):
                 self.note_wait(by_key[key], msg)
+        assumed: list[tuple[JobRow, GangLaunch]] = []
         for d in result.decisions:
             if isinstance(d, Admit):
-                self.admit(by_key[d.key], d)
+                assumed.append((by_key[d.key], self.admit(by_key[d.key], d)))
             elif isinstance(d, Preempt):
                 self.lifecycle.preempt(d.victim, d.preemptor, d.reason)
             elif isinstance(d, Reject):
                 self.lifecycle.fail(by_key[d.key], "Unschedulable", d.reason)
             elif isinstance(d, Wait):
                 self.note_wait(by_key[d.key], d.reason)
+        self.bind_all(assumed)
 
     def note_wait(self, job: JobRow, reason: str) -> None:
         if self._last_reason.get(job.uid) == reason:
@@ -193,7 +195,8 @@ class Controller:
             self.store.update_job(job.uid, conn=c, reason="Unschedulable", message=reason)
             self.store.add_event(job.uid, self.clock(), "Normal", "Pending", reason, conn=c)
 
-    def admit(self, job: JobRow, d: Admit) -> None:
+    def admit(self, job: JobRow, d: Admit) -> GangLaunch:
+        """Assume: record the attempt and its allocation in the store (no side effect yet)."""
         spec = convert.job_spec(job)
         attempts = self.store.attempts(job.uid)
         idx = len(attempts)
@@ -221,7 +224,10 @@ class Controller:
                 env["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, a.gpus))
             reps.append(ReplicaLaunch(a.rank, a.node, spec.spec.template.argv(), env, d.request, limit,
                                       a.gpus, spec.spec.template.working_dir, spec.spec.template.image))
-        gang = GangLaunch(job.key, job.uid, idx, reps, ckpt, spec.spec.placement, dict(spec.metadata.labels))
+        labels = dict(spec.metadata.labels)
+        if spec.spec.checkpoint_dir:
+            labels["jobsched.io/checkpoint-requested"] = "true"
+        gang = GangLaunch(job.key, job.uid, idx, reps, ckpt, spec.spec.placement, labels)
         # Assume: record the attempt and the allocation before any side effect.
         row = AttemptRow(job.uid, idx, "starting", d.request.as_dict(), limit,
                          [[a.rank, a.node, list(a.gpus)] for a in d.assignments], {}, {}, None, now, None,
@@ -239,15 +245,30 @@ class Controller:
         if idx == 0:
             self.metrics.admission_latency.observe(max(now - job.created_at, 0.0))
         self._last_reason.pop(job.uid, None)
-        # Bind: the side effect. On failure, unreserve and requeue.
+        return gang
+
+    def bind(self, job: JobRow, gang: GangLaunch) -> None:
+        """The side effect: start the gang. On failure, unreserve and requeue."""
         try:
             handles = self.backend.start(gang)
         except StartError as e:
-            self.lifecycle.start_failed(job, idx, str(e))
+            self.lifecycle.start_failed(job, gang.attempt, str(e))
             return
         with self.store.tx() as c:
-            self.store.update_attempt(job.uid, idx, conn=c, state="running", handles=handles)
+            self.store.update_attempt(job.uid, gang.attempt, conn=c, state="running", handles=handles)
             self.store.update_job(job.uid, conn=c, phase=JobPhase.RUNNING.value)
+
+    def bind_all(self, assumed: list[tuple[JobRow, GangLaunch]]) -> None:
+        """Backends whose start is a few API calls (Kubernetes) start several gangs at once."""
+        workers = int(getattr(self.backend, "parallel_starts", 1))
+        if workers <= 1 or len(assumed) <= 1:
+            for job, gang in assumed:
+                self.bind(job, gang)
+            return
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=min(workers, len(assumed))) as pool:
+            list(pool.map(lambda jg: self.bind(*jg), assumed))
 
     def update_gauges(self) -> None:
         counts: dict[tuple[str, str], int] = {}

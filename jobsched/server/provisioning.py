@@ -34,10 +34,15 @@ class Provisioning:
         self._last_consolidation = 0.0
         self._idle_since: dict[str, float] = {}
         self.prices = {t.name: t.price_per_hour for t in pool.instance_types}
+        self.virtual = isinstance(provider, SimulatedProvider)  # else its nodes reach the backend itself
+        self._requested: dict[str, float] = {}  # node name -> when asked for
 
     def nodes(self) -> list[Node]:
-        if hasattr(self.provider, "advance"):
-            self.provider.advance(self.clock())
+        """Nodes to add to the backend's own list: the virtual ones (real providers' nodes show up
+        through the backend, e.g. as Kubernetes Node objects)."""
+        if not self.virtual:
+            return []
+        self.provider.advance(self.clock())
         return list(self.provider.list())
 
     def shapes(self) -> list[Any]:
@@ -52,7 +57,10 @@ class Provisioning:
         """Create nodes for gangs waiting for capacity. Returns (job key, event message) pairs."""
         from jobsched.rightsizing.provisioner import plan
 
-        if not waiting or (hasattr(self.provider, "pending") and self.provider.pending()):
+        now = self.clock()
+        self._requested = {n: t for n, t in self._requested.items()
+                           if n not in snap.table.index and now - t < 600}
+        if not waiting or self._requested:
             return []  # nodes already on their way: wait for them before planning more
         counts = self.provider.counts() if hasattr(self.provider, "counts") else {}
         p = plan(list(waiting), self.pool.instance_types, counts, current=snap.table)
@@ -64,6 +72,7 @@ class Provisioning:
         made = []
         for itype, n in p.nodes:
             made += self.provider.create(itype, n)
+        self._requested.update({name: now for name in made})
         what = ", ".join(f"{n} x {t}" for t, n in p.nodes)
         msg = f"provisioning {what} (${p.cost_per_hour:.2f}/h): {', '.join(made)}"
         log.info(msg)

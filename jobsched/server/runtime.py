@@ -32,9 +32,13 @@ class Runtime:
             from jobsched.server.provisioning import LocalVirtualProvider, Provisioning
 
             pool = load_pool(Path(node_pool).read_text(), str(node_pool))
-            make_provider = getattr(self.backend, "node_provider", None)
-            provider = (make_provider(pool) if make_provider is not None
-                        else LocalVirtualProvider(pool, delay=provision_delay, now=self.clock()))
+            make_provider = getattr(self.backend, "make_node_provider", None)
+            provider = make_provider(pool) if make_provider is not None else None
+            if provider is None:
+                if backend != "local":
+                    raise ValueError(f"node_pool: the {backend} backend needs a node provider "
+                                     "(--node-provider kwok|karpenter on Kubernetes)")
+                provider = LocalVirtualProvider(pool, delay=provision_delay, now=self.clock())
             provisioning = Provisioning(pool, provider, self.clock)
         self.controller = Controller(self.store, self.backend, self.metrics, self.home, self.clock, policy,
                                      provisioning=provisioning)

@@ -139,13 +139,13 @@ def test_preemption_requeues_lower_priority_gang(make_runtime):
 def test_node_pressure_eviction_requeues_at_the_same_size(make_runtime):
     import psutil
 
-    # A kubelet-style hard eviction threshold just below what is available now: a replica that
-    # takes 600 MiB pushes the node under it and is evicted - not OOMKilled, not resized.
-    threshold = psutil.virtual_memory().available - 300 * 2**20
+    # A kubelet-style hard eviction threshold 500 MiB below what is available now: a replica that
+    # takes 1.5 GiB pushes the node under it and is evicted - not OOMKilled, not resized.
+    threshold = psutil.virtual_memory().available - 500 * 2**20
     rt = make_runtime(eviction_hard_available_bytes=threshold)
     prog = ("import os, time\nif os.environ['JOBSCHED_ATTEMPT'] == '0':\n"
-            "    b = bytearray(600 << 20); b[::4096] = b'x' * len(b[::4096]); time.sleep(30)\nprint('ok')")
-    rt.service.submit(manifest("pressure", [PY, "-c", prog], memory="1Gi", maxRetries=0))
+            "    b = bytearray(1536 << 20); b[::4096] = b'x' * len(b[::4096]); time.sleep(30)\nprint('ok')")
+    rt.service.submit(manifest("pressure", [PY, "-c", prog], memory="3Gi", maxRetries=0))
     st = wait_for(rt.service, "pressure", timeout=60)
     assert [a.reason for a in st.attempts] == ["Evicted", "Completed"], st.events
     assert st.phase.value == "Succeeded"  # eviction does not consume maxRetries (0 here)

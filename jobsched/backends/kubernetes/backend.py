@@ -12,6 +12,7 @@ import threading
 import time
 import uuid
 from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,12 +46,15 @@ class KubernetesBackend:
     kubeconfig: str | None = None
     context: str | None = None
     leader_election: bool = True
-    lease_namespace: str = "default"
+    lease_namespace: str = field(default_factory=lambda: os.environ.get("POD_NAMESPACE", "default"))
     lease_name: str = "jobsched-scheduler"
     identity: str = field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}")
     checkpoint_storage_class: str | None = None
     checkpoint_size: str = "10Gi"
     import_custom_resources: bool = True
+    node_provider: str | None = None  # kwok | karpenter: adds nodes when gangs pend (with --node-pool)
+    node_class: str | None = None  # Karpenter NodeClass reference group/kind/name
+    parallel_starts: int = 8  # gangs started at once (each start is a few API calls)
     name: str = "kubernetes"
 
     def __post_init__(self) -> None:
@@ -91,6 +95,14 @@ class KubernetesBackend:
 
         self.crsync = CustomResourceSync(self, service)
         self.crsync.start()
+
+    def make_node_provider(self, pool: Any) -> Any:
+        """The NodeProvider for ``jobsched server --node-pool`` (None: no provider configured)."""
+        if self.node_provider is None:
+            return None
+        from jobsched.backends.kubernetes.providers import make_provider
+
+        return make_provider(self.node_provider, self.api_client, pool, self.node_class)
 
     def is_leader(self) -> bool:
         return self.elector is None or self.elector.is_leader()
@@ -141,21 +153,36 @@ class KubernetesBackend:
         ns, job_name = gang.job_key.split("/", 1)
         created: list[str] = []
         try:
-            self._ensure_service(ns, job_name, gang.job_uid)
-            claim = self._ensure_claim(ns, job_name, gang)
-            owner = self._owner(ns, job_name)
-            for rep in gang.replicas:
-                body = P.build_pod(gang, rep, ns, owner, claim)
-                self.core.create_namespaced_pod(ns, body)
-                created.append(body["metadata"]["name"])
-            with self._lock:  # assume in the cache before binding
-                self._job_keys[gang.job_uid] = gang.job_key
-                for rep, pod in zip(gang.replicas, created, strict=True):
-                    t = _Tracked(gang.job_key, gang.attempt, rep.rank, ns, pod, rep.node, rep.memory_limit)
-                    self._tracked[(gang.job_key, gang.attempt, rep.rank)] = t
-                    self._by_pod[f"{ns}/{pod}"] = (gang.job_key, gang.attempt, rep.rank)
-            for rep, pod in zip(gang.replicas, created, strict=True):
-                self._bind(ns, pod, rep.node)
+            # A headless Service for rendezvous (multi-replica gangs) and the checkpoint volume
+            # (when the job asks for one) are created side by side; then every pod, then every bind.
+            with ThreadPoolExecutor(max_workers=8) as pool:
+                svc = pool.submit(self._ensure_service, ns, job_name, gang.job_uid) if len(gang.replicas) > 1 else None
+                claim_f = pool.submit(self._ensure_claim, ns, job_name, gang)
+                claim = claim_f.result()
+                if svc is not None:
+                    svc.result()
+                owner = self._owner(ns, job_name)
+                bodies = [P.build_pod(gang, rep, ns, owner, claim) for rep in gang.replicas]
+                futures = [pool.submit(self.core.create_namespaced_pod, ns, b) for b in bodies]
+                errors = []
+                for b, f in zip(bodies, futures, strict=True):
+                    try:
+                        f.result()
+                        created.append(b["metadata"]["name"])
+                    except Exception as e:  # noqa: BLE001 - reported after the others finish
+                        errors.append(e)
+                if errors:
+                    raise errors[0]
+                with self._lock:  # assume in the cache before binding
+                    self._job_keys[gang.job_uid] = gang.job_key
+                    for rep, pod in zip(gang.replicas, created, strict=True):
+                        t = _Tracked(gang.job_key, gang.attempt, rep.rank, ns, pod, rep.node, rep.memory_limit)
+                        self._tracked[(gang.job_key, gang.attempt, rep.rank)] = t
+                        self._by_pod[f"{ns}/{pod}"] = (gang.job_key, gang.attempt, rep.rank)
+                binds = [pool.submit(self._bind, ns, pod, rep.node)
+                         for rep, pod in zip(gang.replicas, created, strict=True)]
+                for f in binds:
+                    f.result()
         except ApiException as e:
             self._unreserve(gang, ns, created)
             raise StartError(f"kubernetes API: {e.status} {e.reason}: {_body(e)}") from None
@@ -204,6 +231,8 @@ class KubernetesBackend:
         named = gang.labels.get("jobsched.io/checkpoint-claim")
         if named:
             return named
+        if gang.labels.get("jobsched.io/checkpoint-requested") != "true":
+            return None  # no spec.checkpointDir: no volume
         claim = P.dns_name(job_name, "ckpt")
         body: dict[str, Any] = {"apiVersion": "v1", "kind": "PersistentVolumeClaim",
                                 "metadata": {"name": claim, "namespace": ns, "labels": {P.L_UID: gang.job_uid}},
