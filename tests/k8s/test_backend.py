@@ -331,3 +331,23 @@ def test_manifests_validate_offline():
     ]
     kinds = {d["kind"] for d in docs}
     assert {"CustomResourceDefinition"} <= kinds
+
+
+def test_pods_of_other_schedulers_hold_room(rt, k8s_cluster):
+    from kubernetes import client
+
+    pool = label()
+    names = k8s_cluster.add_nodes(2, cpu="2", memory="8Gi", labels={"pool": pool})
+    core = core_api(rt)
+    core.create_namespaced_pod("default", {
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": f"foreign-{pool}"},
+        "spec": {"schedulerName": "someone-else", "containers": [
+            {"name": "c", "image": "x", "resources": {"requests": {"cpu": "2", "memory": "1Gi"}}}]}})
+    body = client.V1Binding(metadata=client.V1ObjectMeta(name=f"foreign-{pool}"),
+                            target=client.V1ObjectReference(api_version="v1", kind="Node", name=names[0]))
+    core.create_namespaced_pod_binding(f"foreign-{pool}", "default", body, _preload_content=False)
+    until(lambda: any(n.name == names[0] and n.allocatable_vector().cpu_milli == 0 for n in rt.backend.nodes()),
+          what="foreign pod's room subtracted")
+    rt.service.submit(job("beside", 1, pool, cpu="2"))
+    pods = until(lambda: [p for p in pods_of(core, "beside") if p.spec.node_name] or None, what="bound")
+    assert pods[0].spec.node_name == names[1]  # not onto the node the other scheduler filled

@@ -76,6 +76,10 @@ class KubernetesBackend:
         self.nodes_inf = Informer("nodes", self.core.list_node, self._on_node)
         self.pods_inf = Informer("pods", self.core.list_pod_for_all_namespaces, self._on_pod,
                                  label_selector=P.L_UID)
+        # Pods of other schedulers hold room on nodes too: subtract their requests.
+        self.foreign_inf = Informer("foreign-pods", self.core.list_pod_for_all_namespaces, self._on_foreign,
+                                    label_selector=f"!{P.L_UID}",
+                                    field_selector="status.phase!=Succeeded,status.phase!=Failed")
         self.jobs_inf: Informer | None = None
         self.queues_inf: Informer | None = None
         self.elector = None
@@ -86,7 +90,8 @@ class KubernetesBackend:
             self.elector.start()
         self.nodes_inf.start()
         self.pods_inf.start()
-        wait_synced([self.nodes_inf, self.pods_inf])
+        self.foreign_inf.start()
+        wait_synced([self.nodes_inf, self.pods_inf, self.foreign_inf])
 
     # custom resources ----------------------------------------------------------------------
     def attach(self, service: Any) -> None:
@@ -127,13 +132,45 @@ class KubernetesBackend:
         for t in lost:
             self._delete_pod(t.namespace, t.pod, grace=0)
 
+    def _on_foreign(self, typ: str, pod: Any) -> None:
+        if pod.spec is not None and pod.spec.node_name:
+            self._nodes_version += 1
+
+    def foreign_usage(self) -> dict[str, tuple[int, int, int]]:
+        """(cpu milli, memory bytes, GPUs) requested per node by pods jobsched did not place."""
+        from jobsched.spec import quantity as q
+
+        use: dict[str, tuple[int, int, int]] = {}
+        for pod in self.foreign_inf.items():
+            node = pod.spec.node_name if pod.spec else None
+            if not node:
+                continue
+            cpu = mem = gpu = 0
+            for c in pod.spec.containers or []:
+                req = {**((c.resources.limits or {}) if c.resources else {}),
+                       **((c.resources.requests or {}) if c.resources else {})}
+                cpu += q.cpu_milli(req["cpu"]) if "cpu" in req else 0
+                mem += q.memory_bytes(req["memory"]) if "memory" in req else 0
+                gpu += q.whole(req["nvidia.com/gpu"], "nvidia.com/gpu") if "nvidia.com/gpu" in req else 0
+            a, b, g = use.get(node, (0, 0, 0))
+            use[node] = (a + cpu, b + mem, g + gpu)
+        return use
+
     def nodes(self) -> list[Node]:
+        from jobsched.spec import quantity as q
+
         out = []
+        foreign = self.foreign_usage()
         for n in self.nodes_inf.items():
             st = n.status
             ready = any(c.type == "Ready" and c.status == "True" for c in (st.conditions or []))
-            alloc = {k: v for k, v in (st.allocatable or st.capacity or {}).items()
-                     if k in ("cpu", "memory", "nvidia.com/gpu")}
+            alloc: dict[str, Any] = {k: v for k, v in (st.allocatable or st.capacity or {}).items()
+                                     if k in ("cpu", "memory", "nvidia.com/gpu")}
+            used = foreign.get(n.metadata.name)
+            if used:
+                alloc["cpu"] = f"{max(q.cpu_milli(alloc.get('cpu', 0)) - used[0], 0)}m"
+                alloc["memory"] = max(q.memory_bytes(alloc.get("memory", 0)) - used[1], 0)
+                alloc["nvidia.com/gpu"] = max(q.whole(alloc.get("nvidia.com/gpu", 0), "gpu") - used[2], 0)
             try:
                 out.append(Node.model_validate({
                     "name": n.metadata.name, "capacity": {k: v for k, v in (st.capacity or {}).items()
@@ -348,7 +385,7 @@ class KubernetesBackend:
         return "kubernetes"
 
     def close(self) -> None:
-        for inf in (self.nodes_inf, self.pods_inf, self.jobs_inf, self.queues_inf):
+        for inf in (self.nodes_inf, self.pods_inf, self.foreign_inf, self.jobs_inf, self.queues_inf):
             if inf is not None:
                 inf.stop()
         if getattr(self, "crsync", None) is not None:
