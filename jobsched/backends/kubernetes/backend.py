@@ -65,6 +65,8 @@ class KubernetesBackend:
         else:
             config.load_incluster_config()
             self.api_client = client.ApiClient()
+        # Gangs start in parallel: room for that many connections (urllib3's default pool is small).
+        self.api_client.rest_client.pool_manager.connection_pool_kw["maxsize"] = 32
         self.core = client.CoreV1Api(self.api_client)
         self.custom = client.CustomObjectsApi(self.api_client)
         self._lock = threading.Lock()

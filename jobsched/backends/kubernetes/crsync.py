@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 from typing import Any
 
@@ -47,11 +48,14 @@ class CustomResourceSync:
         self._stop = threading.Event()
         self._written: dict[str, dict[str, Any]] = {}
         self._thread = threading.Thread(target=self._status_loop, name="cr-status", daemon=True)
+        self._mirror: queue.Queue[dict[str, Any]] = queue.Queue()
+        self._mirror_thread = threading.Thread(target=self._mirror_loop, name="cr-mirror", daemon=True)
 
     def start(self) -> None:
         self.queues.start()
         self.jobs.start()
         self._thread.start()
+        self._mirror_thread.start()
 
     def stop(self) -> None:
         self._stop.set()
@@ -90,7 +94,21 @@ class CustomResourceSync:
             self._patch_status(ns, name, {"phase": "Failed", "reason": "InvalidSpec", "message": str(e)})
 
     def create_for(self, manifest: dict[str, Any]) -> None:
-        """Mirror an API submission as a TrainingJob CR (so kubectl sees it)."""
+        """Mirror an API submission as a TrainingJob CR (so kubectl sees it), off the submit path."""
+        self._mirror.put(manifest)
+
+    def _mirror_loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                manifest = self._mirror.get(timeout=0.5)
+            except queue.Empty:
+                continue
+            try:
+                self._create(manifest)
+            except Exception as e:  # API server away: the job runs anyway; only the mirror is missing
+                log.warning("could not mirror %s as a TrainingJob: %s", manifest["metadata"]["name"], e)
+
+    def _create(self, manifest: dict[str, Any]) -> None:
         from kubernetes.client.exceptions import ApiException
 
         body = {k: manifest[k] for k in ("apiVersion", "kind", "spec")}
