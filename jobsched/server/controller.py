@@ -59,7 +59,12 @@ class Controller:
         self._nodes: list[Node] = []
         self._nodes_at = 0.0
         self._nodes_seen: int | None = None
+        self._extra_names: list[str] = []
+        self._with_extra: list[Node] | None = None
         self._last_reason: dict[str, str] = {}
+        self._table: NodeTable | None = None
+        self._table_for: list[Node] | None = None
+        self._groups: dict[str, tuple[tuple[int, int, float], Any]] = {}  # uid -> PodGroup of the spec
 
     # loop -------------------------------------------------------------------------------------
     def start(self) -> None:
@@ -128,8 +133,14 @@ class Controller:
         stale = version != self._nodes_seen if version is not None else now - self._nodes_at > 5
         if not self._nodes or stale:
             self._nodes, self._nodes_at, self._nodes_seen = self.backend.nodes(), now, version
-        if self.provisioning is not None:
-            return self._nodes + self.provisioning.nodes()
+        if self.provisioning is not None and self.provisioning.virtual:
+            extra = self.provisioning.nodes()
+            if [n.name for n in extra] != self._extra_names:
+                self._extra_names = [n.name for n in extra]
+                self._with_extra = self._nodes + extra
+            elif stale or self._with_extra is None:
+                self._with_extra = self._nodes + extra
+            return self._with_extra
         return self._nodes
 
     def max_node_memory(self) -> int:
@@ -142,10 +153,12 @@ class Controller:
 
     def snapshot(self) -> tuple[Snapshot, dict[str, JobRow]]:
         live = self.store.live_attempts()
-        jobs = {j.uid: j for j in self.store.jobs()} if live else {}
+        jobs = self.store.jobs_by_uid({a.job_uid for a in live}) if live else {}
         running = [convert.running_gang(jobs[a.job_uid], a) for a in live if a.job_uid in jobs]
-        table = NodeTable.from_nodes(self.nodes())
-        return Snapshot.build(table, running, self.queue_infos(), self.shapes()), jobs
+        nodes = self.nodes()
+        if self._table_for is not nodes:  # the node list changed: rebuild the columns
+            self._table, self._table_for = NodeTable.from_nodes(nodes), nodes
+        return Snapshot.build(self._table, running, self.queue_infos(), self.shapes()), jobs
 
     def shapes(self) -> tuple:  # type: ignore[type-arg]
         if self.provisioning is not None:
@@ -166,7 +179,11 @@ class Controller:
         groups = []
         for j in pending:
             try:
-                groups.append(convert.pod_group(j))
+                cached = self._groups.get(j.uid)
+                if cached is None or cached[0] != (j.memory, j.priority, j.created_at):
+                    cached = ((j.memory, j.priority, j.created_at), convert.pod_group(j))
+                    self._groups[j.uid] = cached
+                groups.append(cached[1])
             except ValueError as e:  # a stored manifest that no longer validates
                 self.lifecycle.fail(j, "InvalidSpec", str(e))
         result = self.scheduler.cycle(snap, groups, self.clock())

@@ -207,6 +207,12 @@ class Store:
             args.append(queue)
         return [_job(r) for r in self._q(sql + " ORDER BY created_at, name", tuple(args))]
 
+    def jobs_by_uid(self, uids: set[str]) -> dict[str, JobRow]:
+        if not uids:
+            return {}
+        marks = ", ".join("?" for _ in uids)
+        return {r["uid"]: _job(r) for r in self._q(f"SELECT * FROM jobs WHERE uid IN ({marks})", tuple(uids))}
+
     # attempts ---------------------------------------------------------------------------------
     def insert_attempt(self, row: AttemptRow, conn: sqlite3.Connection) -> None:
         d = _encode(row.__dict__, _JSON_ATT)

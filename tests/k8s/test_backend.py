@@ -176,7 +176,11 @@ def test_oomkilled_pod_is_resized(rt, k8s_cluster):
     )
     limit = new[0].spec.containers[0].resources.limits["memory"]
     assert int(limit) >= int(1.5 * 2**30)
-    until(lambda: all(p.status.phase == "Running" for p in new), what="attempt-1 running")
+    def attempt1():
+        return [p for p in pods_of(core, "oomy") if p.metadata.labels["jobsched.io/attempt"] == "1"]
+
+    new = until(lambda: (ps := attempt1()) and all(p.status.phase == "Running" for p in ps) and ps,
+                what="attempt-1 running")
     set_outcome(core, new, "Succeeded")
     until(lambda: rt.service.get("default", "oomy").phase.value == "Succeeded", what="oomy succeeded")
 

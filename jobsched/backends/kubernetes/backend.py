@@ -75,6 +75,7 @@ class KubernetesBackend:
         self._events: deque[ReplicaEvent] = deque()
         self._job_keys: dict[str, str] = {}  # job uid -> namespace/name
         self._nodes_version = 0
+        self._node_digest: dict[str, tuple[Any, ...]] = {}
         self.nodes_inf = Informer("nodes", self.core.list_node, self._on_node)
         self.pods_inf = Informer("pods", self.core.list_pod_for_all_namespaces, self._on_pod,
                                  label_selector=P.L_UID)
@@ -120,9 +121,19 @@ class KubernetesBackend:
         return self._nodes_version
 
     def _on_node(self, typ: str, node: Any) -> None:
-        self._nodes_version += 1
         if typ != "DELETED":
+            # Heartbeats change nothing the scheduler uses: bump the version only on real changes.
+            st, md = node.status, node.metadata
+            ready = any(c.type == "Ready" and c.status == "True" for c in (st.conditions or [])) if st else False
+            digest = (str(sorted((st.allocatable or {}).items())) if st else "", str(sorted((md.labels or {}).items())),
+                      bool(node.spec and node.spec.unschedulable), ready,
+                      (md.annotations or {}).get("jobsched.io/price-per-hour"))
+            if self._node_digest.get(md.name) != digest:
+                self._node_digest[md.name] = digest
+                self._nodes_version += 1
             return
+        self._node_digest.pop(node.metadata.name, None)
+        self._nodes_version += 1
         name = node.metadata.name
         now = time.time()
         with self._lock:
