@@ -86,7 +86,7 @@ class Lifecycle:
         message = next((r.get("message") for r in failing if r.get("message")), None)
         now = self.clock()
         job = self.store.job_by_uid(job.uid) or job
-        decision = after_attempt(job, att, stop, peak, self.max_node_memory())
+        decision = after_attempt(job, att, stop, peak, self.max_node_memory(), now)
         with self.store.tx() as c:
             self.store.update_attempt(job.uid, idx, conn=c, state="ended", reason=stop, exit_code=exit_code,
                                       peak_memory=peak, message=message, finished_at=now)

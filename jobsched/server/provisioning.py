@@ -33,7 +33,6 @@ class Provisioning:
         self.consolidate_every = consolidate_every
         self._last_consolidation = 0.0
         self._idle_since: dict[str, float] = {}
-        self.prices = {t.name: t.price_per_hour for t in pool.instance_types}
         self.virtual = isinstance(provider, SimulatedProvider)  # else its nodes reach the backend itself
         self._requested: dict[str, float] = {}  # node name -> when asked for
 

@@ -19,20 +19,20 @@ class AfterAttempt:
     events: list[tuple[str, str, str]] = field(default_factory=list)  # (type, reason, message)
 
 
-def after_attempt(job: JobRow, att: AttemptRow, reason: str, peak: int | None, cap: int) -> AfterAttempt:
+def after_attempt(job: JobRow, att: AttemptRow, reason: str, peak: int | None, cap: int,
+                  now: float) -> AfterAttempt:
     from jobsched.rightsizing.policy import next_attempt_memory
 
     spec = convert.job_spec(job)
     out = AfterAttempt()
-    done: dict[str, Any] = {"finished_at": None}
     if reason == "Completed":
         out.job_fields = {"phase": JobPhase.SUCCEEDED.value, "reason": "Completed", "message": None,
-                          "finished_at": _now(att)}
+                          "finished_at": now}
         out.events.append(("Normal", "Succeeded", f"attempt {att.idx}: every replica exited 0"))
         return out
     if job.cancel_requested or reason == "Cancelled":
         out.job_fields = {"phase": JobPhase.CANCELLED.value, "reason": "Cancelled",
-                          "message": "cancelled by the user", "finished_at": _now(att)}
+                          "message": "cancelled by the user", "finished_at": now}
         out.events.append(("Normal", "Cancelled", f"attempt {att.idx} stopped"))
         return out
     if reason in REQUEUE_SAME_SIZE:
@@ -43,7 +43,7 @@ def after_attempt(job: JobRow, att: AttemptRow, reason: str, peak: int | None, c
     retries = job.retries_used + 1
     if retries > spec.spec.max_retries:
         out.job_fields = {"phase": JobPhase.FAILED.value, "reason": reason, "retries_used": retries,
-                          "finished_at": _now(att),
+                          "finished_at": now,
                           "message": f"attempt {att.idx} ended {reason}; maxRetries "
                                      f"({spec.spec.max_retries}) exhausted"}
         out.events.append(("Warning", "Failed", out.job_fields["message"]))
@@ -56,7 +56,7 @@ def after_attempt(job: JobRow, att: AttemptRow, reason: str, peak: int | None, c
             cap=cap, max_memory=q.memory_bytes(rs.max_memory) if rs.max_memory is not None else None)
         if d.memory is None:
             out.job_fields = {"phase": JobPhase.FAILED.value, "reason": "MemoryCapReached",
-                              "retries_used": retries, "finished_at": _now(att), "message": d.reason}
+                              "retries_used": retries, "finished_at": now, "message": d.reason}
             out.events.append(("Warning", "MemoryCapReached", d.reason))
             return out
         sizing = {**job.sizing, "chosen_memory": d.memory, "why": d.reason, "resized": True}
@@ -69,11 +69,5 @@ def after_attempt(job: JobRow, att: AttemptRow, reason: str, peak: int | None, c
     out.job_fields = {"phase": JobPhase.PENDING.value, "reason": reason, "retries_used": retries,
                       "message": f"attempt {att.idx} ended {reason}; retry {retries}/{spec.spec.max_retries}"}
     out.events.append(("Warning", "Retrying", out.job_fields["message"]))
-    del done
     return out
 
-
-def _now(att: AttemptRow) -> float:
-    import time
-
-    return time.time()

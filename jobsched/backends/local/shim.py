@@ -137,23 +137,37 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
     peak = driver.peak(cg) if cg is not None else None
     peak = max(peak or 0, watchdog_peak, usage.ru_maxrss * 1024) or None
     text = "".join(tail)
-    if oom and rc != 0:
-        reason, msg = "OOMKilled", f"memory limit {limit} bytes exceeded ({driver.kind})"
-        if driver.kind != "watchdog" and limit is not None and peak is not None:
-            peak = max(peak, limit)
-    elif rc == 0:
-        reason, msg = "Completed", ""
-    elif IN_PROGRAM_OOM.search(text):
-        reason, msg = "InProgramOOM", _last_line(text, IN_PROGRAM_OOM)
-    else:
-        reason = "Error"
-        msg = f"exit code {exit_code}" + (f" (signal {-rc})" if rc < 0 else "")
+    reason, msg, peak = classify_exit(rc, oom, text, limit, peak, driver.kind,
+                                      cgroup_enforced=driver.kind != "watchdog")
     if cg is not None:
         driver.remove(cg)
     for f in (combined, out, err):
         f.close()
     return {"exit_code": exit_code, "reason": reason, "message": msg, "peak_memory_bytes": peak,
             "started_at": started, "finished_at": time.time(), "enforcement": driver.kind}
+
+
+def classify_exit(rc: int, oom: bool, text: str, limit: int | None, peak: int | None, kind: str,
+                  cgroup_enforced: bool, stop_reason: str | None = None, where: str = ""
+                  ) -> tuple[str, str, int | None]:
+    """(reason, message, peak) for a replica that exited with return code ``rc`` (negative: signal).
+
+    OOMKilled when the memory limit killed it (a cgroup's peak is then at least the limit), Completed
+    on 0, ``stop_reason`` when jobsched stopped it, InProgramOOM when its stderr tail shows an
+    out-of-memory error the program raised itself, else Error. Shared by every backend that runs
+    replicas as processes (local shim, Ray actor)."""
+    exit_code = 128 - rc if rc < 0 else rc
+    if oom and rc != 0:
+        if cgroup_enforced and limit is not None:
+            peak = max(peak or 0, limit)
+        return "OOMKilled", f"memory limit {limit} bytes exceeded ({kind}{where})", peak
+    if rc == 0:
+        return "Completed", "", peak
+    if stop_reason is not None:
+        return stop_reason, f"stopped ({stop_reason}), exit code {exit_code}", peak
+    if IN_PROGRAM_OOM.search(text):
+        return "InProgramOOM", _last_line(text, IN_PROGRAM_OOM), peak
+    return "Error", f"exit code {exit_code}" + (f" (signal {-rc})" if rc < 0 else ""), peak
 
 
 def _last_line(text: str, pat: re.Pattern[str]) -> str:

@@ -27,11 +27,10 @@ from typing import Any
 
 from jobsched.backends.local.cgroup import CgroupDriver, detect
 from jobsched.backends.local.shim import (
-    IN_PROGRAM_OOM,
     _kill_cgroup,
-    _last_line,
     _pump,
     _tree_rss,
+    classify_exit,
     proc_start_time,
     write_json_atomic,
 )
@@ -217,19 +216,9 @@ class ReplicaActor:
         exit_code = 128 - rc if rc < 0 else rc
         oom = (cg is not None and self.driver.oom_kills(cg) > 0) or watchdog_killed
         peak = max((self.driver.peak(cg) if cg is not None else None) or 0, self.peak) or None
-        if oom and rc != 0:
-            reason, msg = "OOMKilled", f"memory limit {limit} bytes exceeded ({self.driver.kind}, on Ray)"
-            if cg is not None and limit is not None:
-                peak = max(peak or 0, limit)
-        elif rc == 0:
-            reason, msg = "Completed", ""
-        elif self.stop_reason is not None:
-            reason, msg = self.stop_reason, f"stopped ({self.stop_reason}), exit code {exit_code}"
-        elif IN_PROGRAM_OOM.search(text):
-            reason, msg = "InProgramOOM", _last_line(text, IN_PROGRAM_OOM)
-        else:
-            reason = "Error"
-            msg = f"exit code {exit_code}" + (f" (signal {-rc})" if rc < 0 else "")
+        reason, msg, peak = classify_exit(rc, oom, text, limit, peak, self.driver.kind,
+                                          cgroup_enforced=cg is not None, stop_reason=self.stop_reason,
+                                          where=", on Ray")
         if cg is not None:
             self.driver.remove(cg)
         for f in files:
