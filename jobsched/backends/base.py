@@ -8,7 +8,7 @@ decide placement: the scheduling core does.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from jobsched.spec.node import Node
 from jobsched.spec.resources import Resources
@@ -57,6 +57,9 @@ class ReplicaEvent:
     peak_memory_bytes: int | None = None
     message: str | None = None
     pid: int | None = None
+    # The replica's memory timeline (see backends/local/sampler.py): {"t", "usage", "max", "failcnt",
+    # "interval", "limit", "source"}; None where the backend does not sample memory.
+    timeline: dict[str, Any] | None = None
 
 
 class Backend(Protocol):

@@ -147,11 +147,26 @@ def jobs_table(jobs: Sequence[JobStatus]) -> None:
 
 
 def attempts_table(job: JobStatus) -> Table:
-    t = _table("ATTEMPT", "MEMORY", "PEAK", "NODE", "EXIT", "REASON", title="Attempts")
+    t = _table("ATTEMPT", "REQUEST", "LIMIT", "MODE", "PEAK", "NODE", "EXIT", "REASON", title="Attempts")
     for a in job.attempts:
         t.add_row(str(a.index), fmt_bytes(a.resources.requests.get("memory")),
+                  fmt_bytes(a.resources.limits.get("memory")), a.memory_mode or "-",
                   fmt_bytes(a.peak_memory_bytes), a.node or "-",
                   "-" if a.exit_code is None else str(a.exit_code), a.reason or "")
+    return t
+
+
+def timelines_table(job: JobStatus) -> Table | None:
+    """Per attempt: a sparkline of the peak replica's memory (scaled to its limit) and what its
+    shape says (plateau, growing, spike), when the limit was hit."""
+    rows = [a for a in job.attempts if a.memory_timeline is not None]
+    if not rows:
+        return None
+    t = _table("ATTEMPT", "MEMORY (0..limit)", "TIMELINE", title="Memory timeline")
+    for a in rows:
+        tl = a.memory_timeline
+        assert tl is not None
+        t.add_row(str(a.index), tl.sparkline, tl.text)
     return t
 
 
@@ -184,6 +199,9 @@ def job_detail(job: JobStatus) -> None:
             c.print(f"  {k:<16}{v}")
     if job.attempts:
         c.print(attempts_table(job))
+        tt = timelines_table(job)
+        if tt is not None:
+            c.print(tt)
     if job.events:
         c.print(events_table(job.events))
 

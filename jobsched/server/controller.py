@@ -22,6 +22,7 @@ from jobsched.core import Admit, Preempt, Reject, Scheduler, Snapshot, Wait
 from jobsched.core.nodes import NodeTable
 from jobsched.core.snapshot import QueueInfo
 from jobsched.server import convert
+from jobsched.server.burst import BurstRoom
 from jobsched.server.lifecycle import Lifecycle
 from jobsched.server.metrics import Metrics
 from jobsched.spec.node import Node
@@ -193,9 +194,11 @@ class Controller:
             for key, msg in self.provisioning.provision([g for g in groups if g.key in want], snap):
                 self.note_wait(by_key[key], msg)
         assumed: list[tuple[JobRow, GangLaunch]] = []
+        room = BurstRoom.after(snap, [d for d in result.decisions if isinstance(d, Admit)],
+                               {j.key: j.queue for j in pending})
         for d in result.decisions:
             if isinstance(d, Admit):
-                assumed.append((by_key[d.key], self.admit(by_key[d.key], d)))
+                assumed.append((by_key[d.key], self.admit(by_key[d.key], d, room)))
             elif isinstance(d, Preempt):
                 self.lifecycle.preempt(d.victim, d.preemptor, d.reason)
             elif isinstance(d, Reject):
@@ -212,7 +215,7 @@ class Controller:
             self.store.update_job(job.uid, conn=c, reason="Unschedulable", message=reason)
             self.store.add_event(job.uid, self.clock(), "Normal", "Pending", reason, conn=c)
 
-    def admit(self, job: JobRow, d: Admit) -> GangLaunch:
+    def admit(self, job: JobRow, d: Admit, room: BurstRoom | None = None) -> GangLaunch:
         """Assume: record the attempt and its allocation in the store (no side effect yet)."""
         spec = convert.job_spec(job)
         attempts = self.store.attempts(job.uid)
@@ -224,6 +227,12 @@ class Controller:
         declared_limit = spec.spec.template.resources.memory_limit()
         limit: int | None = job.memory if job.sizing.get("resized") else max(job.memory, declared_limit or 0)
         limit = limit or None  # no memory declared at all: no hard limit
+        mode = ""
+        if job.sizing.get("burst") and job.sizing.get("resized") and limit and room is not None:
+            burst = room.grant(d, spec, self.max_node_memory())
+            mode = (" (measuring retry: the limit bursts above the request into the node's free memory)"
+                    if burst > limit else " (no free memory to burst into: fixed limit)")
+            limit = max(limit, burst)
         port = free_port()
         per_node: dict[str, int] = {}
         reps = []
@@ -257,7 +266,7 @@ class Controller:
             nodes = sorted({a.node for a in d.assignments})
             self.store.add_event(job.uid, now, "Normal", "Admitted",
                                  f"attempt {idx}: {len(reps)} replica(s) on {', '.join(nodes)}, memory "
-                                 f"request {format_bytes(d.request.memory)} limit {format_bytes(limit)}"
+                                 f"request {format_bytes(d.request.memory)} limit {format_bytes(limit)}{mode}"
                                  + (" (resuming from checkpoint)" if resumed else ""), conn=c)
         if idx == 0:
             self.metrics.admission_latency.observe(max(now - job.created_at, 0.0))

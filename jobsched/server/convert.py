@@ -13,6 +13,7 @@ from jobsched.spec.api import (
     AttemptResources,
     EventInfo,
     JobStatus,
+    MemoryTimeline,
     ReplicaInfo,
     SizingInfo,
 )
@@ -51,7 +52,18 @@ def running_gang(job: JobRow, att: AttemptRow) -> RunningGang:
     )
 
 
-def attempt_info(att: AttemptRow) -> AttemptInfo:
+def memory_timeline(timelines: dict[int, dict[str, Any]], limit: int | None) -> MemoryTimeline | None:
+    from jobsched.rightsizing.timeline import peak_replica, summary
+
+    best = peak_replica(timelines)
+    if best is None:
+        return None
+    rank, tl = best
+    return MemoryTimeline(rank=rank, **summary(tl, limit), t=list(tl.get("t") or []),
+                          usage=[int(x) for x in tl.get("usage") or []])
+
+
+def attempt_info(att: AttemptRow, timelines: dict[int, dict[str, Any]] | None = None) -> AttemptInfo:
     req = Resources.from_dict(att.requests)
     requests = {"cpu": req.cpu_milli, "memory": req.memory, "nvidia.com/gpu": req.gpus}
     limits = {"memory": att.memory_limit} if att.memory_limit is not None else {}
@@ -63,19 +75,32 @@ def attempt_info(att: AttemptRow) -> AttemptInfo:
         exit_code=att.exit_code, reason=att.reason, message=att.message, peak_memory_bytes=att.peak_memory,
         node=nodes[0] if nodes else None, nodes=nodes, started_at=att.started_at,
         finished_at=att.finished_at, enforcement=att.enforcement, resumed_from_checkpoint=att.resumed,
-        replicas=reps,
+        replicas=reps, memory_mode=memory_mode(att),
+        memory_timeline=memory_timeline(timelines, att.memory_limit) if timelines else None,
     )
 
 
-def job_status(store: Store, row: JobRow, with_manifest: bool = False) -> JobStatus:
+def memory_mode(att: AttemptRow) -> str | None:
+    from jobsched.rightsizing.recovery import MIN_BURST
+
+    request = int(att.requests.get("memory") or 0)
+    if att.memory_limit is None:
+        return None
+    return "burst" if request and att.memory_limit >= request * MIN_BURST else "fixed"
+
+
+def job_status(store: Store, row: JobRow, with_manifest: bool = False,
+               timelines: dict[int, dict[int, dict[str, Any]]] | None = None) -> JobStatus:
+    """``timelines``: attempt index -> rank -> memory timeline, shown per attempt when given."""
     job = row.manifest
+    tls = timelines or {}
     events = [EventInfo(time=e["time"], type=e["type"], reason=e["reason"], message=e["message"])
               for e in store.events(row.uid)]
     return JobStatus(
         name=row.name, namespace=row.namespace, uid=row.uid, queue=row.queue, priority=row.priority,
         replicas=int(job.get("spec", {}).get("replicas", 1)), phase=JobPhase(row.phase), reason=row.reason,
         message=row.message, created_at=row.created_at, admitted_at=row.admitted_at,
-        finished_at=row.finished_at, attempts=[attempt_info(a) for a in store.attempts(row.uid)],
+        finished_at=row.finished_at, attempts=[attempt_info(a, tls.get(a.idx)) for a in store.attempts(row.uid)],
         events=events, sizing=SizingInfo(**row.sizing), cost=row.cost,
         labels=dict(job.get("metadata", {}).get("labels", {})), manifest=job if with_manifest else None,
     )

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from jobsched.backends.base import Backend, ReplicaEvent
 from jobsched.server import convert
@@ -17,6 +18,9 @@ from jobsched.server.metrics import Metrics
 from jobsched.server.sizing import after_attempt
 from jobsched.spec.status import AttemptReason, JobPhase
 from jobsched.store import AttemptRow, JobRow, Store
+
+if TYPE_CHECKING:
+    from jobsched.rightsizing.recovery import EndedAttempt
 
 log = logging.getLogger("jobsched.lifecycle")
 FAILURES = {"Error", "OOMKilled", "InProgramOOM", "Evicted", "Lost", "NodeLost"}
@@ -59,6 +63,8 @@ class Lifecycle:
         stop_reason = att.stop_reason
         with self.store.tx() as c:
             self.store.update_attempt(job.uid, att.idx, conn=c, replicas=replicas)
+            if ev.timeline:
+                self.store.put_timeline(job.uid, att.idx, ev.rank, ev.timeline, conn=c)
             if ev.reason in FAILURES and stop_reason is None:
                 stop_reason = ev.reason
                 self.store.update_attempt(job.uid, att.idx, conn=c, state="stopping", stop_reason=stop_reason)
@@ -86,7 +92,11 @@ class Lifecycle:
         message = next((r.get("message") for r in failing if r.get("message")), None)
         now = self.clock()
         job = self.store.job_by_uid(job.uid) or job
-        decision = after_attempt(job, att, stop, peak, self.max_node_memory(), now)
+        ended = self.ended_attempts(job, att, stop, peak) if stop in ("OOMKilled", "InProgramOOM",
+                                                                     "Evicted") else ()
+        decision = after_attempt(job, att, stop, peak, self.max_node_memory(), now, ended=ended,
+                                 estimate=job.sizing.get("estimated_memory"),
+                                 recommended=job.sizing.get("recommended_memory"))
         with self.store.tx() as c:
             self.store.update_attempt(job.uid, idx, conn=c, state="ended", reason=stop, exit_code=exit_code,
                                       peak_memory=peak, message=message, finished_at=now)
@@ -97,6 +107,26 @@ class Lifecycle:
             for type_, reason, msg in decision.events:
                 self.store.add_event(job.uid, now, type_, reason, msg, conn=c)
         self.metrics.attempts.labels(reason=stop).inc()
+
+    def ended_attempts(self, job: JobRow, current: AttemptRow, reason: str, peak: int | None) -> list[EndedAttempt]:
+        """What each attempt of the job told about its memory, oldest first, ``current`` last (it
+        is ending now with ``reason``): the profile of its peak replica's timeline."""
+        from jobsched.rightsizing.recovery import MIN_BURST, EndedAttempt
+        from jobsched.rightsizing.timeline import peak_replica, profile
+
+        timelines = self.store.timelines(job.uid)
+        out = []
+        for a in self.store.attempts(job.uid):
+            if a.idx != current.idx and a.state != "ended":
+                continue
+            why = reason if a.idx == current.idx else (a.reason or "")
+            request = int(a.requests.get("memory") or 0)
+            best = peak_replica(timelines.get(a.idx, {}))
+            prof = profile(best[1], a.memory_limit) if best else None
+            burst = bool(a.memory_limit and request and a.memory_limit >= request * MIN_BURST)
+            out.append(EndedAttempt(why, request, a.memory_limit, peak if a.idx == current.idx else a.peak_memory,
+                                    prof, burst))
+        return out
 
     # actions ----------------------------------------------------------------------------------
     def preempt(self, victim_key: str, preemptor: str, reason: str) -> None:

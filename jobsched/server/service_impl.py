@@ -91,7 +91,14 @@ class JobService:
         return row
 
     def get(self, namespace: str, name: str) -> JobStatus:
-        return convert.job_status(self.store, self._row(namespace, name), with_manifest=True)
+        row = self._row(namespace, name)
+        timelines = self.store.timelines(row.uid)
+        live = getattr(self.backend, "memory_timelines", None)
+        if live is not None:  # attempts still running: what their shims have sampled so far
+            for att in self.store.attempts(row.uid):
+                if att.state != "ended" and att.idx not in timelines:
+                    timelines[att.idx] = live(row.key, att.idx)
+        return convert.job_status(self.store, row, with_manifest=True, timelines=timelines)
 
     def list(self, namespace: str | None = None, phase: str | None = None,
              queue: str | None = None) -> list[JobStatus]:

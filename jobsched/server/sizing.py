@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from jobsched.rightsizing.policy import round_up
 from jobsched.server import convert
 from jobsched.spec import quantity as q
 from jobsched.spec.status import JobPhase
 from jobsched.store import AttemptRow, JobRow
+
+if TYPE_CHECKING:
+    from jobsched.rightsizing.recovery import EndedAttempt
 
 REQUEUE_SAME_SIZE = {"Preempted", "Evicted", "NodeLost"}
 
@@ -20,9 +25,10 @@ class AfterAttempt:
 
 
 def after_attempt(job: JobRow, att: AttemptRow, reason: str, peak: int | None, cap: int,
-                  now: float) -> AfterAttempt:
-    from jobsched.rightsizing.policy import next_attempt_memory
-
+                  now: float, ended: Sequence[EndedAttempt] = (), estimate: int | None = None,
+                  recommended: int | None = None) -> AfterAttempt:
+    """``ended``: what every attempt so far (this one last) told about memory, for OOM recovery;
+    ``estimate``/``recommended``: the estimator's and the history's figures, when known."""
     spec = convert.job_spec(job)
     out = AfterAttempt()
     if reason == "Completed":
@@ -35,6 +41,27 @@ def after_attempt(job: JobRow, att: AttemptRow, reason: str, peak: int | None, c
                           "message": "cancelled by the user", "finished_at": now}
         out.events.append(("Normal", "Cancelled", f"attempt {att.idx} stopped"))
         return out
+    request = int(att.requests.get("memory") or 0)
+    if reason == "Evicted" and peak and (att.memory_limit or 0) > request and peak > request:
+        # Evicted while bursting above its request: it needs at least what it used, unless it leaks.
+        from jobsched.rightsizing.recovery import leak_verdict
+
+        leak = leak_verdict(ended) if ended else None
+        if leak is not None:
+            msg = f"memory leak: {leak}; evicted for node memory pressure, the job is stopped"
+            out.job_fields = {"phase": JobPhase.FAILED.value, "reason": "MemoryLeak", "finished_at": now,
+                              "message": msg}
+            out.events.append(("Warning", "MemoryLeak", msg))
+            return out
+        rs = spec.spec.right_sizing
+        grown = min(round_up(peak * (1 + rs.margin)), cap)
+        if grown > job.memory:
+            out.job_fields = {"phase": JobPhase.PENDING.value, "reason": reason, "memory": grown,
+                              "sizing": {**job.sizing, "chosen_memory": grown, "resized": True, "burst": True},
+                              "message": f"attempt {att.idx} was evicted while using {q.format_bytes(peak)} above "
+                                         f"its request: requeued with request {q.format_bytes(grown)}"}
+            out.events.append(("Normal", "Requeued", out.job_fields["message"]))
+            return out
     if reason in REQUEUE_SAME_SIZE:
         out.job_fields = {"phase": JobPhase.PENDING.value, "reason": reason,
                           "message": f"attempt {att.idx} ended ({reason}): requeued at the same size"}
@@ -49,25 +76,40 @@ def after_attempt(job: JobRow, att: AttemptRow, reason: str, peak: int | None, c
         out.events.append(("Warning", "Failed", out.job_fields["message"]))
         return out
     if reason in ("OOMKilled", "InProgramOOM"):
-        rs = spec.spec.right_sizing
-        previous = att.memory_limit or job.memory
-        d = next_attempt_memory(
-            reason=reason, previous=previous, observed_peak=peak, margin=rs.margin, growth=rs.growth,
-            cap=cap, max_memory=q.memory_bytes(rs.max_memory) if rs.max_memory is not None else None)
-        if d.memory is None:
-            out.job_fields = {"phase": JobPhase.FAILED.value, "reason": "MemoryCapReached",
-                              "retries_used": retries, "finished_at": now, "message": d.reason}
-            out.events.append(("Warning", "MemoryCapReached", d.reason))
-            return out
-        sizing = {**job.sizing, "chosen_memory": d.memory, "why": d.reason, "resized": True}
-        out.job_fields = {"phase": JobPhase.PENDING.value, "reason": reason, "memory": d.memory,
-                          "sizing": sizing, "retries_used": retries,
-                          "message": f"resized to {q.format_bytes(d.memory)} per replica; resumes from "
-                                     "the newest checkpoint"}
-        out.events.append(("Warning", "Resized", d.reason))
-        return out
+        return _resize(job, att, reason, peak, cap, retries, now, ended, estimate, recommended)
     out.job_fields = {"phase": JobPhase.PENDING.value, "reason": reason, "retries_used": retries,
                       "message": f"attempt {att.idx} ended {reason}; retry {retries}/{spec.spec.max_retries}"}
     out.events.append(("Warning", "Retrying", out.job_fields["message"]))
     return out
 
+
+
+def _resize(job: JobRow, att: AttemptRow, reason: str, peak: int | None, cap: int, retries: int, now: float,
+            ended: Sequence[EndedAttempt], estimate: int | None, recommended: int | None) -> AfterAttempt:
+    """After an OOM: the next size from the timeline, the estimate and the history (recovery.py)."""
+    from jobsched.rightsizing.recovery import EndedAttempt, after_oom
+
+    spec = convert.job_spec(job)
+    rs = spec.spec.right_sizing
+    out = AfterAttempt()
+    limit, what = cap, "largest node"
+    if rs.max_memory is not None and q.memory_bytes(rs.max_memory) < cap:
+        limit, what = q.memory_bytes(rs.max_memory), "rightSizing.maxMemory"
+    if not ended:
+        ended = [EndedAttempt(reason, int(att.requests.get("memory") or job.memory), att.memory_limit, peak)]
+    d = after_oom(ended, margin=rs.margin, growth=rs.growth, cap=limit, cap_what=what, estimate=estimate,
+                  recommended=recommended, burst=rs.burst != "Never")
+    if d.memory is None:
+        stop = d.stop_reason or "MemoryCapReached"
+        out.job_fields = {"phase": JobPhase.FAILED.value, "reason": stop, "retries_used": retries,
+                          "finished_at": now, "message": d.reason}
+        out.events.append(("Warning", stop, d.reason))
+        return out
+    sizing = {**job.sizing, "chosen_memory": d.memory, "why": d.reason, "resized": True, "burst": d.burst}
+    out.job_fields = {"phase": JobPhase.PENDING.value, "reason": reason, "memory": d.memory,
+                      "sizing": sizing, "retries_used": retries,
+                      "message": f"resized to {q.format_bytes(d.memory)} per replica"
+                                 + (" (measuring retry: the limit may burst above it)" if d.burst else "")
+                                 + "; resumes from the newest checkpoint"}
+    out.events.append(("Warning", "Resized", d.reason))
+    return out

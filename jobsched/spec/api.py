@@ -28,6 +28,26 @@ class ReplicaInfo(ApiModel):
     message: str | None = None
 
 
+class MemoryTimeline(ApiModel):
+    """The memory timeline of an attempt's peak replica (sampled by the local backend's shim):
+    its shape (plateau | growing | spike | irregular | short), when the limit was hit, and the
+    points themselves (seconds since start, usage in bytes)."""
+
+    rank: int
+    shape: str
+    peak: int
+    duration: float
+    growth_rate: float  # bytes/s over the second half of the run
+    plateau: int | None = None
+    limit_hit_at: float | None = None
+    samples: int = 0
+    sparkline: str = ""
+    text: str = ""
+    source: str | None = None  # cgroup-v2 | cgroup-v1 | watchdog
+    t: list[float] = Field(default_factory=list)
+    usage: list[int] = Field(default_factory=list)
+
+
 class AttemptInfo(ApiModel):
     index: int
     resources: AttemptResources = Field(default_factory=AttemptResources)
@@ -42,6 +62,9 @@ class AttemptInfo(ApiModel):
     enforcement: str | None = None  # cgroup-v2 | cgroup-v1 | watchdog | kubernetes | ray
     resumed_from_checkpoint: bool = False
     replicas: list[ReplicaInfo] = Field(default_factory=list)
+    # fixed: limit == request; burst: a measuring retry whose limit sits above its request
+    memory_mode: str | None = None
+    memory_timeline: MemoryTimeline | None = None
 
 
 class EventInfo(ApiModel):

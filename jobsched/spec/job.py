@@ -67,6 +67,9 @@ class RightSizing(Model):
     family: str | None = None  # history key; default the job name
     factory: str | None = None  # "module:function" returning (model, optimizer, batch, loss_fn)
     factory_kwargs: dict[str, Any] = Field(default_factory=dict)
+    # After an OOM, Auto retries with a limit above the request (a measuring retry, up to the node's
+    # free memory); Never keeps limit == request (docs/rightsizing.md, "OOM recovery").
+    burst: Literal["Auto", "Never"] = "Auto"
 
 
 class JobTemplate(Model):

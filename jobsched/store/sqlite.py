@@ -79,6 +79,13 @@ CREATE TABLE IF NOT EXISTS history (
     reason TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS history_family ON history(family, time);
+CREATE TABLE IF NOT EXISTS timelines (  -- each replica's memory timeline, per attempt
+    job_uid TEXT NOT NULL,
+    idx INTEGER NOT NULL,
+    rank INTEGER NOT NULL,
+    data TEXT NOT NULL,
+    PRIMARY KEY (job_uid, idx, rank)
+);
 """
 
 
@@ -264,6 +271,24 @@ class Store:
             return
         with self.tx() as c:
             c.execute(sql, (family, time, peak, memory, reason))
+
+    def put_timeline(self, uid: str, idx: int, rank: int, data: dict[str, Any],
+                     conn: sqlite3.Connection | None = None) -> None:
+        sql = ("INSERT INTO timelines (job_uid, idx, rank, data) VALUES (?, ?, ?, ?) "
+               "ON CONFLICT(job_uid, idx, rank) DO UPDATE SET data = excluded.data")
+        args = (uid, idx, rank, json.dumps(data))
+        if conn is not None:
+            conn.execute(sql, args)
+            return
+        with self.tx() as c:
+            c.execute(sql, args)
+
+    def timelines(self, uid: str) -> dict[int, dict[int, dict[str, Any]]]:
+        """attempt index -> rank -> timeline."""
+        out: dict[int, dict[int, dict[str, Any]]] = {}
+        for r in self._q("SELECT idx, rank, data FROM timelines WHERE job_uid = ? ORDER BY idx, rank", (uid,)):
+            out.setdefault(int(r["idx"]), {})[int(r["rank"])] = json.loads(r["data"])
+        return out
 
     def history(self, family: str, limit: int = 50) -> list[sqlite3.Row]:
         return self._q("SELECT * FROM history WHERE family = ? ORDER BY time DESC LIMIT ?", (family, limit))

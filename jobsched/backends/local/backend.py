@@ -33,6 +33,7 @@ class _Replica:
     reported_running: bool = False
     done: bool = False
     stop_deadline: float | None = None
+    request: int = 0  # memory request in bytes: node-pressure eviction ranks by use above it
 
 
 @dataclass
@@ -40,7 +41,8 @@ class LocalBackend:
     home: Path
     nodes_config: list[dict[str, Any]] | None = None  # virtual nodes: [{name, cpu, memory, gpus}]
     enforcement_mode: str | None = None  # None: detect; "watchdog" forces the fallback
-    eviction_hard_available_bytes: int | None = None  # node-pressure eviction threshold
+    # Node-pressure eviction threshold, the kubelet's default ``memory.available<100Mi``; None: off.
+    eviction_hard_available_bytes: int | None = 100 * 2**20
     name: str = "local"
     _replicas: dict[tuple[str, int, int], _Replica] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -118,7 +120,7 @@ class LocalBackend:
                   "cgroup": str(cg) if cg else None}
         # The shim is reaped by a thread so it never lingers as a zombie in this process.
         threading.Thread(target=shim.wait, daemon=True).start()
-        return _Replica(gang.job_key, gang.attempt, rep.rank, adir, handle)
+        return _Replica(gang.job_key, gang.attempt, rep.rank, adir, handle, request=rep.requests.memory)
 
     def _wait_pid(self, r: _Replica, deadline: float) -> dict[str, Any]:
         pid_file = r.dir / f"rank-{r.rank}.pid.json"
@@ -148,7 +150,8 @@ class LocalBackend:
         with self._lock:
             for rank, h in handles.items():
                 rank = int(rank)
-                r = _Replica(gang.job_key, gang.attempt, rank, Path(str(h["dir"])), dict(h), True)
+                req = next((x.requests.memory for x in gang.replicas if x.rank == rank), 0)
+                r = _Replica(gang.job_key, gang.attempt, rank, Path(str(h["dir"])), dict(h), True, request=req)
                 self._replicas[(gang.job_key, gang.attempt, rank)] = r
         return []
 
@@ -170,7 +173,7 @@ class LocalBackend:
                 events.append(ReplicaEvent(r.job_key, r.attempt, r.rank, "exited", res["finished_at"],
                                            exit_code=res["exit_code"], reason=res["reason"],
                                            peak_memory_bytes=res.get("peak_memory_bytes"),
-                                           message=res.get("message")))
+                                           message=res.get("message"), timeline=res.get("timeline")))
             elif proc_start_time(int(r.handle["shim_pid"])) != r.handle.get("shim_start"):
                 time.sleep(0.05)  # the shim may be writing its result right now
                 if result.exists():
@@ -178,7 +181,8 @@ class LocalBackend:
                 r.done = True
                 self._kill_replica(r, signal.SIGKILL)
                 events.append(ReplicaEvent(r.job_key, r.attempt, r.rank, "exited", now, exit_code=None,
-                                           reason="Lost", message="replica shim vanished"))
+                                           reason="Lost", message="replica shim vanished",
+                                           timeline=self._live_timeline(r)))
             elif r.stop_deadline is not None and time.monotonic() > r.stop_deadline:
                 self._kill_replica(r, signal.SIGKILL)
                 r.stop_deadline = None
@@ -205,12 +209,33 @@ class LocalBackend:
             return []
         from jobsched.backends.local.shim import _tree_rss
 
-        victim = max(live, key=lambda r: _tree_rss(int(r.handle["child_pid"])))
+        # As the kubelet ranks: replicas using more than they requested go first, the largest
+        # excess first (a measuring retry bursting above its request); then the largest user.
+        use = {id(r): _tree_rss(int(r.handle["child_pid"])) for r in live}
+        victim = max(live, key=lambda r: (use[id(r)] > r.request, use[id(r)] - r.request))
         self._kill_replica(victim, signal.SIGKILL)
         victim.done = True
         return [ReplicaEvent(victim.job_key, victim.attempt, victim.rank, "exited", now, exit_code=137,
-                             reason="Evicted", message="node memory pressure: available memory below "
-                             f"{self.eviction_hard_available_bytes} bytes")]
+                             reason="Evicted", peak_memory_bytes=use[id(victim)] or None,
+                             message="node memory pressure: available memory below "
+                             f"{self.eviction_hard_available_bytes} bytes; the replica used "
+                             f"{use[id(victim)]} bytes against a request of {victim.request}",
+                             timeline=self._live_timeline(victim))]
+
+    def _live_timeline(self, r: _Replica) -> dict[str, Any] | None:
+        try:
+            return dict(json.loads((r.dir / f"rank-{r.rank}.memory.json").read_text()))
+        except (OSError, ValueError):
+            return None
+
+    def memory_timelines(self, job_key: str, attempt: int) -> dict[int, dict[str, Any]]:
+        """The live memory timelines of a running attempt's replicas (written by their shims)."""
+        adir = self._attempt_dir(job_key, attempt)
+        out = {}
+        for p in adir.glob("rank-*.memory.json"):
+            with contextlib.suppress(OSError, ValueError):
+                out[int(p.name.split(".")[0].split("-")[1])] = dict(json.loads(p.read_text()))
+        return dict(sorted(out.items()))
 
     # logs -------------------------------------------------------------------------------------
     def log_paths(self, job_key: str, attempt: int) -> dict[int, str]:

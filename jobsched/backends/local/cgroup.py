@@ -50,6 +50,27 @@ class CgroupDriver:
         except (OSError, ValueError):
             return None
 
+    def usage(self, path: Path) -> int | None:
+        """Current memory use of the cgroup (page cache included, as the limit counts it)."""
+        f = path / ("memory.usage_in_bytes" if self.kind == "cgroup-v1" else "memory.current")
+        try:
+            return int(f.read_text().strip())
+        except (OSError, ValueError):
+            return None
+
+    def failcnt(self, path: Path) -> int:
+        """How often the cgroup hit its limit (v1 ``memory.failcnt``; v2 ``memory.events`` max)."""
+        try:
+            if self.kind == "cgroup-v1":
+                return int((path / "memory.failcnt").read_text().strip())
+            for line in (path / "memory.events").read_text().splitlines():
+                k, _, v = line.partition(" ")
+                if k == "max":
+                    return int(v)
+        except (OSError, ValueError):
+            pass
+        return 0
+
     def oom_kills(self, path: Path) -> int:
         f = path / ("memory.oom_control" if self.kind == "cgroup-v1" else "memory.events")
         try:

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from jobsched.backends.local.cgroup import CgroupDriver
+from jobsched.backends.local.sampler import MemorySampler
 
 IN_PROGRAM_OOM = re.compile(
     r"MemoryError|CUDA out of memory|OutOfMemoryError|std::bad_alloc|Cannot allocate memory|"
@@ -113,6 +114,16 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
     signal.signal(signal.SIGTERM, forward)
     signal.signal(signal.SIGINT, forward)
 
+    if cg is not None:
+        def read() -> tuple[int | None, int | None, int]:
+            return driver.usage(cg), driver.peak(cg), driver.failcnt(cg)
+    else:
+        def read() -> tuple[int | None, int | None, int]:
+            return _tree_rss(child.pid), None, 0
+    sampler = MemorySampler(read, log_dir / f"rank-{rank}.memory.json",
+                            extra={"limit": limit, "source": driver.kind})
+    sampler.start()
+
     watchdog_peak = 0
     watchdog_killed = False
     if driver.kind == "watchdog" and limit is not None:
@@ -129,6 +140,8 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
     child.returncode = os.waitstatus_to_exitcode(status)
     if cg is not None:  # leftovers of the replica (daemonized grandchildren) die with it
         _kill_cgroup(driver, cg)
+    timeline = sampler.stop(high=driver.peak(cg) if cg is not None else watchdog_peak,
+                            failcnt=driver.failcnt(cg) if cg is not None else int(watchdog_killed))
     for t in pumps:
         t.join(timeout=5)
     rc = child.returncode
@@ -144,7 +157,8 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
     for f in (combined, out, err):
         f.close()
     return {"exit_code": exit_code, "reason": reason, "message": msg, "peak_memory_bytes": peak,
-            "started_at": started, "finished_at": time.time(), "enforcement": driver.kind}
+            "started_at": started, "finished_at": time.time(), "enforcement": driver.kind,
+            "timeline": timeline}
 
 
 def classify_exit(rc: int, oom: bool, text: str, limit: int | None, peak: int | None, kind: str,
