@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from enum import StrEnum
 from typing import Any, Literal
 
@@ -9,6 +10,7 @@ from pydantic import Field, field_validator, model_validator
 
 from jobsched.spec import quantity as q
 from jobsched.spec.base import DNSLabel, Model
+from jobsched.spec.duration import Duration, parse_duration
 from jobsched.spec.resources import Resources
 
 API_VERSION = "jobsched.io/v1alpha1"
@@ -43,6 +45,14 @@ class ResourceRequirements(Model):
                 raise ValueError(f"unknown resource {key!r} (known: {', '.join(q.KNOWN_RESOURCES)})")
         return v
 
+    @model_validator(mode="after")
+    def _memory_at_least_1mi(self) -> ResourceRequirements:
+        for where, values in (("requests", self.requests), ("limits", self.limits)):
+            if q.MEMORY in values and q.memory_bytes(values[q.MEMORY]) < q.MIN_MEMORY:
+                raise ValueError(f"{where}.memory: must be at least 1Mi, got {values[q.MEMORY]!r} "
+                                 "(omit it to use the queue's defaultMemory)")
+        return self
+
     def request_vector(self) -> Resources:
         """Requests, defaulting each missing request to its limit (as Kubernetes does)."""
         merged = {**self.limits, **self.requests}
@@ -67,6 +77,25 @@ class RightSizing(Model):
     family: str | None = None  # history key; default the job name
     factory: str | None = None  # "module:function" returning (model, optimizer, batch, loss_fn)
     factory_kwargs: dict[str, Any] = Field(default_factory=dict)
+
+
+class Backoff(Model):
+    """Wait before retrying a failed attempt (like Argo's ``retryStrategy.backoff``): retry n waits
+    ``duration * factor**(n-1)``, at most ``maxDuration`` (a cap on each wait, not on the total)."""
+
+    duration: Duration = "1s"
+    factor: float = Field(2.0, ge=1, le=100)
+    max_duration: Duration = "5m"
+
+    def delay(self, retry: int) -> float:
+        """Seconds to wait before retry number ``retry`` (1 for the first retry)."""
+        base, cap = parse_duration(self.duration), parse_duration(self.max_duration)
+        exponent = max(retry - 1, 0)
+        if base == 0 or cap == 0:
+            return 0.0
+        if exponent * math.log(self.factor) > math.log(cap / base):  # overflow-safe cap
+            return cap
+        return min(base * self.factor ** exponent, cap)
 
 
 class JobTemplate(Model):
@@ -99,6 +128,7 @@ class TrainingJobSpec(Model):
     replicas: int = Field(1, ge=1, le=10_000)
     template: JobTemplate
     max_retries: int = Field(3, ge=0, le=100)
+    backoff: Backoff = Field(default_factory=lambda: Backoff())
     memory_policy: MemoryPolicy = MemoryPolicy.FIXED
     checkpoint_dir: str | None = None
     right_sizing: RightSizing = Field(default_factory=lambda: RightSizing())
