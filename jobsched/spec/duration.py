@@ -7,7 +7,7 @@ import math
 import re
 from typing import Annotated, Any
 
-from pydantic import BeforeValidator, PlainSerializer
+from pydantic import BeforeValidator, PlainSerializer, WithJsonSchema
 
 _UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
 _PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
@@ -47,6 +47,7 @@ Duration = Annotated[
     str | int | float,
     BeforeValidator(_validate),
     PlainSerializer(lambda v: v, return_type=Any),
+    WithJsonSchema({"anyOf": [{"type": "string"}, {"type": "number"}], "format": "duration"}),
 ]
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from enum import StrEnum
 from typing import Any, Literal
 
@@ -14,6 +15,7 @@ from jobsched.spec.duration import Duration, parse_duration
 from jobsched.spec.resources import Resources
 
 API_VERSION = "jobsched.io/v1alpha1"
+_FACTORY = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*:[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*$")
 
 
 class ObjectMeta(Model):
@@ -77,6 +79,13 @@ class RightSizing(Model):
     family: str | None = None  # history key; default the job name
     factory: str | None = None  # "module:function" returning (model, optimizer, batch, loss_fn)
     factory_kwargs: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("factory")
+    @classmethod
+    def _module_function(cls, v: str | None) -> str | None:
+        if v is not None and not _FACTORY.match(v):
+            raise ValueError(f"expected 'module:function' (e.g. 'train:factory'), got {v!r}")
+        return v
 
 
 class Backoff(Model):
