@@ -51,8 +51,10 @@ def _is_training_job(manifest: dict[str, Any]) -> bool:
 def _working_dir_from_file(manifest: dict[str, Any], base: Path) -> None:
     """A manifest file's empty ``workingDir`` is the file's own directory, and a relative one is
     relative to it, as an absolute path: the replicas run, and the server imports the job's factory,
-    where the user's code lives."""
+    where the user's code lives. Not for a job with a container ``image``: its code is in the image."""
     tpl = manifest["spec"]["template"]
+    if tpl.get("image"):
+        return
     key = "working_dir" if "working_dir" in tpl else "workingDir"
     tpl[key] = os.path.normpath(base / os.path.expanduser(tpl[key])) if tpl.get(key) else str(base)
 

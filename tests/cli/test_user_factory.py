@@ -144,3 +144,19 @@ def test_queues_show_the_default_memory(live: Any, tmp_path: Path) -> None:
                                        "metadata: {name: tiny}\nspec: {defaultMemory: 0}\n")
     r = cli("queue", "apply", str(tmp_path / "bad.yaml"))
     assert r.exit_code == 2 and "spec.defaultMemory: must be at least 1Mi" in r.output
+
+
+def test_submit_resolves_working_dir_against_the_manifest(live: Any, tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    proj = tmp_path / "proj"
+    (proj / "sub").mkdir(parents=True)
+    head = "apiVersion: jobsched.io/v1alpha1\nkind: TrainingJob\n"
+    (proj / "rel.yaml").write_text(head + "metadata: {name: rel}\n"
+                                   "spec: {template: {command: ['true'], workingDir: sub}}\n")
+    (proj / "img.yaml").write_text(head + "metadata: {name: img}\n"
+                                   "spec: {template: {command: ['true'], image: 'python:3.11'}}\n")
+    monkeypatch.chdir(tmp_path)
+    assert cli("submit", "proj/rel.yaml").exit_code == 0
+    assert cli("submit", "proj/img.yaml").exit_code == 0
+    assert live.service.get("default", "rel").manifest["spec"]["template"]["workingDir"] == str(proj / "sub")
+    assert "workingDir" not in live.service.get("default", "img").manifest["spec"]["template"]
