@@ -15,7 +15,13 @@ from jobsched.spec.resources import Resources
 
 
 class StartError(RuntimeError):
-    """The gang could not be started; nothing of it is left running."""
+    """The gang could not be started; nothing of it is left running. ``permanent``: it would fail
+    the same way again (missing binary or working directory, invalid environment), so the job
+    fails at once instead of being retried."""
+
+    def __init__(self, message: str, permanent: bool = False) -> None:
+        super().__init__(message)
+        self.permanent = permanent
 
 
 @dataclass(frozen=True)

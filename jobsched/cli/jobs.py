@@ -5,6 +5,7 @@ The SDK (httpx, pydantic) is imported inside the commands so that ``jobsched --h
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import secrets
@@ -113,6 +114,11 @@ def run(command: list[str] = typer.Argument(..., help="The command, after '--'."
         memory_policy: str = typer.Option("Fixed", help="Fixed or Auto (right-size before launch)."),
         max_retries: int = typer.Option(3, help="Retries after failed attempts."),
         env: list[str] = typer.Option([], "--env", "-e", help="KEY=VALUE, repeatable."),
+        factory: str | None = typer.Option(None, help="module:function returning (model, optimizer, "
+                                           "(inputs, targets), loss_fn), imported from the current "
+                                           "directory to estimate memory."),
+        factory_kwargs: str | None = typer.Option(None, help="JSON object of keyword arguments for "
+                                                  "--factory."),
         wait: bool = typer.Option(False, "--wait", "-w", help="Wait until the job ends."),
         output: Format = OUT) -> None:
     """Run a command as a job: jobsched run [OPTIONS] -- CMD ARGS..."""
@@ -132,17 +138,38 @@ def run(command: list[str] = typer.Argument(..., help="The command, after '--'."
 
             fail(f"--env: expected KEY=VALUE, got {item!r}")
         env_map[key] = value
+    right_sizing = _right_sizing(factory, factory_kwargs)
     manifest = {
         "apiVersion": "jobsched.io/v1alpha1", "kind": "TrainingJob",
         "metadata": {"name": name or default_job_name(command), "namespace": namespace},
         "spec": {"queue": queue, "priority": priority, "replicas": replicas,
                  "memoryPolicy": memory_policy, "maxRetries": max_retries,
+                 **({"rightSizing": right_sizing} if right_sizing else {}),
                  "template": {"command": command, "workingDir": os.getcwd(), "env": env_map,
                               "resources": {"requests": requests, "limits": limits}}},
     }
     with sdk_errors():
         client = _client()
         _finish(client, client.submit(manifest), wait, output)
+
+
+def _right_sizing(factory: str | None, factory_kwargs: str | None) -> dict[str, Any]:
+    from jobsched.cli.output import fail
+
+    out: dict[str, Any] = {}
+    if factory is not None:
+        out["factory"] = factory
+    if factory_kwargs is not None:
+        if factory is None:
+            fail("--factory-kwargs: needs --factory")
+        try:
+            kwargs = json.loads(factory_kwargs)
+        except ValueError as e:
+            fail(f"--factory-kwargs: not valid JSON: {e}")
+        if not isinstance(kwargs, dict):
+            fail(f"--factory-kwargs: expected a JSON object, got {type(kwargs).__name__}")
+        out["factoryKwargs"] = kwargs
+    return out
 
 
 def list_jobs(namespace: str | None = typer.Option(None, "--namespace", "-n",

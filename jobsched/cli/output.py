@@ -191,6 +191,8 @@ def job_detail(job: JobStatus) -> None:
                else None),
               ("memory history", fmt_bytes(job.sizing.recommended_memory) if job.sizing.recommended_memory
                else None),
+              ("memory default", fmt_bytes(job.sizing.default_memory) if job.sizing.default_memory
+               else None),
               ("memory (chosen)", fmt_bytes(job.sizing.chosen_memory) if job.sizing.chosen_memory
                else None), ("sizing", job.sizing.why),
               ("cost", f"${job.cost:.4f}" if job.cost else None)]
@@ -207,12 +209,13 @@ def job_detail(job: JobStatus) -> None:
 
 
 def queues_table(queues: Sequence[QueueStatus]) -> None:
-    t = _table("QUEUE", "WEIGHT", "QUOTA", "USAGE", "PENDING", "RUNNING",
+    t = _table("QUEUE", "WEIGHT", "QUOTA", "USAGE", "DEFAULT MEMORY", "PENDING", "RUNNING",
                keep=max((len(q.name) for q in queues), default=5))
     for q in queues:
         quota = fmt_resources(q.quota, milli=False) or "unlimited"
         usage = fmt_resources(q.usage, milli=True)
-        t.add_row(q.name, f"{q.weight:g}", quota, usage or "-", str(q.pending), str(q.running))
+        t.add_row(q.name, f"{q.weight:g}", quota, usage or "-", fmt_bytes(q.default_memory),
+                  str(q.pending), str(q.running))
     console().print(t)
 
 

@@ -260,6 +260,14 @@ def job_device(job: TrainingJob) -> str:
     return "cuda" if job.requests().gpus > 0 else "cpu"
 
 
+def names_factory(job: TrainingJob) -> bool:
+    """Whether :func:`job_factory` has something to trace, without importing the runtime or torch:
+    spec.rightSizing.factory is set, or the command is a PyTorch workers.train command."""
+    argv = job.spec.template.argv()
+    return bool(job.spec.right_sizing.factory) or (
+        _is_workers_train(argv) and _flag(argv, "--framework") in (None, "torch"))
+
+
 def job_factory(job: TrainingJob) -> tuple[str, dict[str, Any]] | None:
     """The factory of a job: spec.rightSizing.factory, else the workers.train runtime's."""
     rs = job.spec.right_sizing

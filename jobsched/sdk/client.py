@@ -48,6 +48,17 @@ def _is_training_job(manifest: dict[str, Any]) -> bool:
     return bool(manifest.get("kind", "TrainingJob") == "TrainingJob")
 
 
+def _working_dir_from_file(manifest: dict[str, Any], base: Path) -> None:
+    """A manifest file's empty ``workingDir`` is the file's own directory, and a relative one is
+    relative to it, as an absolute path: the replicas run, and the server imports the job's factory,
+    where the user's code lives. Not for a job with a container ``image``: its code is in the image."""
+    tpl = manifest["spec"]["template"]
+    if tpl.get("image"):
+        return
+    key = "working_dir" if "working_dir" in tpl else "workingDir"
+    tpl[key] = os.path.normpath(base / os.path.expanduser(tpl[key])) if tpl.get(key) else str(base)
+
+
 def _path(namespace: str, name: str, *rest: str) -> str:
     return "/".join(["/v1/jobs", quote(namespace, safe=""), quote(name, safe=""), *rest])
 
@@ -158,6 +169,7 @@ class Client:
             manifest, node = load_yaml(job)
             if _is_training_job(manifest):
                 validate(TrainingJob, manifest, job, node)
+                _working_dir_from_file(manifest, Path(job).resolve().parent)
         return JobStatus.model_validate(self._request("POST", "/v1/jobs", json=manifest).json())
 
     def get(self, name: str, namespace: str = "default") -> JobStatus:

@@ -170,8 +170,9 @@ class Controller:
         is_leader = getattr(self.backend, "is_leader", None)
         if is_leader is not None and not is_leader():
             return  # another scheduler replica holds the lease: never bind twice
+        now = self.clock()  # a job backing off after a failure waits until its retry_after
         pending = [j for j in self.store.jobs(phases=(JobPhase.PENDING.value,))
-                   if j.sizing_ready and not j.cancel_requested]
+                   if j.sizing_ready and not j.cancel_requested and j.sizing.get("retry_after", 0) <= now]
         if not pending:
             return
         t0 = time.perf_counter()
@@ -278,7 +279,7 @@ class Controller:
         try:
             handles = self.backend.start(gang)
         except StartError as e:
-            self.lifecycle.start_failed(job, gang.attempt, str(e))
+            self.lifecycle.start_failed(job, gang.attempt, str(e), permanent=e.permanent)
             return
         with self.store.tx() as c:
             self.store.update_attempt(job.uid, gang.attempt, conn=c, state="running", handles=handles)

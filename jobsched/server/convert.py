@@ -17,6 +17,7 @@ from jobsched.spec.api import (
     ReplicaInfo,
     SizingInfo,
 )
+from jobsched.spec.duration import format_duration
 from jobsched.spec.job import TrainingJob
 from jobsched.spec.resources import Resources
 from jobsched.spec.status import JobPhase
@@ -90,16 +91,20 @@ def memory_mode(att: AttemptRow) -> str | None:
 
 
 def job_status(store: Store, row: JobRow, with_manifest: bool = False,
-               timelines: dict[int, dict[int, dict[str, Any]]] | None = None) -> JobStatus:
+               timelines: dict[int, dict[int, dict[str, Any]]] | None = None, now: float | None = None) -> JobStatus:
     """``timelines``: attempt index -> rank -> memory timeline, shown per attempt when given."""
     job = row.manifest
     tls = timelines or {}
+    message = row.message
+    retry_after = row.sizing.get("retry_after")
+    if now is not None and row.reason == "BackOff" and row.phase == JobPhase.PENDING.value and retry_after:
+        message = f"{message} ({format_duration(max(float(retry_after) - now, 0.0))} left)"
     events = [EventInfo(time=e["time"], type=e["type"], reason=e["reason"], message=e["message"])
               for e in store.events(row.uid)]
     return JobStatus(
         name=row.name, namespace=row.namespace, uid=row.uid, queue=row.queue, priority=row.priority,
         replicas=int(job.get("spec", {}).get("replicas", 1)), phase=JobPhase(row.phase), reason=row.reason,
-        message=row.message, created_at=row.created_at, admitted_at=row.admitted_at,
+        message=message, created_at=row.created_at, admitted_at=row.admitted_at,
         finished_at=row.finished_at, attempts=[attempt_info(a, tls.get(a.idx)) for a in store.attempts(row.uid)],
         events=events, sizing=SizingInfo(**row.sizing), cost=row.cost,
         labels=dict(job.get("metadata", {}).get("labels", {})), manifest=job if with_manifest else None,

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from jobsched.backends.base import Backend, ReplicaEvent
 from jobsched.server import convert
 from jobsched.server.metrics import Metrics
-from jobsched.server.sizing import after_attempt
+from jobsched.server.sizing import after_attempt, backoff
 from jobsched.spec.status import AttemptReason, JobPhase
 from jobsched.store import AttemptRow, JobRow, Store
 
@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from jobsched.rightsizing.recovery import EndedAttempt
 
 log = logging.getLogger("jobsched.lifecycle")
-FAILURES = {"Error", "OOMKilled", "InProgramOOM", "Evicted", "Lost", "NodeLost"}
+FAILURES = {"Error", "OOMKilled", "InProgramOOM", "Evicted", "Lost", "NodeLost", "StartFailed"}
 
 
 class Lifecycle:
@@ -167,20 +167,29 @@ class Lifecycle:
                                   finished_at=self.clock())
             self.store.add_event(job.uid, self.clock(), "Warning", reason, message, conn=c)
 
-    def start_failed(self, job: JobRow, idx: int, message: str) -> None:
-        """Unreserve: end the attempt (StartFailed) and requeue, within maxRetries."""
+    def start_failed(self, job: JobRow, idx: int, message: str, permanent: bool = False) -> None:
+        """Unreserve: end the attempt (StartFailed). A permanent failure (missing command or working
+        directory, invalid env) fails the job now; a transient one is retried after a back-off,
+        within maxRetries."""
         spec = convert.job_spec(job)
         retries = job.retries_used + 1
+        now = self.clock()
+        fields: dict[str, Any] = {"phase": JobPhase.FAILED.value, "reason": "StartFailed", "finished_at": now}
+        if permanent:
+            fields["message"] = f"{message}; not retried (it would fail the same way)"
+        elif retries > spec.spec.max_retries:
+            fields.update(retries_used=retries, message=f"{message}; maxRetries ({spec.spec.max_retries}) "
+                                                        "exhausted")
+        else:
+            fields, event = backoff(job, retries, spec.spec.max_retries, spec.spec.backoff.delay(retries), now,
+                                    f"attempt {idx} could not start: {message}")
+        if fields["phase"] == JobPhase.FAILED.value:
+            event = ("Warning", "StartFailed", fields["message"])
         with self.store.tx() as c:
             self.store.update_attempt(job.uid, idx, conn=c, state="ended", reason="StartFailed", message=message,
-                                      finished_at=self.clock())
-            if retries > spec.spec.max_retries:
-                self.store.update_job(job.uid, conn=c, phase=JobPhase.FAILED.value, reason="StartFailed",
-                                      message=message, retries_used=retries, finished_at=self.clock())
-            else:
-                self.store.update_job(job.uid, conn=c, phase=JobPhase.PENDING.value, reason="StartFailed",
-                                      message=message, retries_used=retries)
-            self.store.add_event(job.uid, self.clock(), "Warning", "StartFailed", message, conn=c)
+                                      finished_at=now)
+            self.store.update_job(job.uid, conn=c, **fields)
+            self.store.add_event(job.uid, now, *event, conn=c)
 
     def readopt(self) -> None:
         """After a restart: re-adopt live replicas; those that vanished come back as Lost."""

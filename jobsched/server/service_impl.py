@@ -15,6 +15,7 @@ from jobsched.server.errors import Conflict, Invalid, NotFound
 from jobsched.spec.api import EventInfo, JobStatus, NodeStatus, QueueStatus, ServerInfo
 from jobsched.spec.errors import SpecError, format_validation_error
 from jobsched.spec.job import MemoryPolicy, TrainingJob
+from jobsched.spec.quantity import format_bytes
 from jobsched.spec.queue import Queue
 from jobsched.spec.resources import Resources
 from jobsched.spec.status import JobPhase
@@ -60,13 +61,20 @@ class JobService:
         declared = job.requests().memory
         auto = job.spec.memory_policy is MemoryPolicy.AUTO
         now = self.clock()
-        sizing = {"declared_memory": declared or None, "chosen_memory": declared or None,
-                  "why": "declared" if not auto else "waiting for the memory estimate"}
+        sizing: dict[str, Any] = {"declared_memory": declared or None, "chosen_memory": declared or None,
+                                  "why": "declared" if not auto else "waiting for the memory estimate"}
+        memory, defaulted = declared, None
+        if not declared:  # no memory request: the queue's default request and limit
+            memory = Queue.model_validate(queues[job.spec.queue]).default_memory_bytes()
+            defaulted = (f"no memory request: using queue {job.spec.queue}'s default "
+                         f"{format_bytes(memory)} (request and limit)")
+            sizing.update(default_memory=memory, chosen_memory=memory,
+                          why=f"queue {job.spec.queue} defaultMemory" if not auto else sizing["why"])
         row = JobRow(uid=str(uuid.uuid4()), namespace=job.metadata.namespace, name=job.name,
                      manifest=job.to_manifest(), queue=job.spec.queue, priority=job.spec.priority,
                      phase=JobPhase.PENDING.value, reason="EstimatingMemory" if auto else None,
                      message=None, created_at=now, admitted_at=None, finished_at=None, family=job.family(),
-                     memory=declared, sizing=sizing, sizing_ready=not auto, retries_used=0,
+                     memory=memory, sizing=sizing, sizing_ready=not auto, retries_used=0,
                      cancel_requested=False, cost=0.0)
         try:
             self.store.insert_job(row)
@@ -79,6 +87,8 @@ class JobService:
                              f"{job.spec.memory_policy.value}")
         for w in warnings:
             self.store.add_event(row.uid, now, "Warning", "NotHonoured", w)
+        if defaulted:
+            self.store.add_event(row.uid, now, "Warning", "DefaultMemory", defaulted)
         for hook in self.on_submitted:
             hook(row.manifest)
         self.wake()
@@ -98,14 +108,15 @@ class JobService:
             for att in self.store.attempts(row.uid):
                 if att.state != "ended" and att.idx not in timelines:
                     timelines[att.idx] = live(row.key, att.idx)
-        return convert.job_status(self.store, row, with_manifest=True, timelines=timelines)
+        return convert.job_status(self.store, row, with_manifest=True, timelines=timelines, now=self.clock())
 
     def list(self, namespace: str | None = None, phase: str | None = None,
              queue: str | None = None) -> list[JobStatus]:
         if phase is not None and phase not in {p.value for p in JobPhase}:
             raise Invalid(f"phase: unknown phase {phase!r}")
         rows = self.store.jobs(phases=(phase,) if phase else None, namespace=namespace, queue=queue)
-        return [convert.job_status(self.store, r) for r in rows]
+        now = self.clock()
+        return [convert.job_status(self.store, r, now=now) for r in rows]
 
     def cancel(self, namespace: str, name: str) -> JobStatus:
         row = self._row(namespace, name)
@@ -166,6 +177,7 @@ class JobService:
             for j in running:
                 usage = usage + convert.request_of(j).scaled(int(j.manifest["spec"].get("replicas", 1)))
             out.append(QueueStatus(name=name, weight=qobj.spec.weight, quota=dict(qobj.spec.quota),
+                                   default_memory=qobj.default_memory_bytes(),
                                    usage={"cpu": usage.cpu_milli, "memory": usage.memory,
                                           "nvidia.com/gpu": usage.gpus},
                                    pending=len(mine) - len(running), running=len(running)))

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 from jobsched.rightsizing.policy import round_up
 from jobsched.server import convert
 from jobsched.spec import quantity as q
+from jobsched.spec.duration import format_duration
 from jobsched.spec.status import JobPhase
 from jobsched.store import AttemptRow, JobRow
 
@@ -67,6 +68,14 @@ def after_attempt(job: JobRow, att: AttemptRow, reason: str, peak: int | None, c
                           "message": f"attempt {att.idx} ended ({reason}): requeued at the same size"}
         out.events.append(("Normal", "Requeued", out.job_fields["message"]))
         return out
+    if reason == "StartFailed":  # the shim could not exec the command: the same on every retry
+        detail = next((r.get("message") for r in att.replicas.values()
+                       if r.get("reason") == "StartFailed" and r.get("message")), None)
+        out.job_fields = {"phase": JobPhase.FAILED.value, "reason": "StartFailed", "finished_at": now,
+                          "message": f"attempt {att.idx}: {detail or 'the command could not be started'}"
+                                     "; not retried (it would fail the same way)"}
+        out.events.append(("Warning", "Failed", out.job_fields["message"]))
+        return out
     retries = job.retries_used + 1
     if retries > spec.spec.max_retries:
         out.job_fields = {"phase": JobPhase.FAILED.value, "reason": reason, "retries_used": retries,
@@ -77,11 +86,23 @@ def after_attempt(job: JobRow, att: AttemptRow, reason: str, peak: int | None, c
         return out
     if reason in ("OOMKilled", "InProgramOOM"):
         return _resize(job, att, reason, peak, cap, retries, now, ended, estimate, recommended)
-    out.job_fields = {"phase": JobPhase.PENDING.value, "reason": reason, "retries_used": retries,
-                      "message": f"attempt {att.idx} ended {reason}; retry {retries}/{spec.spec.max_retries}"}
-    out.events.append(("Warning", "Retrying", out.job_fields["message"]))
+    detail = next((r.get("message") for r in att.replicas.values()
+                   if r.get("reason") == reason and r.get("message")), None)
+    what = f"attempt {att.idx} ended {reason}" + (f" ({detail})" if detail else "")
+    out.job_fields, event = backoff(job, retries, spec.spec.max_retries, spec.spec.backoff.delay(retries),
+                                    now, what)
+    out.events.append(event)
     return out
 
+
+def backoff(job: JobRow, retries: int, max_retries: int, delay: float, now: float,
+            what: str) -> tuple[dict[str, Any], tuple[str, str, str]]:
+    """Requeue for retry ``retries`` after ``delay`` seconds: the controller admits the job again
+    only once ``sizing.retry_after`` has passed (reason BackOff meanwhile)."""
+    message = f"{what}; retry {retries}/{max_retries} in {format_duration(delay)}"
+    fields = {"phase": JobPhase.PENDING.value, "reason": "BackOff", "retries_used": retries,
+              "message": message, "sizing": {**job.sizing, "retry_after": now + delay}}
+    return fields, ("Warning", "BackOff", message)
 
 
 def _resize(job: JobRow, att: AttemptRow, reason: str, peak: int | None, cap: int, retries: int, now: float,

@@ -81,6 +81,7 @@ class SizingInfo(ApiModel):
     estimated_memory: int | None = None
     recommended_memory: int | None = None
     chosen_memory: int | None = None
+    default_memory: int | None = None  # no memory declared: the queue's default was used
     why: str | None = None
     breakdown: dict[str, Any] = Field(default_factory=dict)
 
@@ -114,6 +115,7 @@ class QueueStatus(ApiModel):
     name: str
     weight: float = 1.0
     quota: dict[str, Any] = Field(default_factory=dict)
+    default_memory: int | None = None  # bytes: request and limit of a replica that declares none
     usage: dict[str, int] = Field(default_factory=dict)
     pending: int = 0
     running: int = 0

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import re
 from enum import StrEnum
 from typing import Any, Literal
 
@@ -9,9 +11,11 @@ from pydantic import Field, field_validator, model_validator
 
 from jobsched.spec import quantity as q
 from jobsched.spec.base import DNSLabel, Model
+from jobsched.spec.duration import Duration, parse_duration
 from jobsched.spec.resources import Resources
 
 API_VERSION = "jobsched.io/v1alpha1"
+_FACTORY = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*:[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*$")
 
 
 class ObjectMeta(Model):
@@ -43,6 +47,14 @@ class ResourceRequirements(Model):
                 raise ValueError(f"unknown resource {key!r} (known: {', '.join(q.KNOWN_RESOURCES)})")
         return v
 
+    @model_validator(mode="after")
+    def _memory_at_least_1mi(self) -> ResourceRequirements:
+        for where, values in (("requests", self.requests), ("limits", self.limits)):
+            if q.MEMORY in values and q.memory_bytes(values[q.MEMORY]) < q.MIN_MEMORY:
+                raise ValueError(f"{where}.memory: must be at least 1Mi, got {values[q.MEMORY]!r} "
+                                 "(omit it to use the queue's defaultMemory)")
+        return self
+
     def request_vector(self) -> Resources:
         """Requests, defaulting each missing request to its limit (as Kubernetes does)."""
         merged = {**self.limits, **self.requests}
@@ -70,6 +82,32 @@ class RightSizing(Model):
     # After an OOM, Auto retries with a limit above the request (a measuring retry, up to the node's
     # free memory); Never keeps limit == request (docs/rightsizing.md, "OOM recovery").
     burst: Literal["Auto", "Never"] = "Auto"
+
+    @field_validator("factory")
+    @classmethod
+    def _module_function(cls, v: str | None) -> str | None:
+        if v is not None and not _FACTORY.match(v):
+            raise ValueError(f"expected 'module:function' (e.g. 'train:factory'), got {v!r}")
+        return v
+
+
+class Backoff(Model):
+    """Wait before retrying a failed attempt (like Argo's ``retryStrategy.backoff``): retry n waits
+    ``duration * factor**(n-1)``, at most ``maxDuration`` (a cap on each wait, not on the total)."""
+
+    duration: Duration = "1s"
+    factor: float = Field(2.0, ge=1, le=100)
+    max_duration: Duration = "5m"
+
+    def delay(self, retry: int) -> float:
+        """Seconds to wait before retry number ``retry`` (1 for the first retry)."""
+        base, cap = parse_duration(self.duration), parse_duration(self.max_duration)
+        exponent = max(retry - 1, 0)
+        if base == 0 or cap == 0:
+            return 0.0
+        if exponent * math.log(self.factor) > math.log(cap / base):  # overflow-safe cap
+            return cap
+        return min(base * self.factor ** exponent, cap)
 
 
 class JobTemplate(Model):
@@ -102,6 +140,7 @@ class TrainingJobSpec(Model):
     replicas: int = Field(1, ge=1, le=10_000)
     template: JobTemplate
     max_retries: int = Field(3, ge=0, le=100)
+    backoff: Backoff = Field(default_factory=lambda: Backoff())
     memory_policy: MemoryPolicy = MemoryPolicy.FIXED
     checkpoint_dir: str | None = None
     right_sizing: RightSizing = Field(default_factory=lambda: RightSizing())

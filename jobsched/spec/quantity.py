@@ -17,6 +17,7 @@ MEMORY = "memory"
 GPU = "nvidia.com/gpu"
 GPU_MILLI = "jobsched.io/gpu-milli"  # share of one GPU in thousandths (GPU sharing)
 KNOWN_RESOURCES = (CPU, MEMORY, GPU, GPU_MILLI, "ephemeral-storage")
+MIN_MEMORY = 2**20  # a memory request or limit below 1Mi is a mistake, never a real size
 
 
 def parse_quantity(value: Any) -> Decimal:

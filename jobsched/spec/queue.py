@@ -27,6 +27,8 @@ class QueueSpec(Model):
     weight: float = Field(1.0, gt=0)
     # BestEffortFIFO lets a smaller job behind a blocked head go first; StrictFIFO never does.
     strategy: Literal["BestEffortFIFO", "StrictFIFO"] = "BestEffortFIFO"
+    # Memory request and limit of a replica that declares none (like a LimitRange default).
+    default_memory: q.Quantity = "1Gi"
 
     @field_validator("quota")
     @classmethod
@@ -34,6 +36,13 @@ class QueueSpec(Model):
         for key in v:
             if key not in (q.CPU, q.MEMORY, q.GPU):
                 raise ValueError(f"unknown quota resource {key!r} (known: cpu, memory, {q.GPU})")
+        return v
+
+    @field_validator("default_memory")
+    @classmethod
+    def _at_least_1mi(cls, v: str | int | float) -> str | int | float:
+        if q.memory_bytes(v) < q.MIN_MEMORY:
+            raise ValueError(f"must be at least 1Mi, got {v!r}")
         return v
 
 
@@ -55,6 +64,9 @@ class Queue(Model):
             q.memory_bytes(qt[q.MEMORY]) if q.MEMORY in qt else None,
             q.whole(qt[q.GPU], q.GPU) if q.GPU in qt else None,
         )
+
+    def default_memory_bytes(self) -> int:
+        return q.memory_bytes(self.spec.default_memory)
 
     @classmethod
     def make(cls, name: str, quota: dict[str, object] | None = None, weight: float = 1.0) -> Queue:

@@ -30,8 +30,8 @@ def test_valid_job_parses_quantities_exactly():
     assert j.spec.queue == "default"
 
 
-@pytest.mark.parametrize("value,expected", [("4Gi", 4 * 2**30), ("1.5G", 1_500_000_000), (2, 2),
-                                            ("100Mi", 100 * 2**20), ("1e3", 1000)])
+@pytest.mark.parametrize("value,expected", [("4Gi", 4 * 2**30), ("1.5G", 1_500_000_000), (2**21, 2**21),
+                                            ("100Mi", 100 * 2**20), ("1e7", 10**7)])
 def test_memory_quantities(value, expected):
     m = job()
     m["spec"]["template"]["resources"]["requests"]["memory"] = value
@@ -89,3 +89,42 @@ def test_status_enum_terminal():
     from jobsched.spec import JobPhase
 
     assert JobPhase.SUCCEEDED.is_terminal() and not JobPhase.RUNNING.is_terminal()
+
+
+@pytest.mark.parametrize("where", ["requests", "limits"])
+@pytest.mark.parametrize("value", [0, "0", "1e-30", "100", 0.5, "1023Ki"])
+def test_memory_below_1mi_is_rejected_naming_the_field(where, value):
+    m = job()
+    m["spec"]["template"]["resources"] = {where: {"memory": value}}
+    err = error_of(m)
+    assert f"spec.template.resources.{where}.memory: must be at least 1Mi" in err
+
+
+def test_queue_default_memory():
+    assert Queue.make("team").default_memory_bytes() == 2**30
+    q = Queue.model_validate({"metadata": {"name": "team"}, "spec": {"defaultMemory": "256Mi"}})
+    assert q.default_memory_bytes() == 256 * 2**20
+    for bad in (0, "100", "lots"):
+        with pytest.raises(ValidationError) as e:
+            Queue.model_validate({"metadata": {"name": "team"}, "spec": {"defaultMemory": bad}})
+        assert format_validation_error(e.value).startswith("spec.defaultMemory: ")
+
+
+def test_backoff_defaults_grow_and_are_capped():
+    j = TrainingJob.model_validate(job())
+    assert [j.spec.backoff.delay(n) for n in (1, 2, 3)] == [1.0, 2.0, 4.0]
+    assert j.spec.backoff.delay(50) == 300.0  # maxDuration 5m caps each wait
+    b = TrainingJob.model_validate(job(backoff={"duration": "500ms", "factor": 3, "maxDuration": "1m30s"})).spec.backoff
+    assert [b.delay(n) for n in (1, 2, 3, 10)] == [0.5, 1.5, 4.5, 90.0]
+    assert TrainingJob.model_validate(job(backoff={"duration": 2})).spec.backoff.delay(1) == 2.0
+
+
+@pytest.mark.parametrize("backoff,path", [
+    ({"duration": "1x"}, "spec.backoff.duration: invalid duration '1x'"),
+    ({"duration": "-1s"}, "spec.backoff.duration: invalid duration '-1s'"),
+    ({"maxDuration": "soon"}, "spec.backoff.maxDuration: invalid duration 'soon'"),
+    ({"factor": 0.5}, "spec.backoff.factor"),
+    ({"limit": 3}, "spec.backoff.limit: unknown field"),
+])
+def test_bad_backoff_names_the_field(backoff, path):
+    assert path in error_of(job(backoff=backoff))

@@ -37,7 +37,9 @@ def _structural(node: Any, defs: dict[str, Any]) -> Any:
         kinds = [a for a in any_of if a.get("type") != "null"]
         nullable = len(kinds) < len(any_of)
         types = {a.get("type") for a in kinds}
-        if types <= {"string", "integer", "number"} and len(types) > 1:
+        if node.get("format") == "duration":  # spec.duration.Duration: "1m30s" or seconds
+            out = {"x-kubernetes-int-or-string": True, "anyOf": [{"type": "integer"}, {"type": "string"}]}
+        elif types <= {"string", "integer", "number"} and len(types) > 1:
             # controller-gen's form for resource.Quantity (the only anyOf a structural schema allows)
             out: dict[str, Any] = {"x-kubernetes-int-or-string": True, "pattern": QUANTITY,
                                    "anyOf": [{"type": "integer"}, {"type": "string"}]}

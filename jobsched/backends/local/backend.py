@@ -18,6 +18,7 @@ from typing import Any
 from jobsched.backends.base import GangLaunch, ReplicaEvent, StartError
 from jobsched.backends.local.cgroup import CgroupDriver, detect, host_memory
 from jobsched.backends.local.shim import proc_start_time
+from jobsched.backends.prestart import check_replica
 from jobsched.spec.node import Node
 
 RESERVED_MEMORY = 512 * 2**20  # kept back for the control plane itself
@@ -80,6 +81,11 @@ class LocalBackend:
         return self.run_dir / job_key.replace("/", "__") / f"attempt-{attempt}"
 
     def start(self, gang: GangLaunch) -> dict[int, dict[str, object]]:
+        for rep in gang.replicas:  # what would fail the same way on every retry: fail it now
+            try:
+                check_replica(rep)
+            except StartError as e:
+                raise StartError(f"could not start {gang.job_key}: {e}", permanent=True) from e
         adir = self._attempt_dir(gang.job_key, gang.attempt)
         adir.mkdir(parents=True, exist_ok=True)
         started: list[_Replica] = []
@@ -92,7 +98,8 @@ class LocalBackend:
         except (OSError, StartError) as e:
             for r in started:
                 self._kill_replica(r, signal.SIGKILL)
-            raise StartError(f"could not start {gang.job_key}: {e}") from e
+            raise StartError(f"could not start {gang.job_key}: {e}",
+                             permanent=getattr(e, "permanent", False)) from e
         with self._lock:
             for r in started:
                 self._replicas[(gang.job_key, gang.attempt, r.rank)] = r

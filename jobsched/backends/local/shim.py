@@ -11,6 +11,7 @@ Run as ``python -m jobsched.backends.local.shim SPEC.json``.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import re
@@ -30,6 +31,8 @@ from jobsched.backends.local.sampler import MemorySampler
 IN_PROGRAM_OOM = re.compile(
     r"MemoryError|CUDA out of memory|OutOfMemoryError|std::bad_alloc|Cannot allocate memory|"
     r"out of memory", re.IGNORECASE)
+PERMANENT_ERRNOS = {errno.ENOENT, errno.EACCES, errno.ENOEXEC, errno.ENOTDIR, errno.EISDIR,
+                    errno.ENAMETOOLONG, errno.ELOOP}
 
 
 def proc_start_time(pid: int) -> int | None:
@@ -93,11 +96,14 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
         child = subprocess.Popen(spec["argv"], env=spec["env"], cwd=spec.get("cwd") or None,
                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
                                  preexec_fn=enter_cgroup, close_fds=True)
-    except OSError as e:
-        msg = f"cannot start {spec['argv'][0]!r}: {e.strerror or e}"
+    except (OSError, ValueError) as e:  # ValueError: a NUL byte in argv or env
+        msg = f"cannot start {spec['argv'][0]!r}: {getattr(e, 'strerror', None) or e}"
         combined.write((msg + "\n").encode())
-        return {"exit_code": 127, "reason": "Error", "message": msg, "peak_memory_bytes": None,
-                "started_at": started, "finished_at": time.time()}
+        # Missing, not executable, not a program, no such working dir: the same on every retry.
+        permanent = isinstance(e, ValueError) or e.errno in PERMANENT_ERRNOS
+        return {"exit_code": 126 if getattr(e, "errno", None) == errno.EACCES else 127,
+                "reason": "StartFailed" if permanent else "Error", "message": msg,
+                "peak_memory_bytes": None, "started_at": started, "finished_at": time.time()}
     write_json_atomic(Path(spec["pid_file"]), {"child_pid": child.pid,
                                                "child_start": proc_start_time(child.pid),
                                                "shim_pid": os.getpid()})

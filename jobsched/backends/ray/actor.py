@@ -27,6 +27,7 @@ from typing import Any
 
 from jobsched.backends.local.cgroup import CgroupDriver, detect
 from jobsched.backends.local.shim import (
+    PERMANENT_ERRNOS,
     _kill_cgroup,
     _pump,
     _tree_rss,
@@ -187,7 +188,8 @@ class ReplicaActor:
             combined.write((msg + "\n").encode())
             for f in files:
                 f.close()
-            return {"exit_code": 127, "reason": "Error", "message": msg, "peak_memory_bytes": None,
+            reason = "StartFailed" if e.errno in PERMANENT_ERRNOS else "Error"  # not retried: same again
+            return {"exit_code": 127, "reason": reason, "message": msg, "peak_memory_bytes": None,
                     "started_at": started, "finished_at": time.time(), "enforcement": self.driver.kind}
         self.started.set()
         tail: deque[str] = deque(maxlen=50)
