@@ -87,6 +87,8 @@ def largest_host_memory(table: NodeTable, group: PodGroup, shapes: Sequence[Node
             continue
         if req.gpus and group.gpu_models and sh.gpu_model not in group.gpu_models:
             continue
+        if req.gpus and req.gpu_memory and sh.gpu_memory and req.device_bytes(sh.gpu_memory) < req.gpu_memory:
+            continue
         sizes.append(r.memory)
     return max(sizes) if sizes else None
 
