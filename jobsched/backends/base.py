@@ -29,6 +29,7 @@ class ReplicaLaunch:
     gpus: tuple[int, ...] = ()
     working_dir: str | None = None
     image: str | None = None
+    gpu_memory_limit: int | None = None  # device memory per GPU this replica may use (shares); None: all
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,7 @@ class ReplicaEvent:
     peak_memory_bytes: int | None = None
     message: str | None = None
     pid: int | None = None
+    device_peak_bytes: int | None = None  # GPU memory it needed (CudaOOM)
 
 
 class Backend(Protocol):

@@ -112,7 +112,7 @@ def server(ctx: typer.Context, home: Path | None = HOME,
 def _local_nodes(path: Path) -> list[dict[str, object]]:
     import yaml
 
-    from jobsched.spec.node import Node
+    from jobsched.backends.local.backend import VIRTUAL_NODE_KEYS, virtual_node
 
     try:
         data = yaml.safe_load(path.read_text())
@@ -125,12 +125,11 @@ def _local_nodes(path: Path) -> list[dict[str, object]]:
     for i, n in enumerate(data):
         if not isinstance(n, dict) or "name" not in n:
             fail(f"--local-nodes: [{i}].name is required")
-        unknown = set(n) - {"name", "cpu", "memory", "gpus", "labels"}
+        unknown = set(n) - VIRTUAL_NODE_KEYS
         if unknown:
             fail(f"--local-nodes: [{i}].{sorted(unknown)[0]}: unknown field")
         try:
-            Node.model_validate({"name": n["name"], "allocatable": {
-                "cpu": n.get("cpu", 1), "memory": n.get("memory", "1Gi"), "nvidia.com/gpu": n.get("gpus", 0)}})
+            virtual_node(n)
         except ValueError as e:
             fail(f"--local-nodes: [{i}]: {e}")
     return data  # type: ignore[no-any-return]
