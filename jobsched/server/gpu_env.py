@@ -5,9 +5,11 @@ may use (enforced in the replica by the ``workers`` runtime, and by MPS where it
   empty string (``void`` for the NVIDIA container runtime) for a replica without GPUs, so it never
   sees the host's GPUs. Backends that isolate devices themselves (Kubernetes' device plugin, Ray's
   ``num_gpus``) replace them.
-* ``JOBSCHED_GPU_MEMORY_LIMIT``: bytes of its GPU a share may use (``share / 1000 x GPU memory``);
-  ``workers`` applies it with ``torch.cuda.set_per_process_memory_fraction``. Where an MPS control
-  daemon runs, also ``CUDA_MPS_PINNED_DEVICE_MEM_LIMIT`` (``0=<MiB>M``: device 0 of those it sees).
+* ``JOBSCHED_GPU_MEMORY_LIMIT``: bytes of each of its GPUs it may use: a share's
+  ``share / 1000 x GPU memory``, or the whole GPU (only where the node's GPU memory is known);
+  ``workers`` applies it with ``torch.cuda.set_per_process_memory_fraction``. For a share, where an
+  MPS control daemon runs, also ``CUDA_MPS_PINNED_DEVICE_MEM_LIMIT`` (``0=<MiB>M``: device 0 of
+  those it sees).
 """
 
 from __future__ import annotations
@@ -34,8 +36,8 @@ def replica_gpu(request: Resources, gpus: tuple[int, ...], gpu_capacity: int, mp
     if not gpus or not gpu_capacity:
         return concrete, env, None
     device = concrete.device_bytes(gpu_capacity)
+    env["JOBSCHED_GPU_MEMORY_LIMIT"] = str(device)
     if concrete.gpu_milli < 1000:
-        env["JOBSCHED_GPU_MEMORY_LIMIT"] = str(device)
         if mps:
             env["CUDA_MPS_PINNED_DEVICE_MEM_LIMIT"] = f"0={device // MIB}M"
     return concrete, env, device
