@@ -47,7 +47,7 @@ def server(ctx: typer.Context, home: Path | None = HOME,
            node_class: str | None = typer.Option(None, help="Karpenter NodeClass group/kind/name "
                                                  "(--node-provider karpenter)."),
            local_nodes: Path | None = typer.Option(None, help="YAML list of virtual nodes to split this "
-                                                   "machine into: [{name, cpu, memory, gpus, labels}] "
+                                                   "machine into: [{name, cpu, memory, gpus, gpuModel, gpuMemory, labels}] "
                                                    "(--backend local)."),
            ) -> None:
     """Run the server in the foreground until SIGTERM/SIGINT."""

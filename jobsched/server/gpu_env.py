@@ -37,7 +37,6 @@ def replica_gpu(request: Resources, gpus: tuple[int, ...], gpu_capacity: int, mp
         return concrete, env, None
     device = concrete.device_bytes(gpu_capacity)
     env["JOBSCHED_GPU_MEMORY_LIMIT"] = str(device)
-    if concrete.gpu_milli < 1000:
-        if mps:
-            env["CUDA_MPS_PINNED_DEVICE_MEM_LIMIT"] = f"0={device // MIB}M"
+    if concrete.gpu_milli < 1000 and mps:
+        env["CUDA_MPS_PINNED_DEVICE_MEM_LIMIT"] = f"0={device // MIB}M"
     return concrete, env, device
