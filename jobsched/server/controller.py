@@ -274,6 +274,7 @@ class Controller:
             self.store.add_event(job.uid, now, "Normal", "Admitted",
                                  f"attempt {idx}: {len(reps)} replica(s) on {', '.join(nodes)}, memory "
                                  f"request {format_bytes(d.request.memory)} limit {format_bytes(limit)}"
+                                 + _gpu_words(recorded)
                                  + (" (resuming from checkpoint)" if resumed else ""), conn=c)
         if idx == 0:
             self.metrics.admission_latency.observe(max(now - job.created_at, 0.0))
@@ -310,6 +311,13 @@ class Controller:
         self.metrics.jobs.clear()
         for (phase, queue), n in counts.items():
             self.metrics.jobs.labels(phase=phase, queue=queue).set(n)
+
+
+def _gpu_words(r: Resources) -> str:
+    if not r.gpu_memory:
+        return ""
+    share = f" (a share of {r.gpu_milli}/1000 of one GPU)" if r.gpus and r.gpu_milli < 1000 else ""
+    return f", GPU memory {format_bytes(r.gpu_memory)} per GPU{share}"
 
 
 def _base_env() -> dict[str, str]:
