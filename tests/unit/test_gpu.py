@@ -165,3 +165,12 @@ def test_cuda_oom_on_the_largest_gpu_fails_with_a_hint():
     assert d.memory is None and d.gpu_memory is None
     for word in ("batch size", "gradient accumulation", "activation checkpointing"):
         assert word in d.reason
+
+
+def test_ray_gets_a_share_as_fractional_num_gpus():
+    from jobsched.backends.ray.cluster import actor_resources
+
+    share = Resources(1000, GiB, 1, 1000).with_gpu_memory(20 * GiB, True)
+    concrete, env, _ = replica_gpu(share, (0,), 80 * GiB)  # what the controller hands the backend
+    assert actor_resources(concrete)["num_gpus"] == 0.25
+    assert actor_resources(Resources(1000, GiB, 2, 1000))["num_gpus"] == 2
