@@ -112,7 +112,10 @@ def server(ctx: typer.Context, home: Path | None = HOME,
 def _local_nodes(path: Path) -> list[dict[str, object]]:
     import yaml
 
+    from pydantic import ValidationError
+
     from jobsched.backends.local.backend import VIRTUAL_NODE_KEYS, virtual_node
+    from jobsched.spec.errors import format_validation_error
 
     try:
         data = yaml.safe_load(path.read_text())
@@ -130,6 +133,8 @@ def _local_nodes(path: Path) -> list[dict[str, object]]:
             fail(f"--local-nodes: [{i}].{sorted(unknown)[0]}: unknown field")
         try:
             virtual_node(n)
+        except ValidationError as e:
+            fail(f"--local-nodes: [{i}].{format_validation_error(e)}")
         except ValueError as e:
             fail(f"--local-nodes: [{i}]: {e}")
     return data  # type: ignore[no-any-return]

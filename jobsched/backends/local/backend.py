@@ -36,7 +36,7 @@ def virtual_node(n: dict[str, Any]) -> Node:
         "name": n["name"],
         "allocatable": {"cpu": n.get("cpu", 1), "memory": n.get("memory", "1Gi"),
                         "nvidia.com/gpu": n.get("gpus", 0)},
-        "labels": labels, "gpu_memory": n.get("gpuMemory") if n.get("gpus") else None,
+        "labels": labels, "gpuMemory": n.get("gpuMemory") if n.get("gpus") else None,
     })
 
 
