@@ -111,7 +111,6 @@ def server(ctx: typer.Context, home: Path | None = HOME,
 
 def _local_nodes(path: Path) -> list[dict[str, object]]:
     import yaml
-
     from pydantic import ValidationError
 
     from jobsched.backends.local.backend import VIRTUAL_NODE_KEYS, virtual_node
