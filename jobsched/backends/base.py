@@ -46,7 +46,7 @@ class GangLaunch:
 @dataclass(frozen=True)
 class ReplicaEvent:
     """A replica changed state. ``kind`` is 'running' or 'exited'. ``reason`` is an AttemptReason
-    value for exits: Completed, Error, OOMKilled, InProgramOOM, Evicted, Lost, Cancelled..."""
+    value for exits: Completed, Error, OOMKilled, InProgramOOM, CudaOOM, Evicted, Lost, Cancelled..."""
 
     job_key: str
     attempt: int
