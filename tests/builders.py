@@ -26,6 +26,8 @@ class JobBuilder:
     _selector: dict[str, str] = field(default_factory=dict)
     _models: tuple[str, ...] = ()
     _placement: str = "Pack"
+    _gpu_mem: int = 0
+    _share: bool = False
 
     def cpu(self, milli: int) -> JobBuilder:
         self._cpu = milli
@@ -37,6 +39,11 @@ class JobBuilder:
 
     def gpus(self, n: int, milli: int = 1000) -> JobBuilder:
         self._gpus, self._milli = n, milli
+        return self
+
+    def gpu_mem(self, gib: float, share: bool = False) -> JobBuilder:
+        """Ask for ``gib`` GiB per GPU; ``share``: a memory-sized share of one GPU (gpuSharing Auto)."""
+        self._gpu_mem, self._share = int(gib * GiB), share
         return self
 
     def replicas(self, n: int) -> JobBuilder:
@@ -68,7 +75,8 @@ class JobBuilder:
         return self
 
     def request(self) -> Resources:
-        return Resources(self._cpu, self._mem, self._gpus, self._milli if self._gpus else 0)
+        r = Resources(self._cpu, self._mem, self._gpus, self._milli if self._gpus else 0)
+        return r.with_gpu_memory(self._gpu_mem, self._share) if self._gpu_mem else r
 
     def build(self) -> PodGroup:
         return PodGroup(self.key, self.request(), self._replicas, self._queue, self._priority, self._created,
@@ -88,6 +96,13 @@ def make_nodes(n: int, cpu: int = 8000, mem_gib: int = 32, gpus: int = 0, model:
                labels: list[dict[str, str]] | None = None) -> NodeTable:
     names = [f"n{i}" for i in range(n)]
     return NodeTable.from_arrays(names, [cpu] * n, [mem_gib * GiB] * n, [gpus] * n, [model] * n, labels)
+
+
+def gpu_nodes(*specs: tuple[str, int, str, float]) -> NodeTable:
+    """Virtual GPU nodes ``(name, gpus, model, GiB per GPU)`` with 32 cpus and 256 GiB each."""
+    return NodeTable.from_arrays([s[0] for s in specs], [32000] * len(specs), [256 * GiB] * len(specs),
+                                 [s[1] for s in specs], [s[2] for s in specs],
+                                 gpu_memory=[int(s[3] * GiB) for s in specs])
 
 
 def snapshot(table: NodeTable, running: list[RunningGang] | None = None,

@@ -70,7 +70,9 @@ def _setup(cfg: Common, rdzv: Rendezvous, opts: argparse.Namespace) -> None:
     threads = choose_threads(opts.threads, rdzv)
     torch.set_num_threads(threads)
     if cfg.device == "cuda":
-        torch.cuda.set_device(rdzv.local_rank)
+        # jobsched gives each replica only its own devices (CUDA_VISIBLE_DEVICES): index among those
+        torch.cuda.set_device(rdzv.local_rank % max(torch.cuda.device_count(), 1))
+        apply_gpu_memory_limit()
     if rdzv.world_size > 1:
         dist.init_process_group(
             backend="nccl" if cfg.device == "cuda" else "gloo", rank=rdzv.rank, world_size=rdzv.world_size,
@@ -157,6 +159,9 @@ def run(opts: argparse.Namespace, cfg: Common, rdzv: Rendezvous) -> int:
     except ValueError as e:
         print(f"workers.train: error: {e}", file=sys.stderr, flush=True)
         code = 2
+    except torch.cuda.OutOfMemoryError:
+        report_cuda_oom()
+        raise
     except RuntimeError as e:  # a collective failed: a peer stopped (SIGTERM) or crashed
         if trainer is None or not stopper.wait_requested(2.0):
             raise
@@ -178,3 +183,26 @@ def _report_peak(cfg: Common) -> None:
     gpu = torch.cuda.max_memory_allocated() if cfg.device == "cuda" and torch.cuda.is_initialized() else None
     for line in peak_memory_lines(gpu):
         print(line, flush=True)
+
+
+def apply_gpu_memory_limit() -> float | None:
+    """Cap this process's share of its GPU at ``JOBSCHED_GPU_MEMORY_LIMIT`` bytes (set by jobsched for
+    a GPU share): growth past it ends in this process's own CUDA OOM, never a neighbour's. Returns
+    the fraction applied."""
+    raw = os.environ.get("JOBSCHED_GPU_MEMORY_LIMIT", "")
+    if not raw.isdigit() or not int(raw) or not torch.cuda.is_available():
+        return None
+    dev = torch.cuda.current_device()
+    total = torch.cuda.get_device_properties(dev).total_memory
+    fraction = min(int(raw) / total, 1.0)
+    torch.cuda.set_per_process_memory_fraction(fraction, dev)
+    print(f"gpu memory limit {int(raw)} bytes ({fraction:.3f} of the device)", flush=True)
+    return fraction
+
+
+def report_cuda_oom() -> None:
+    """The line jobsched reads after a CUDA OOM: the device peak (reserved by the caching allocator)."""
+    peak = torch.cuda.max_memory_reserved() if torch.cuda.is_initialized() else 0
+    limit = os.environ.get("JOBSCHED_GPU_MEMORY_LIMIT", "")
+    print(f"jobsched: CUDA out of memory: device_peak_bytes={peak}"
+          + (f" device_limit_bytes={limit}" if limit else ""), file=sys.stderr, flush=True)

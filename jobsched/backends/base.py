@@ -35,6 +35,7 @@ class ReplicaLaunch:
     gpus: tuple[int, ...] = ()
     working_dir: str | None = None
     image: str | None = None
+    gpu_memory_limit: int | None = None  # device memory per GPU this replica may use (shares); None: all
 
 
 @dataclass(frozen=True)
@@ -51,7 +52,7 @@ class GangLaunch:
 @dataclass(frozen=True)
 class ReplicaEvent:
     """A replica changed state. ``kind`` is 'running' or 'exited'. ``reason`` is an AttemptReason
-    value for exits: Completed, Error, OOMKilled, InProgramOOM, Evicted, Lost, Cancelled..."""
+    value for exits: Completed, Error, OOMKilled, InProgramOOM, CudaOOM, Evicted, Lost, Cancelled..."""
 
     job_key: str
     attempt: int
@@ -66,6 +67,7 @@ class ReplicaEvent:
     # The replica's memory timeline (see backends/local/sampler.py): {"t", "usage", "max", "failcnt",
     # "interval", "limit", "source"}; None where the backend does not sample memory.
     timeline: dict[str, Any] | None = None
+    device_peak_bytes: int | None = None  # GPU memory it needed (CudaOOM)
 
 
 class Backend(Protocol):

@@ -220,13 +220,25 @@ def queues_table(queues: Sequence[QueueStatus]) -> None:
 
 
 def nodes_table(nodes: Sequence[NodeStatus]) -> None:
-    t = _table("NODE", "ALLOCATABLE", "ALLOCATED", "ENFORCEMENT", "SCHEDULABLE",
+    t = _table("NODE", "GPU", "ALLOCATABLE", "ALLOCATED", "ENFORCEMENT", "SCHEDULABLE",
                keep=max((len(n.name) for n in nodes), default=4))
     for n in nodes:
         alloc = fmt_resources(n.allocatable, milli=False)
-        used = fmt_resources(n.allocated, milli=True)
-        t.add_row(n.name, alloc, used or "-", n.enforcement or "-", "no" if n.unschedulable else "yes")
+        used_v = dict(n.allocated)
+        milli = used_v.pop("jobsched.io/gpu-milli", None)
+        if milli is not None and used_v.get("nvidia.com/gpu"):
+            used_v["nvidia.com/gpu"] = f"{milli / 1000:g}"  # type: ignore[assignment]  # shares add up
+        used = fmt_resources(used_v, milli=True)
+        t.add_row(n.name, gpu_cell(n), alloc, used or "-", n.enforcement or "-",
+                  "no" if n.unschedulable else "yes")
     console().print(t)
+
+
+def gpu_cell(n: NodeStatus) -> str:
+    """``A100-40GB 40Gi`` (model, memory per GPU), or why none was found."""
+    if n.gpu_model or n.gpu_memory:
+        return " ".join(x for x in (n.gpu_model or "?", fmt_bytes(n.gpu_memory) if n.gpu_memory else "") if x)
+    return f"none ({n.gpu_note})" if n.gpu_note else "-"
 
 
 def progress_line(job: JobStatus) -> str:

@@ -47,7 +47,7 @@ def server(ctx: typer.Context, home: Path | None = HOME,
            node_class: str | None = typer.Option(None, help="Karpenter NodeClass group/kind/name "
                                                  "(--node-provider karpenter)."),
            local_nodes: Path | None = typer.Option(None, help="YAML list of virtual nodes to split this "
-                                                   "machine into: [{name, cpu, memory, gpus, labels}] "
+                                                   "machine into: [{name, cpu, memory, gpus, gpuModel, gpuMemory, labels}] "
                                                    "(--backend local)."),
            ) -> None:
     """Run the server in the foreground until SIGTERM/SIGINT."""
@@ -111,8 +111,10 @@ def server(ctx: typer.Context, home: Path | None = HOME,
 
 def _local_nodes(path: Path) -> list[dict[str, object]]:
     import yaml
+    from pydantic import ValidationError
 
-    from jobsched.spec.node import Node
+    from jobsched.backends.local.backend import VIRTUAL_NODE_KEYS, virtual_node
+    from jobsched.spec.errors import format_validation_error
 
     try:
         data = yaml.safe_load(path.read_text())
@@ -125,12 +127,13 @@ def _local_nodes(path: Path) -> list[dict[str, object]]:
     for i, n in enumerate(data):
         if not isinstance(n, dict) or "name" not in n:
             fail(f"--local-nodes: [{i}].name is required")
-        unknown = set(n) - {"name", "cpu", "memory", "gpus", "labels"}
+        unknown = set(n) - VIRTUAL_NODE_KEYS
         if unknown:
             fail(f"--local-nodes: [{i}].{sorted(unknown)[0]}: unknown field")
         try:
-            Node.model_validate({"name": n["name"], "allocatable": {
-                "cpu": n.get("cpu", 1), "memory": n.get("memory", "1Gi"), "nvidia.com/gpu": n.get("gpus", 0)}})
+            virtual_node(n)
+        except ValidationError as e:
+            fail(f"--local-nodes: [{i}].{format_validation_error(e)}")
         except ValueError as e:
             fail(f"--local-nodes: [{i}]: {e}")
     return data  # type: ignore[no-any-return]

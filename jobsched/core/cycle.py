@@ -233,8 +233,9 @@ def with_provisionable(table: NodeTable, snap: Snapshot) -> NodeTable:
     """The empty cluster plus every node the provisioner could add (for the never-fits check)."""
     names = list(table.names)
     cpu, mem, gpus = list(table.cpu_cap), list(table.mem_cap), list(table.gpu_count)
-    models = [table.models[m] if m >= 0 else "" for m in table.gpu_model]
+    models = table.gpu_models_of()
     labels = list(table.labels)
+    gmem = list(table.gpu_mem)
     for shape in snap.provisionable:
         for i in range(shape.max_count):
             names.append(f"{shape.name}-new-{i}")
@@ -243,11 +244,14 @@ def with_provisionable(table: NodeTable, snap: Snapshot) -> NodeTable:
             gpus.append(shape.resources.gpus)
             models.append(shape.gpu_model)
             labels.append(dict(shape.labels))
-    return NodeTable.from_arrays(names, cpu, mem, gpus, models, labels)
+            gmem.append(shape.gpu_memory)
+    return NodeTable.from_arrays(names, cpu, mem, gpus, models, labels, gpu_memory=gmem)
 
 
 def describe(r: Resources) -> str:
     parts = [f"cpu={r.cpu_milli}m", f"memory={r.memory}"]
     if r.gpus:
-        parts.append(f"gpu={r.gpus}" + (f"x{r.gpu_milli}m" if r.gpu_milli < 1000 else ""))
+        parts.append(f"gpu={r.gpus}" + (f"x{r.gpu_milli}m" if r.gpu_milli < 1000 and not r.gpu_share else ""))
+        if r.gpu_memory:
+            parts.append(f"gpu-memory={r.gpu_memory}" + (" (shared)" if r.gpu_share else ""))
     return "{" + ", ".join(parts) + "}"

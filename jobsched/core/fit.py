@@ -16,11 +16,20 @@ def feasible(table: NodeTable, req: Resources) -> B:
     """Rows where one replica with request ``req`` fits now (resources only)."""
     mask = table.schedulable & (table.cpu_free >= req.cpu_milli) & (table.mem_free >= req.memory)
     if req.gpus:
-        if req.gpu_milli >= 1000:
-            mask &= table.gpu_full >= req.gpus
-        else:
-            mask &= table.gpu_max_free >= req.gpu_milli
+        mask &= gpu_room(table, req)
+        if req.gpu_memory:
+            mask &= table.gpu_mem_ok(req)
     return mask
+
+
+def gpu_room(table: NodeTable, req: Resources) -> B:
+    """Rows with free GPUs (or a free share of one) for ``req``, whatever their memory."""
+    if req.gpu_share:
+        need = table.share_need(req)
+        return (need <= 1000) & (table.gpu_max_free >= need)
+    if req.gpu_milli >= 1000:
+        return table.gpu_full >= req.gpus
+    return table.gpu_max_free >= req.gpu_milli
 
 
 def fits(req: Resources, table: NodeTable, row: int) -> Status:
@@ -32,9 +41,12 @@ def fits(req: Resources, table: NodeTable, row: int) -> Status:
     if table.mem_free[row] < req.memory:
         return Status.unschedulable("insufficient memory")
     if req.gpus:
-        if req.gpu_milli >= 1000 and table.gpu_full[row] < req.gpus:
+        if req.gpu_memory and not table.gpu_mem_ok(req)[row]:
+            return Status.unschedulable("insufficient GPU memory")
+        r = table.resolve(req, row)
+        if r.gpu_milli >= 1000 and table.gpu_full[row] < req.gpus:
             return Status.unschedulable("insufficient nvidia.com/gpu")
-        if req.gpu_milli < 1000 and table.gpu_max_free[row] < req.gpu_milli:
+        if r.gpu_milli < 1000 and table.gpu_max_free[row] < r.gpu_milli:
             return Status.unschedulable("insufficient nvidia.com/gpu share")
     return SUCCESS
 
@@ -53,9 +65,9 @@ def insufficiency(table: NodeTable, req: Resources, allowed: B) -> str:
         ("insufficient memory", table.mem_free < req.memory),
     ]
     if req.gpus:
-        gpu_bad = (table.gpu_full < req.gpus) if req.gpu_milli >= 1000 else (
-            table.gpu_max_free < req.gpu_milli)
-        checks.append(("insufficient nvidia.com/gpu", gpu_bad))
+        if req.gpu_memory:
+            checks.append((f"GPU memory below {_gib(req.gpu_memory)}", ~table.gpu_mem_ok(req)))
+        checks.append(("insufficient nvidia.com/gpu", ~gpu_room(table, req)))
     for label, bad in checks:
         hit = int((bad & left).sum())
         if hit:
@@ -66,10 +78,15 @@ def insufficiency(table: NodeTable, req: Resources, allowed: B) -> str:
     return f"{avail}/{n} nodes are available" + (f": {detail}" if detail else "")
 
 
+def _gib(n: int) -> str:
+    return f"{n / 2**30:.3g}Gi"
+
+
 def choose_gpus_bestfit(table: NodeTable, row: int, req: Resources) -> tuple[int, ...]:
     """Whole GPUs: the lowest-numbered free devices. Shares: the fullest device that still fits."""
     if not req.gpus:
         return ()
+    req = table.resolve(req, row)
     g = table.gpu_free[row]
     if req.gpu_milli >= 1000:
         return tuple(int(x) for x in np.flatnonzero(g == 1000)[: req.gpus])

@@ -79,17 +79,33 @@ def place_gang(
         if rows.size == 0:
             unplace(table, req, done)
             return None
-        scores = scorer.score(table, req, rows, group)
+        scores = score_rows(scorer, table, req, rows, group)
         if group.placement == "Pack" and done:
             scores = scores + np.where(used[rows], 1e3, 0.0)  # keep a gang together
         elif group.placement == "Spread" and done:
             scores = scores - np.where(used[rows], 1e3, 0.0)
         row = int(rows[int(np.argmax(scores))])
-        gpu_idx = gpus.choose(table, row, req)
-        table.allocate(row, req, gpu_idx)
+        concrete = table.resolve(req, row)
+        gpu_idx = gpus.choose(table, row, concrete)
+        table.allocate(row, concrete, gpu_idx)
         used[row] = True
         done.append(Assignment(rank, table.names[row], row, gpu_idx))
     return done
+
+
+def score_rows(scorer: ScorePlugin, table: NodeTable, req: Resources, rows: npt.NDArray[np.intp],
+               group: PodGroup) -> npt.NDArray[np.float64]:
+    """Scores of ``rows``. A memory-sized share is scored row by row at the share it takes there
+    (one call per distinct share: GPU memories are few)."""
+    if not req.gpu_share:
+        return scorer.score(table, req, rows, group)
+    need = table.share_need(req)[rows]
+    out = np.zeros(rows.size, dtype=np.float64)
+    for m in np.unique(need):
+        sel = need == m
+        concrete = Resources(req.cpu_milli, req.memory, 1, int(m), req.gpu_memory)
+        out[sel] = scorer.score(table, concrete, rows[sel], group)
+    return out
 
 
 def unplace(table: NodeTable, req: Resources, done: Sequence[Assignment]) -> None:

@@ -1,7 +1,9 @@
 """NodeTable: the cluster as columns of numpy arrays, so feasibility and scoring are vectorized.
 
 GPUs are tracked per device in thousandths (``gpu_free[i, g]``; -1 where node i has no GPU g), which
-covers whole-GPU requests and GPU sharing (a replica asking for a share of one GPU).
+covers whole-GPU requests and GPU sharing (a replica asking for a share of one GPU). ``gpu_mem[i]`` is
+the memory of each GPU of node i in bytes (0: unknown), against which GPU-memory requests are checked
+and memory-sized shares are turned into thousandths.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ class NodeTable:
     schedulable: B
     price: F64
     labels: list[dict[str, str]]
+    gpu_mem: I64 = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # bytes per GPU, 0: unknown
     # Derived per-row summaries, kept in step by allocate/release.
     gpu_full: I32 = field(init=False)  # number of completely free GPUs
     gpu_max_free: I32 = field(init=False)  # largest free share on any GPU
@@ -42,6 +45,8 @@ class NodeTable:
 
     def __post_init__(self) -> None:
         self.index = {n: i for i, n in enumerate(self.names)}
+        if self.gpu_mem.shape != (len(self.names),):
+            self.gpu_mem = np.zeros(len(self.names), dtype=np.int64)
         self._refresh_gpu_rows(np.arange(len(self.names)))
 
     # construction ---------------------------------------------------------------------------
@@ -56,6 +61,7 @@ class NodeTable:
         labels: Sequence[dict[str, str]] | None = None,
         price: Sequence[float] | None = None,
         schedulable: Sequence[bool] | None = None,
+        gpu_memory: Sequence[int] | None = None,
     ) -> NodeTable:
         n = len(names)
         gpus_arr = np.asarray(gpus, dtype=np.int32)
@@ -84,6 +90,8 @@ class NodeTable:
             schedulable=np.asarray(schedulable if schedulable is not None else [True] * n, dtype=bool),
             price=np.asarray(price if price is not None else [0.0] * n, dtype=np.float64),
             labels=list(labels) if labels is not None else [{} for _ in range(n)],
+            gpu_mem=np.where(gpus_arr > 0, np.asarray(gpu_memory if gpu_memory is not None else [0] * n,
+                                                      dtype=np.int64), 0),
         )
 
     @classmethod
@@ -98,6 +106,7 @@ class NodeTable:
             [dict(nd.labels) for nd in nodes],
             [nd.price_per_hour for nd in nodes],
             [not nd.unschedulable for nd in nodes],
+            [nd.gpu_memory_bytes for nd in nodes],
         )
 
     def copy(self) -> NodeTable:
@@ -114,6 +123,7 @@ class NodeTable:
             schedulable=self.schedulable,
             price=self.price,
             labels=self.labels,
+            gpu_mem=self.gpu_mem,
         )
         t._label_masks = self._label_masks  # labels are immutable; share the cache
         return t
@@ -144,6 +154,33 @@ class NodeTable:
         codes = [self.models.index(m) for m in models if m in self.models]
         return np.isin(self.gpu_model, np.asarray(codes, dtype=np.int32))
 
+    def gpu_models_of(self) -> list[str]:
+        """The GPU model of each row ("" for none)."""
+        return [self.models[m] if m >= 0 else "" for m in self.gpu_model]
+
+    def share_need(self, req: Resources) -> I64:
+        """Per row: the thousandths of one GPU that ``req`` takes there (memory-sized shares differ
+        by GPU memory; above 1000 where it cannot fit)."""
+        if req.gpu_share:
+            cap = self.gpu_mem
+            need = -(-req.gpu_memory * 1000 // np.maximum(cap, 1))
+            return np.where(cap > 0, np.maximum(need, 1), 1000).astype(np.int64)
+        return np.full(len(self), req.gpu_milli, dtype=np.int64)
+
+    def gpu_mem_ok(self, req: Resources) -> B:
+        """Rows whose GPUs (or the share ``req`` gets of one) offer at least ``req.gpu_memory``. A GPU
+        of unknown memory is not checked (nothing is known to refuse it)."""
+        if not req.gpus or not req.gpu_memory:
+            return np.ones(len(self), dtype=bool)
+        if req.gpu_share:
+            return (self.gpu_mem >= req.gpu_memory) | (self.gpu_mem == 0)
+        offered = self.gpu_mem * min(req.gpu_milli, 1000) // 1000
+        return (offered >= req.gpu_memory) | (self.gpu_mem == 0)
+
+    def resolve(self, req: Resources, i: int) -> Resources:
+        """The concrete request on row ``i`` (a memory-sized share sized to its GPUs)."""
+        return req.on_gpu(int(self.gpu_mem[i])) if req.gpu_share else req
+
     def gpu_total_milli(self) -> int:
         return int(self.gpu_count.sum()) * 1000
 
@@ -152,6 +189,7 @@ class NodeTable:
 
     # mutation (only on a working copy) --------------------------------------------------------
     def allocate(self, i: int, req: Resources, gpu_idx: tuple[int, ...]) -> None:
+        req = self.resolve(req, i)
         self.cpu_free[i] -= req.cpu_milli
         self.mem_free[i] -= req.memory
         if gpu_idx:
@@ -159,6 +197,7 @@ class NodeTable:
             self._refresh_gpu_rows(np.array([i]))
 
     def release(self, i: int, req: Resources, gpu_idx: tuple[int, ...]) -> None:
+        req = self.resolve(req, i)
         self.cpu_free[i] += req.cpu_milli
         self.mem_free[i] += req.memory
         if gpu_idx:

@@ -76,6 +76,7 @@ class NodeShape:
     gpu_model: str = ""
     labels: Mapping[str, str] = field(default_factory=dict)
     price_per_hour: float = 0.0
+    gpu_memory: int = 0  # bytes per GPU; 0: unknown
 
 
 @dataclass(frozen=True)

@@ -33,6 +33,7 @@ MIN_STEP = 64 * MIB  # the smallest increase after an OOM (covers previous == 0)
 _PRECEDENCE = (
     AttemptReason.OOM_KILLED,
     AttemptReason.IN_PROGRAM_OOM,
+    AttemptReason.CUDA_OOM,
     AttemptReason.EVICTED,
     AttemptReason.ERROR,
     AttemptReason.START_FAILED,
@@ -86,6 +87,8 @@ def largest_host_memory(table: NodeTable, group: PodGroup, shapes: Sequence[Node
         if any(sh.labels.get(k) != v for k, v in group.node_selector.items()):
             continue
         if req.gpus and group.gpu_models and sh.gpu_model not in group.gpu_models:
+            continue
+        if req.gpus and req.gpu_memory and sh.gpu_memory and req.device_bytes(sh.gpu_memory) < req.gpu_memory:
             continue
         sizes.append(r.memory)
     return max(sizes) if sizes else None
@@ -187,8 +190,10 @@ def next_attempt_memory(
 ) -> SizingDecision:
     """The per-replica memory of the next attempt after one ended with ``reason``.
 
-    ``device``/``gpu_*``/``batch_*`` only matter for InProgramOOM raised on a GPU (CUDA OOM):
-    ``gpu_memory`` is the memory of the GPU it ran on, ``gpu_cap`` the largest GPU available.
+    ``gpu_*``/``batch_*`` only matter for CudaOOM (or InProgramOOM with ``device="gpu"``):
+    ``gpu_memory`` is the device memory the replica had (its share, or the whole GPU it ran on),
+    ``gpu_cap`` the largest GPU the job could get. The next GPU-memory request is larger than
+    ``gpu_memory``: a bigger share, a whole GPU, or a GPU model with more memory.
     """
     _check(previous=previous, observed_peak=observed_peak, cap=cap, max_memory=max_memory,
            gpu_memory=gpu_memory, gpu_cap=gpu_cap)
@@ -200,7 +205,7 @@ def next_attempt_memory(
     if r is AttemptReason.EVICTED:
         return SizingDecision(previous, f"Evicted by node memory pressure: rescheduled at the same size "
                                         f"{format_bytes(previous)}")
-    if r is AttemptReason.IN_PROGRAM_OOM and device == "gpu":
+    if r is AttemptReason.CUDA_OOM or (r is AttemptReason.IN_PROGRAM_OOM and device == "gpu"):
         return _gpu_oom(previous, observed_peak, margin, growth, gpu_memory, gpu_cap, batch_size,
                         batch_hint)
     if r not in (AttemptReason.OOM_KILLED, AttemptReason.IN_PROGRAM_OOM):
@@ -221,21 +226,30 @@ def next_attempt_memory(
     return SizingDecision(target, why)
 
 
+GPU_OOM_HINT = ("lower the per-replica batch size (with gradient accumulation to keep the global "
+                "batch), or use activation checkpointing")
+
+
 def _gpu_oom(previous: int, peak: int | None, margin: float, growth: float, gpu_memory: int | None,
              gpu_cap: int | None, batch_size: int | None, batch_hint: int | None) -> SizingDecision:
-    have = f" on a {format_bytes(gpu_memory)} GPU" if gpu_memory else ""
+    have = f" with {format_bytes(gpu_memory)} of GPU memory" if gpu_memory else ""
+    seen = f", device peak {format_bytes(peak)}" if peak else ""
     if gpu_memory and gpu_cap and gpu_cap > gpu_memory:
         need = min(_grow(gpu_memory, peak, margin, growth), gpu_cap)
-        return SizingDecision(previous, f"InProgramOOM (CUDA out of memory){have}: next attempt needs a "
-                                        f"GPU with at least {format_bytes(need)}", gpu_memory=need)
+        return SizingDecision(previous, f"CUDA out of memory{have}{seen}: next attempt asks for "
+                                        f"{format_bytes(need)} per GPU (max(device peak x {1 + margin:g}, "
+                                        f"previous x {growth:g}), at most the largest GPU "
+                                        f"{format_bytes(gpu_cap)})", gpu_memory=need)
     hint = batch_hint
     if hint is None and batch_size and gpu_memory and peak:
         hint = max(1, int(batch_size * gpu_memory / (peak * (1 + margin))))
     if hint is None and batch_size:
         hint = max(1, int(batch_size / growth))
-    tail = f"; try a per-replica batch size of at most {hint}" if hint else ""
-    return SizingDecision(None, f"InProgramOOM (CUDA out of memory){have}: no larger GPU is available"
-                                f"{tail}", capped=True, batch_hint=hint)
+    where = (f"no larger GPU is available (largest {format_bytes(gpu_cap)})" if gpu_cap and gpu_memory
+             else "no larger GPU is known")
+    tail = f"try a per-replica batch size of at most {hint}, or " if hint else "to fit, "
+    return SizingDecision(None, f"CUDA out of memory{have}{seen}: {where}; {tail}{GPU_OOM_HINT}",
+                          capped=True, batch_hint=hint)
 
 
 def gang_outcome(exits: Sequence[tuple[str, int | None]]) -> tuple[str, int | None]:

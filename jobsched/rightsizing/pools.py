@@ -37,7 +37,7 @@ class InstanceType(Model):
     memory: q.Quantity
     gpus: int = Field(0, ge=0, le=64)
     gpu_model: str = ""
-    gpu_memory: q.Quantity | None = None  # memory of one GPU (for CUDA OOM resizing)
+    gpu_memory: q.Quantity | None = None  # memory of one GPU (placement of GPU-memory requests)
     price_per_hour: float = Field(ge=0)
     max_count: int = Field(ge=0)
     labels: dict[str, str] = Field(default_factory=dict)
@@ -45,6 +45,9 @@ class InstanceType(Model):
     def resources(self) -> Resources:
         return Resources(q.cpu_milli(self.cpu), q.memory_bytes(self.memory), self.gpus,
                          1000 if self.gpus else 0)
+
+    def gpu_memory_bytes(self) -> int:
+        return q.memory_bytes(self.gpu_memory) if self.gpus and self.gpu_memory is not None else 0
 
     def node_labels(self, pool: str = "") -> dict[str, str]:
         out = {**self.labels, INSTANCE_TYPE_LABEL: self.name}
@@ -59,12 +62,13 @@ class InstanceType(Model):
         cap: dict[str, q.Quantity] = {q.CPU: self.cpu, q.MEMORY: self.memory}
         if res.gpus:
             cap[q.GPU] = res.gpus
-        return Node(name=name, capacity=cap, labels=self.node_labels(pool), price_per_hour=self.price_per_hour)
+        return Node(name=name, capacity=cap, labels=self.node_labels(pool), price_per_hour=self.price_per_hour,
+                    gpu_memory=self.gpu_memory_bytes() or None)
 
     def shape(self, existing: int = 0) -> NodeShape:
         """The core's view (for the scheduler's never-fits check): how many more may be added."""
         return NodeShape(self.name, self.resources(), max(self.max_count - existing, 0), self.gpu_model,
-                         self.node_labels(), self.price_per_hour)
+                         self.node_labels(), self.price_per_hour, self.gpu_memory_bytes())
 
 
 class NodePool(Model):

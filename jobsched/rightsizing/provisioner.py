@@ -67,14 +67,16 @@ class _Space:
         gpus: list[int] = []
         models: list[str] = []
         labels: list[dict[str, str]] = []
+        gmem: list[int] = []
         k = len(current) if current is not None else 0
         if current is not None:
             names += current.names
             cpu += current.cpu_cap.tolist()
             mem += current.mem_cap.tolist()
             gpus += current.gpu_count.tolist()
-            models += [current.models[m] if m >= 0 else "" for m in current.gpu_model]
+            models += current.gpu_models_of()
             labels += current.labels
+            gmem += current.gpu_mem.tolist()
         kind = [-1] * k
         for i, (t, n) in enumerate(zip(types, rows, strict=True)):
             r = t.resources()
@@ -84,8 +86,9 @@ class _Space:
             gpus += [r.gpus] * n
             models += [t.gpu_model] * n
             labels += [t.node_labels()] * n
+            gmem += [t.gpu_memory_bytes()] * n
             kind += [i] * n
-        self.base = NodeTable.from_arrays(names, cpu, mem, gpus, models, labels)
+        self.base = NodeTable.from_arrays(names, cpu, mem, gpus, models, labels, gpu_memory=gmem)
         if current is not None and k:
             self.base.cpu_free[:k] = current.cpu_free
             self.base.mem_free[:k] = current.mem_free
@@ -138,7 +141,7 @@ def _per_node(space: _Space, g: PodGroup) -> list[int]:
     for t in space.types:
         r = t.resources()
         one = NodeTable.from_arrays([t.name], [r.cpu_milli], [r.memory], [r.gpus], [t.gpu_model],
-                                    [t.node_labels()])
+                                    [t.node_labels()], gpu_memory=[t.gpu_memory_bytes()])
         n = placeable_count(one, g, space.scorer, space.gpus) if allowed_mask(one, g)[0] else 0
         out.append(min(n, 1) if g.placement == "StrictSpread" else n)
     return out

@@ -14,6 +14,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ from jobsched.core.nodes import NodeTable
 from jobsched.core.snapshot import QueueInfo
 from jobsched.server import convert
 from jobsched.server.burst import BurstRoom
+from jobsched.server.gpu_env import mps_running, replica_gpu
 from jobsched.server.lifecycle import Lifecycle
 from jobsched.server.metrics import Metrics
 from jobsched.spec.node import Node
@@ -47,7 +49,7 @@ class Controller:
                  provisionable: tuple = (), provisioning: Any = None) -> None:  # type: ignore[type-arg]
         self.store, self.backend, self.metrics, self.home, self.clock = store, backend, metrics, home, clock
         self.scheduler = Scheduler(policy)
-        self.lifecycle = Lifecycle(store, backend, metrics, clock, self.max_node_memory)
+        self.lifecycle = Lifecycle(store, backend, metrics, clock, self.max_node_memory, self.max_gpu_memory)
         self.provisionable = provisionable
         self.provisioning = provisioning  # jobsched.server.provisioning.Provisioning, optional
         from jobsched.rightsizing.cost import CostAccumulator
@@ -65,7 +67,7 @@ class Controller:
         self._last_reason: dict[str, str] = {}
         self._table: NodeTable | None = None
         self._table_for: list[Node] | None = None
-        self._groups: dict[str, tuple[tuple[int, int, float], Any]] = {}  # uid -> PodGroup of the spec
+        self._groups: dict[str, tuple[tuple[Any, ...], Any]] = {}  # uid -> PodGroup of the spec
 
     # loop -------------------------------------------------------------------------------------
     def start(self) -> None:
@@ -149,6 +151,12 @@ class Controller:
         mems += [s.resources.memory for s in self.shapes()]
         return max(mems, default=0)
 
+    def max_gpu_memory(self, job: JobRow) -> int | None:
+        """The largest GPU (bytes) any node, existing or provisionable, could give the job."""
+        from jobsched.rightsizing.gpu import largest_gpu_memory
+
+        return largest_gpu_memory(NodeTable.from_nodes(self.nodes()), convert.pod_group(job), self.shapes())
+
     def queue_infos(self) -> list[QueueInfo]:
         return [QueueInfo.from_spec(Queue.model_validate(m)) for m in self.store.queues().values()]
 
@@ -182,8 +190,9 @@ class Controller:
         for j in pending:
             try:
                 cached = self._groups.get(j.uid)
-                if cached is None or cached[0] != (j.memory, j.priority, j.created_at):
-                    cached = ((j.memory, j.priority, j.created_at), convert.pod_group(j))
+                version = (j.memory, j.priority, j.created_at, j.sizing.get("gpu_memory"))
+                if cached is None or cached[0] != version:
+                    cached = (version, convert.pod_group(j))
                     self._groups[j.uid] = cached
                 groups.append(cached[1])
             except ValueError as e:  # a stored manifest that no longer validates
@@ -238,6 +247,9 @@ class Controller:
         per_node: dict[str, int] = {}
         reps = []
         rank_env = convert.rank_env(spec)
+        gpu_mem = {n.name: n.gpu_memory_bytes for n in self.nodes()}
+        mps = bool(d.request.gpus) and mps_running()
+        shares = []
         for a in d.assignments:
             local_rank = per_node.get(a.node, 0)
             per_node[a.node] = local_rank + 1
@@ -247,16 +259,20 @@ class Controller:
                    "JOBSCHED_JOB": job.name, "JOBSCHED_NAMESPACE": job.namespace,
                    "JOBSCHED_ATTEMPT": str(idx), "JOBSCHED_CHECKPOINT_DIR": ckpt,
                    "JOBSCHED_MEMORY_LIMIT": str(limit or 0)}
-            if a.gpus:
-                env["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, a.gpus))
-            reps.append(ReplicaLaunch(a.rank, a.node, spec.spec.template.argv(), env, d.request, limit,
-                                      a.gpus, spec.spec.template.working_dir, spec.spec.template.image))
+            concrete, gpu_env, device = replica_gpu(d.request, a.gpus, gpu_mem.get(a.node, 0), mps)
+            env.update(gpu_env)  # after the job's env: the devices are jobsched's to give
+            shares.append(concrete.gpu_milli)
+            reps.append(ReplicaLaunch(a.rank, a.node, spec.spec.template.argv(), env, concrete, limit,
+                                      a.gpus, spec.spec.template.working_dir, spec.spec.template.image,
+                                      device))
         labels = dict(spec.metadata.labels)
         if spec.spec.checkpoint_dir:
             labels["jobsched.io/checkpoint-requested"] = "true"
         gang = GangLaunch(job.key, job.uid, idx, reps, ckpt, spec.spec.placement, labels)
         # Assume: record the attempt and the allocation before any side effect.
-        row = AttemptRow(job.uid, idx, "starting", d.request.as_dict(), limit,
+        # A memory-sized share keeps its size per node; its quota figure is the largest share taken.
+        recorded = replace(d.request, gpu_milli=max(shares)) if d.request.gpu_share and shares else d.request
+        row = AttemptRow(job.uid, idx, "starting", recorded.as_dict(), limit,
                          [[a.rank, a.node, list(a.gpus)] for a in d.assignments], {}, {}, None, now, None,
                          None, None, None, None, self.backend.enforcement(), resumed,
                          convert.launch_to_json(gang))
@@ -268,6 +284,7 @@ class Controller:
             self.store.add_event(job.uid, now, "Normal", "Admitted",
                                  f"attempt {idx}: {len(reps)} replica(s) on {', '.join(nodes)}, memory "
                                  f"request {format_bytes(d.request.memory)} limit {format_bytes(limit)}{mode}"
+                                 + _gpu_words(recorded)
                                  + (" (resuming from checkpoint)" if resumed else ""), conn=c)
         if idx == 0:
             self.metrics.admission_latency.observe(max(now - job.created_at, 0.0))
@@ -304,6 +321,13 @@ class Controller:
         self.metrics.jobs.clear()
         for (phase, queue), n in counts.items():
             self.metrics.jobs.labels(phase=phase, queue=queue).set(n)
+
+
+def _gpu_words(r: Resources) -> str:
+    if not r.gpu_memory:
+        return ""
+    share = f" (a share of {r.gpu_milli}/1000 of one GPU)" if r.gpus and r.gpu_milli < 1000 else ""
+    return f", GPU memory {format_bytes(r.gpu_memory)} per GPU{share}"
 
 
 def _base_env() -> dict[str, str]:

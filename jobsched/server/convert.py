@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 from jobsched.backends.base import GangLaunch, ReplicaLaunch
@@ -18,7 +19,7 @@ from jobsched.spec.api import (
     SizingInfo,
 )
 from jobsched.spec.duration import format_duration
-from jobsched.spec.job import TrainingJob
+from jobsched.spec.job import MemoryPolicy, TrainingJob
 from jobsched.spec.resources import Resources
 from jobsched.spec.status import JobPhase
 from jobsched.store import AttemptRow, JobRow, Store
@@ -30,7 +31,27 @@ def job_spec(row: JobRow) -> TrainingJob:
 
 def request_of(row: JobRow, job: TrainingJob | None = None) -> Resources:
     job = job or job_spec(row)
-    return job.requests().with_memory(row.memory)
+    req = job.requests().with_memory(row.memory)
+    gpu_memory = gpu_memory_of(row, job, req)
+    return req.with_gpu_memory(gpu_memory, job.spec.sharing()) if gpu_memory != req.gpu_memory else req
+
+
+def gpu_memory_of(row: JobRow, job: TrainingJob, req: Resources) -> int:
+    """Bytes per GPU the next attempt asks for: a CUDA-OOM resize (``sizing["gpu_memory"]``) first;
+    then the user's ``jobsched.io/gpu-memory``; under Auto, else the estimator's device figure
+    (``sizing["device_estimate"]``) plus the right-sizing margin, rounded up to MiB."""
+    if not req.gpus:
+        return 0
+    resized = row.sizing.get("gpu_memory")
+    if resized:
+        return int(resized)
+    if req.gpu_memory or job.spec.memory_policy is not MemoryPolicy.AUTO:
+        return req.gpu_memory
+    est = row.sizing.get("device_estimate")
+    if not est:
+        return 0
+    mib = 2**20
+    return int(math.ceil(int(est) * (1 + job.spec.right_sizing.margin) / mib)) * mib
 
 
 def pod_group(row: JobRow) -> PodGroup:
@@ -67,6 +88,10 @@ def memory_timeline(timelines: dict[int, dict[str, Any]], limit: int | None) -> 
 def attempt_info(att: AttemptRow, timelines: dict[int, dict[str, Any]] | None = None) -> AttemptInfo:
     req = Resources.from_dict(att.requests)
     requests = {"cpu": req.cpu_milli, "memory": req.memory, "nvidia.com/gpu": req.gpus}
+    if req.gpu_memory:
+        requests["jobsched.io/gpu-memory"] = req.gpu_memory
+    if req.gpus and req.gpu_milli < 1000:
+        requests["jobsched.io/gpu-milli"] = req.gpu_milli
     limits = {"memory": att.memory_limit} if att.memory_limit is not None else {}
     reps = [ReplicaInfo(rank=int(k), **{kk: vv for kk, vv in v.items() if kk != "rank"})
             for k, v in sorted(att.replicas.items(), key=lambda kv: int(kv[0]))]

@@ -23,14 +23,16 @@ if TYPE_CHECKING:
     from jobsched.rightsizing.recovery import EndedAttempt
 
 log = logging.getLogger("jobsched.lifecycle")
-FAILURES = {"Error", "OOMKilled", "InProgramOOM", "Evicted", "Lost", "NodeLost", "StartFailed"}
+FAILURES = {"Error", "OOMKilled", "InProgramOOM", "CudaOOM", "Evicted", "Lost", "NodeLost", "StartFailed"}
 
 
 class Lifecycle:
     def __init__(self, store: Store, backend: Backend, metrics: Metrics, clock: Callable[[], float],
-                 max_node_memory: Callable[[], int]) -> None:
+                 max_node_memory: Callable[[], int],
+                 max_gpu_memory: Callable[[JobRow], int | None] | None = None) -> None:
         self.store, self.backend, self.metrics, self.clock = store, backend, metrics, clock
         self.max_node_memory = max_node_memory
+        self.max_gpu_memory = max_gpu_memory  # the largest GPU a job could get (CUDA OOM resizing)
 
     # events -----------------------------------------------------------------------------------
     def _find(self, job_key: str, attempt: int) -> tuple[JobRow, AttemptRow] | None:
@@ -53,12 +55,14 @@ class Lifecycle:
             self.store.update_attempt(job.uid, att.idx, replicas={**att.replicas, str(ev.rank): rep})
             return
         reason = ev.reason
-        if att.stop_reason is not None and ev.reason not in ("Completed", "OOMKilled", "InProgramOOM"):
+        if att.stop_reason is not None and ev.reason not in ("Completed", "OOMKilled", "InProgramOOM", "CudaOOM"):
             # Stopped by us: for a sibling's failure, a cancellation or a preemption.
             cause = att.stop_reason.split(":", 1)[0]
             reason = AttemptReason.GANG_STOPPED.value if cause in FAILURES else cause
         rep.update(exit_code=ev.exit_code, reason=reason, peak_memory_bytes=ev.peak_memory_bytes,
                    message=ev.message)
+        if ev.device_peak_bytes:
+            rep["device_peak_bytes"] = ev.device_peak_bytes
         replicas = {**att.replicas, str(ev.rank): rep}
         stop_reason = att.stop_reason
         with self.store.tx() as c:
@@ -94,9 +98,10 @@ class Lifecycle:
         job = self.store.job_by_uid(job.uid) or job
         ended = self.ended_attempts(job, att, stop, peak) if stop in ("OOMKilled", "InProgramOOM",
                                                                      "Evicted") else ()
+        gpu_cap = self.max_gpu_memory(job) if stop == "CudaOOM" and self.max_gpu_memory else None
         decision = after_attempt(job, att, stop, peak, self.max_node_memory(), now, ended=ended,
                                  estimate=job.sizing.get("estimated_memory"),
-                                 recommended=job.sizing.get("recommended_memory"))
+                                 recommended=job.sizing.get("recommended_memory"), gpu_cap=gpu_cap)
         with self.store.tx() as c:
             self.store.update_attempt(job.uid, idx, conn=c, state="ended", reason=stop, exit_code=exit_code,
                                       peak_memory=peak, message=message, finished_at=now)

@@ -197,19 +197,30 @@ class JobService:
         used: dict[str, Resources] = {}
         for a in live:
             req = Resources.from_dict(a.requests)
-            for _, node, _ in a.assignments:
-                used[node] = used.get(node, Resources()) + req
+            for r, node, _ in a.assignments:  # a GPU share counts as its share of a GPU
+                rep = next((x for x in a.launch.get("replicas", []) if x.get("rank") == r), None)
+                got = Resources.from_dict(rep["requests"]) if rep else req
+                used[node] = used.get(node, Resources()) + got
         enforcement = self.backend.enforcement()
+        note_fn = getattr(self.backend, "gpu_note", None)
+        note = (note_fn() if note_fn is not None else "") or None
         return [NodeStatus(name=n.name, allocatable=dict(n.allocatable), labels=dict(n.labels),
+                           gpu_model=n.gpu_model or None, gpu_memory=n.gpu_memory_bytes or None,
+                           gpu_note=note if not n.allocatable_vector().gpus else None,
                            unschedulable=n.unschedulable, enforcement=enforcement,
                            allocated={"cpu": used.get(n.name, Resources()).cpu_milli,
                                       "memory": used.get(n.name, Resources()).memory,
-                                      "nvidia.com/gpu": used.get(n.name, Resources()).gpus})
+                                      "nvidia.com/gpu": used.get(n.name, Resources()).gpus,
+                                      "jobsched.io/gpu-milli": _gpu_milli(used.get(n.name))})
                 for n in self.backend.nodes()]
 
     def info(self) -> ServerInfo:
         return ServerInfo(version=__version__, backend=self.backend.name, home=str(self.home), pid=os.getpid(),
                           enforcement=self.backend.enforcement())
+
+
+def _gpu_milli(r: Resources | None) -> int:
+    return 0 if r is None else r.gpu_total_milli
 
 
 def _read_from(path: str, offset: int) -> bytes:

@@ -27,9 +27,10 @@ class AfterAttempt:
 
 def after_attempt(job: JobRow, att: AttemptRow, reason: str, peak: int | None, cap: int,
                   now: float, ended: Sequence[EndedAttempt] = (), estimate: int | None = None,
-                  recommended: int | None = None) -> AfterAttempt:
+                  recommended: int | None = None, gpu_cap: int | None = None) -> AfterAttempt:
     """``ended``: what every attempt so far (this one last) told about memory, for OOM recovery;
-    ``estimate``/``recommended``: the estimator's and the history's figures, when known."""
+    ``estimate``/``recommended``: the estimator's and the history's figures, when known;
+    ``gpu_cap``: the most GPU memory any GPU the job may use offers (for a CUDA OOM)."""
     spec = convert.job_spec(job)
     out = AfterAttempt()
     if reason == "Completed":
@@ -84,6 +85,8 @@ def after_attempt(job: JobRow, att: AttemptRow, reason: str, peak: int | None, c
                                      f"({spec.spec.max_retries}) exhausted"}
         out.events.append(("Warning", "Failed", out.job_fields["message"]))
         return out
+    if reason == "CudaOOM":
+        return _cuda_oom(job, att, retries, gpu_cap, now)
     if reason in ("OOMKilled", "InProgramOOM"):
         return _resize(job, att, reason, peak, cap, retries, now, ended, estimate, recommended)
     detail = next((r.get("message") for r in att.replicas.values()
@@ -132,5 +135,35 @@ def _resize(job: JobRow, att: AttemptRow, reason: str, peak: int | None, cap: in
                       "message": f"resized to {q.format_bytes(d.memory)} per replica"
                                  + (" (measuring retry: the limit may burst above it)" if d.burst else "")
                                  + "; resumes from the newest checkpoint"}
+    out.events.append(("Warning", "Resized", d.reason))
+    return out
+
+
+def _cuda_oom(job: JobRow, att: AttemptRow, retries: int, gpu_cap: int | None, now: float) -> AfterAttempt:
+    """Resize on the device dimension: the next attempt asks for more GPU memory per GPU (a bigger
+    share, a whole GPU, or a GPU model with more memory), never the same device size again; the host
+    memory stays. Without a larger GPU the job fails with a hint."""
+    from jobsched.rightsizing.policy import next_attempt_memory
+    from jobsched.spec.resources import Resources
+
+    rs = convert.job_spec(job).spec.right_sizing
+    had = [int(r.get("gpu_memory_limit") or 0) for r in att.launch.get("replicas", [])]
+    device = max(had, default=0) or Resources.from_dict(att.requests).gpu_memory or None
+    peaks = [int(r["device_peak_bytes"]) for r in att.replicas.values() if r.get("device_peak_bytes")]
+    previous = att.memory_limit or job.memory
+    d = next_attempt_memory(reason="CudaOOM", previous=previous, observed_peak=max(peaks, default=None),
+                            margin=rs.margin, growth=rs.growth, cap=max(previous, 1), max_memory=None,
+                            device="gpu", gpu_memory=device, gpu_cap=gpu_cap)
+    out = AfterAttempt()
+    if d.gpu_memory is None:
+        out.job_fields = {"phase": JobPhase.FAILED.value, "reason": "GpuMemoryCapReached",
+                          "retries_used": retries, "finished_at": now, "message": d.reason}
+        out.events.append(("Warning", "GpuMemoryCapReached", d.reason))
+        return out
+    sizing = {**job.sizing, "gpu_memory": d.gpu_memory, "why": d.reason}
+    out.job_fields = {"phase": JobPhase.PENDING.value, "reason": "CudaOOM", "sizing": sizing,
+                      "retries_used": retries,
+                      "message": f"resized to {q.format_bytes(d.gpu_memory)} of GPU memory per GPU; resumes "
+                                 "from the newest checkpoint"}
     out.events.append(("Warning", "Resized", d.reason))
     return out

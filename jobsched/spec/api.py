@@ -82,6 +82,7 @@ class SizingInfo(ApiModel):
     recommended_memory: int | None = None
     chosen_memory: int | None = None
     default_memory: int | None = None  # no memory declared: the queue's default was used
+    gpu_memory: int | None = None  # GPU memory per GPU the next attempt asks for after a CUDA OOM
     why: str | None = None
     breakdown: dict[str, Any] = Field(default_factory=dict)
 
@@ -123,6 +124,9 @@ class QueueStatus(ApiModel):
 
 class NodeStatus(ApiModel):
     name: str
+    gpu_model: str | None = None
+    gpu_memory: int | None = None  # bytes per GPU; None: unknown
+    gpu_note: str | None = None  # why no GPU was found (local backend: NVML)
     allocatable: dict[str, Any] = Field(default_factory=dict)
     allocated: dict[str, int] = Field(default_factory=dict)
     labels: dict[str, str] = Field(default_factory=dict)

@@ -147,6 +147,10 @@ class TrainingJobSpec(Model):
     placement: Literal["Pack", "Spread", "StrictSpread"] = "Pack"
     # GPU models the job accepts (node label jobsched.io/gpu-model); empty: any.
     gpu_models: list[str] = Field(default_factory=list)
+    # Auto: a 1-GPU replica whose GPU-memory request (declared or estimated) is below a GPU's memory
+    # shares that GPU, sized from the request. Never: whole GPUs only. Unset: share only when
+    # jobsched.io/gpu-milli is given (a fixed share). See docs/gpu.md.
+    gpu_sharing: Literal["Auto", "Never"] | None = None
 
     @model_validator(mode="after")
     def _resources_valid(self) -> TrainingJobSpec:
@@ -160,7 +164,19 @@ class TrainingJobSpec(Model):
                 lim, req = q.parse_quantity(res.limits[key]), q.parse_quantity(res.requests[key])
                 if req > lim:
                     raise ValueError(f"template.resources.requests.{key} must not exceed the limit")
+        if self.gpu_sharing == "Never" and q.GPU_MILLI in {**res.limits, **res.requests}:
+            raise ValueError(f"gpuSharing: Never contradicts template.resources {q.GPU_MILLI} (a GPU share)")
         return self
+
+    def requests(self) -> Resources:
+        """The per-replica request; with a GPU-memory request and gpuSharing Auto, a memory-sized
+        share of one GPU."""
+        vec = self.template.resources.request_vector()
+        return vec.with_gpu_memory(vec.gpu_memory, self.sharing()) if vec.gpu_memory else vec
+
+    def sharing(self) -> bool:
+        """May a replica's GPU be sized as a share of one GPU from its GPU-memory request?"""
+        return self.gpu_sharing == "Auto"
 
 
 class TrainingJob(Model):
@@ -179,7 +195,7 @@ class TrainingJob(Model):
         return f"{self.metadata.namespace}/{self.metadata.name}"
 
     def requests(self) -> Resources:
-        return self.spec.template.resources.request_vector()
+        return self.spec.requests()
 
     def family(self) -> str:
         return self.spec.right_sizing.family or self.metadata.labels.get(

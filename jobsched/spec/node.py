@@ -1,6 +1,8 @@
-"""A node as the scheduler sees it: capacity, allocatable, labels."""
+"""A node as the scheduler sees it: capacity, allocatable, labels, and its GPUs' model and memory."""
 
 from __future__ import annotations
+
+from collections.abc import Mapping
 
 from pydantic import Field
 
@@ -10,6 +12,9 @@ from jobsched.spec.resources import Resources
 
 GPU_MODEL_LABEL = "jobsched.io/gpu-model"
 INSTANCE_TYPE_LABEL = "node.kubernetes.io/instance-type"
+# Set by NVIDIA GPU Feature Discovery on Kubernetes nodes.
+GFD_PRODUCT_LABEL = "nvidia.com/gpu.product"
+GFD_MEMORY_LABEL = "nvidia.com/gpu.memory"  # MiB per GPU
 
 
 class Node(Model):
@@ -19,6 +24,7 @@ class Node(Model):
     labels: dict[str, str] = Field(default_factory=dict)
     unschedulable: bool = False
     price_per_hour: float = 0.0
+    gpu_memory: q.Quantity | None = None  # memory of each GPU; None: unknown
 
     def allocatable_vector(self) -> Resources:
         src = self.allocatable or self.capacity
@@ -27,3 +33,18 @@ class Node(Model):
     @property
     def gpu_model(self) -> str:
         return self.labels.get(GPU_MODEL_LABEL, "")
+
+    @property
+    def gpu_memory_bytes(self) -> int:
+        """Memory of each GPU in bytes; 0 when unknown."""
+        return q.memory_bytes(self.gpu_memory) if self.gpu_memory is not None else 0
+
+
+def gfd_gpu(labels: Mapping[str, str]) -> tuple[str, int]:
+    """(GPU model, bytes per GPU) from the labels of NVIDIA GPU Feature Discovery
+    (``nvidia.com/gpu.product``, ``nvidia.com/gpu.memory`` in MiB); ("", 0) for what is missing or
+    malformed. A ``jobsched.io/gpu-model`` label set by the administrator wins over the product."""
+    model = labels.get(GPU_MODEL_LABEL) or labels.get(GFD_PRODUCT_LABEL, "")
+    raw = labels.get(GFD_MEMORY_LABEL, "").strip()
+    mib = int(raw) if raw.isdigit() else 0
+    return model, mib * 2**20

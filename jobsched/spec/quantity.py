@@ -16,7 +16,8 @@ CPU = "cpu"
 MEMORY = "memory"
 GPU = "nvidia.com/gpu"
 GPU_MILLI = "jobsched.io/gpu-milli"  # share of one GPU in thousandths (GPU sharing)
-KNOWN_RESOURCES = (CPU, MEMORY, GPU, GPU_MILLI, "ephemeral-storage")
+GPU_MEMORY = "jobsched.io/gpu-memory"  # memory each GPU (or GPU share) must offer, bytes
+KNOWN_RESOURCES = (CPU, MEMORY, GPU, GPU_MILLI, GPU_MEMORY, "ephemeral-storage")
 MIN_MEMORY = 2**20  # a memory request or limit below 1Mi is a mistake, never a real size
 
 

@@ -23,7 +23,8 @@ class AttemptReason(StrEnum):
     COMPLETED = "Completed"  # every replica exited 0
     ERROR = "Error"  # a replica exited non-zero for an ordinary reason
     OOM_KILLED = "OOMKilled"  # container/cgroup limit hit: the kernel OOM killer
-    IN_PROGRAM_OOM = "InProgramOOM"  # the program raised MemoryError / CUDA OOM itself
+    IN_PROGRAM_OOM = "InProgramOOM"  # the program raised MemoryError (host memory) itself
+    CUDA_OOM = "CudaOOM"  # the program ran out of GPU memory (torch.cuda.OutOfMemoryError)
     EVICTED = "Evicted"  # node memory pressure: reschedule at the same size
     PREEMPTED = "Preempted"  # a higher-priority gang needed the room
     CANCELLED = "Cancelled"  # the user cancelled

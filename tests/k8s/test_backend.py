@@ -355,3 +355,34 @@ def test_pods_of_other_schedulers_hold_room(rt, k8s_cluster):
     rt.service.submit(job("beside", 1, pool, cpu="2"))
     pods = until(lambda: [p for p in pods_of(core, "beside") if p.spec.node_name] or None, what="bound")
     assert pods[0].spec.node_name == names[1]  # not onto the node the other scheduler filled
+
+
+def test_gpu_feature_discovery_labels_size_gpu_placement(rt, k8s_cluster):
+    """A KWOK node labelled like NVIDIA GPU Feature Discovery: its model and memory per GPU reach
+    the scheduler; a GPU-memory request it cannot hold is rejected, one it can hold is bound, and
+    the pod leaves device isolation to the device plugin."""
+    pool = label()
+    gfd = {"pool": pool, "nvidia.com/gpu.product": "NVIDIA-L4", "nvidia.com/gpu.memory": "23034"}
+    k8s_cluster.add_nodes(1, cpu="8", memory="32Gi", gpus=1, labels=gfd)
+    node = until(lambda: next((n for n in rt.backend.nodes() if n.labels.get("pool") == pool), None),
+                 what="GPU node seen")
+    assert node.gpu_model == "NVIDIA-L4" and node.gpu_memory_bytes == 23034 * 2**20
+    shown = next(n for n in rt.service.nodes() if n.name == node.name)
+    assert shown.gpu_model == "NVIDIA-L4" and shown.gpu_memory == 23034 * 2**20
+    core = core_api(rt)
+    big = job("gpu-big", 1, pool)
+    big["spec"]["template"]["resources"]["requests"].update({"nvidia.com/gpu": 1, "jobsched.io/gpu-memory": "30Gi"})
+    big["spec"]["template"]["nodeSelector"] = {"pool": pool}
+    rt.service.submit(big)
+    st = until(lambda: (s := rt.service.get("default", "gpu-big")).phase.is_terminal() and s, what="rejected")
+    assert st.phase.value == "Failed" and "GPU memory below 30Gi" in st.message
+    fits = job("gpu-fits", 1, pool)
+    fits["spec"]["template"]["resources"]["requests"].update({"nvidia.com/gpu": 1, "jobsched.io/gpu-memory": "16Gi"})
+    rt.service.submit(fits)
+    until(lambda: rt.service.get("default", "gpu-fits").phase.value == "Running", what="gpu-fits running")
+    pods = pods_of(core, "gpu-fits")
+    c = pods[0].spec.containers[0]
+    assert c.resources.limits["nvidia.com/gpu"] == "1"
+    assert not {"CUDA_VISIBLE_DEVICES", "NVIDIA_VISIBLE_DEVICES"} & {e.name for e in c.env}
+    set_outcome(core, pods, "Succeeded")
+    until(lambda: rt.service.get("default", "gpu-fits").phase.is_terminal(), what="gpu-fits done")

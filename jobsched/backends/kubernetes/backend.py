@@ -20,7 +20,7 @@ from typing import Any
 from jobsched.backends.base import GangLaunch, ReplicaEvent, StartError
 from jobsched.backends.kubernetes import pods as P
 from jobsched.backends.kubernetes.informer import Informer, wait_synced
-from jobsched.spec.node import Node
+from jobsched.spec.node import GPU_MODEL_LABEL, Node, gfd_gpu
 
 log = logging.getLogger("jobsched.k8s")
 GROUP, VERSION = "jobsched.io", "v1alpha1"
@@ -184,11 +184,15 @@ class KubernetesBackend:
                 alloc["cpu"] = f"{max(q.cpu_milli(alloc.get('cpu', 0)) - used[0], 0)}m"
                 alloc["memory"] = max(q.memory_bytes(alloc.get("memory", 0)) - used[1], 0)
                 alloc["nvidia.com/gpu"] = max(q.whole(alloc.get("nvidia.com/gpu", 0), "gpu") - used[2], 0)
+            labels = dict(n.metadata.labels or {})
+            model, gpu_mem = gfd_gpu(labels)  # NVIDIA GPU Feature Discovery's labels
+            if model:
+                labels.setdefault(GPU_MODEL_LABEL, model)
             try:
                 out.append(Node.model_validate({
                     "name": n.metadata.name, "capacity": {k: v for k, v in (st.capacity or {}).items()
                                                           if k in ("cpu", "memory", "nvidia.com/gpu")},
-                    "allocatable": alloc, "labels": dict(n.metadata.labels or {}),
+                    "allocatable": alloc, "labels": labels, "gpu_memory": gpu_mem or None,
                     "unschedulable": bool(n.spec and n.spec.unschedulable) or not ready,
                     "price_per_hour": float((n.metadata.annotations or {}).get("jobsched.io/price-per-hour", 0)),
                 }))

@@ -37,6 +37,9 @@ def build_pod(gang: GangLaunch, rep: ReplicaLaunch, namespace: str, owner: dict[
         env["JOBSCHED_CHECKPOINT_DIR"] = CKPT_MOUNT
     for k in ("PATH", "HOME", "VIRTUAL_ENV", "PYENV_VERSION", "TMPDIR", "USER", "SHELL"):
         env.pop(k, None)  # the image brings its own
+    if rep.requests.gpus:  # the device plugin gives the container its GPUs (numbered from 0);
+        for k in ("CUDA_VISIBLE_DEVICES", "NVIDIA_VISIBLE_DEVICES"):  # without GPUs "void" stays,
+            env.pop(k, None)  # against CUDA images' NVIDIA_VISIBLE_DEVICES=all
     req = rep.requests
     requests: dict[str, Any] = {"cpu": f"{req.cpu_milli}m", "memory": str(req.memory)}
     limits: dict[str, Any] = {}

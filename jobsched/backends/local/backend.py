@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -17,11 +18,27 @@ from typing import Any
 
 from jobsched.backends.base import GangLaunch, ReplicaEvent, StartError
 from jobsched.backends.local.cgroup import CgroupDriver, detect, host_memory
+from jobsched.backends.local.gpus import GpuInventory, inventory
 from jobsched.backends.local.shim import proc_start_time
 from jobsched.backends.prestart import check_replica
-from jobsched.spec.node import Node
+from jobsched.spec.node import GPU_MODEL_LABEL, Node
 
 RESERVED_MEMORY = 512 * 2**20  # kept back for the control plane itself
+VIRTUAL_NODE_KEYS = {"name", "cpu", "memory", "gpus", "gpuModel", "gpuMemory", "labels"}
+log = logging.getLogger("jobsched.local")
+
+
+def virtual_node(n: dict[str, Any]) -> Node:
+    """A ``--local-nodes`` entry: ``{name, cpu, memory, gpus, gpuModel, gpuMemory, labels}``."""
+    labels = {"jobsched.io/virtual": "true", **n.get("labels", {})}
+    if n.get("gpuModel") and n.get("gpus"):
+        labels[GPU_MODEL_LABEL] = str(n["gpuModel"])
+    return Node.model_validate({
+        "name": n["name"],
+        "allocatable": {"cpu": n.get("cpu", 1), "memory": n.get("memory", "1Gi"),
+                        "nvidia.com/gpu": n.get("gpus", 0)},
+        "labels": labels, "gpuMemory": n.get("gpuMemory") if n.get("gpus") else None,
+    })
 
 
 @dataclass
@@ -40,7 +57,7 @@ class _Replica:
 @dataclass
 class LocalBackend:
     home: Path
-    nodes_config: list[dict[str, Any]] | None = None  # virtual nodes: [{name, cpu, memory, gpus}]
+    nodes_config: list[dict[str, Any]] | None = None  # virtual nodes: see virtual_node
     enforcement_mode: str | None = None  # None: detect; "watchdog" forces the fallback
     # Node-pressure eviction threshold, the kubelet's default ``memory.available<100Mi``; None: off.
     eviction_hard_available_bytes: int | None = 100 * 2**20
@@ -50,6 +67,10 @@ class LocalBackend:
 
     def __post_init__(self) -> None:
         self.home = Path(self.home)
+        self.gpus: GpuInventory = GpuInventory(note="virtual nodes (--local-nodes)")
+        if not self.nodes_config:
+            self.gpus = inventory()
+            log.info("GPUs: %s", self.gpus.describe())
         self.driver: CgroupDriver = detect(self.enforcement_mode)
         self.run_dir = self.home / "runs"
         self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -58,17 +79,19 @@ class LocalBackend:
     # nodes ------------------------------------------------------------------------------------
     def nodes(self) -> list[Node]:
         if self.nodes_config:
-            return [Node.model_validate({
-                "name": n["name"],
-                "allocatable": {"cpu": n.get("cpu", 1), "memory": n.get("memory", "1Gi"),
-                                "nvidia.com/gpu": n.get("gpus", 0)},
-                "labels": {"jobsched.io/virtual": "true", **n.get("labels", {})},
-            }) for n in self.nodes_config]
+            return [virtual_node(n) for n in self.nodes_config]
         cpus = len(os.sched_getaffinity(0))
         mem = max(host_memory() - RESERVED_MEMORY, 256 * 2**20)
-        gpus = len([d for d in os.listdir("/dev") if d.startswith("nvidia") and d[6:].isdigit()])
+        labels = {"kubernetes.io/hostname": "local"}
+        if self.gpus.model:
+            labels[GPU_MODEL_LABEL] = self.gpus.model
         return [Node.model_validate({"name": "local", "allocatable": {
-            "cpu": cpus, "memory": mem, "nvidia.com/gpu": gpus}, "labels": {"kubernetes.io/hostname": "local"}})]
+            "cpu": cpus, "memory": mem, "nvidia.com/gpu": self.gpus.count}, "labels": labels,
+            "gpu_memory": self.gpus.memory or None})]
+
+    def gpu_note(self) -> str:
+        """Why this machine shows no GPU (empty when it has some, or with virtual nodes)."""
+        return "" if self.gpus.count or self.nodes_config else self.gpus.note
 
     def enforcement(self) -> str:
         return self.driver.kind
@@ -180,7 +203,8 @@ class LocalBackend:
                 events.append(ReplicaEvent(r.job_key, r.attempt, r.rank, "exited", res["finished_at"],
                                            exit_code=res["exit_code"], reason=res["reason"],
                                            peak_memory_bytes=res.get("peak_memory_bytes"),
-                                           message=res.get("message"), timeline=res.get("timeline")))
+                                           message=res.get("message"), timeline=res.get("timeline"),
+                                           device_peak_bytes=res.get("device_peak_bytes")))
             elif proc_start_time(int(r.handle["shim_pid"])) != r.handle.get("shim_start"):
                 time.sleep(0.05)  # the shim may be writing its result right now
                 if result.exists():

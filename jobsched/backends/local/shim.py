@@ -1,8 +1,8 @@
 """The replica shim (like containerd-shim): one small process per replica, in its own session.
 
 It starts the replica in its memory cgroup, copies stdout/stderr to log files, waits for it, and
-writes ``result.json`` with the exit code, the reason (Completed, Error, OOMKilled, InProgramOOM),
-the peak memory and the enforcement used. Because the shim outlives the server, a server killed
+writes ``result.json`` with the exit code, the reason (Completed, Error, OOMKilled, InProgramOOM,
+CudaOOM), the peak memory (and, after a CUDA OOM, the device peak) and the enforcement used. Because the shim outlives the server, a server killed
 with SIGKILL loses nothing: on restart the backend re-adopts live shims and reads finished results.
 
 Run as ``python -m jobsched.backends.local.shim SPEC.json``.
@@ -28,6 +28,10 @@ from typing import Any
 from jobsched.backends.local.cgroup import CgroupDriver
 from jobsched.backends.local.sampler import MemorySampler
 
+CUDA_OOM = re.compile(r"CUDA out of memory|CUDA error: out of memory|CUBLAS_STATUS_ALLOC_FAILED|"
+                      r"cuda\.OutOfMemoryError", re.IGNORECASE)
+_SIZE = r"([\d.]+) ([KMGT]i)?B"
+_UNITS = {None: 1, "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40}
 IN_PROGRAM_OOM = re.compile(
     r"MemoryError|CUDA out of memory|OutOfMemoryError|std::bad_alloc|Cannot allocate memory|"
     r"out of memory", re.IGNORECASE)
@@ -158,13 +162,14 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
     text = "".join(tail)
     reason, msg, peak = classify_exit(rc, oom, text, limit, peak, driver.kind,
                                       cgroup_enforced=driver.kind != "watchdog")
+    device = device_peak(text) if reason == "CudaOOM" else None
     if cg is not None:
         driver.remove(cg)
     for f in (combined, out, err):
         f.close()
     return {"exit_code": exit_code, "reason": reason, "message": msg, "peak_memory_bytes": peak,
             "started_at": started, "finished_at": time.time(), "enforcement": driver.kind,
-            "timeline": timeline}
+            "timeline": timeline, "device_peak_bytes": device}
 
 
 def classify_exit(rc: int, oom: bool, text: str, limit: int | None, peak: int | None, kind: str,
@@ -173,8 +178,9 @@ def classify_exit(rc: int, oom: bool, text: str, limit: int | None, peak: int | 
     """(reason, message, peak) for a replica that exited with return code ``rc`` (negative: signal).
 
     OOMKilled when the memory limit killed it (a cgroup's peak is then at least the limit), Completed
-    on 0, ``stop_reason`` when jobsched stopped it, InProgramOOM when its stderr tail shows an
-    out-of-memory error the program raised itself, else Error. Shared by every backend that runs
+    on 0, ``stop_reason`` when jobsched stopped it, CudaOOM when its stderr tail shows a CUDA
+    out-of-memory error, InProgramOOM for another out-of-memory error the program raised itself,
+    else Error. Shared by every backend that runs
     replicas as processes (local shim, Ray actor)."""
     exit_code = 128 - rc if rc < 0 else rc
     if oom and rc != 0:
@@ -185,9 +191,34 @@ def classify_exit(rc: int, oom: bool, text: str, limit: int | None, peak: int | 
         return "Completed", "", peak
     if stop_reason is not None:
         return stop_reason, f"stopped ({stop_reason}), exit code {exit_code}", peak
+    if CUDA_OOM.search(text):
+        return "CudaOOM", _last_line(text, CUDA_OOM), peak
     if IN_PROGRAM_OOM.search(text):
         return "InProgramOOM", _last_line(text, IN_PROGRAM_OOM), peak
     return "Error", f"exit code {exit_code}" + (f" (signal {-rc})" if rc < 0 else ""), peak
+
+
+def device_peak(text: str) -> int | None:
+    """The GPU memory a replica that died of a CUDA OOM needed, from its output: the device peak the
+    ``workers`` runtime prints (``device_peak_bytes=N``) or, without it, what torch's message says the
+    process held ("this process has X memory in use"), plus the allocation that failed ("Tried to
+    allocate Y"). None when neither is there."""
+    held = None
+    m = re.findall(r"device_peak_bytes=(\d+)", text)
+    if m:
+        held = int(m[-1])
+    else:
+        m2 = re.findall(r"this process has " + _SIZE + " memory in use", text)
+        if m2:
+            held = _bytes(*m2[-1])
+    if held is None:
+        return None
+    tried = re.findall(r"Tried to allocate " + _SIZE, text)
+    return held + (_bytes(*tried[-1]) if tried else 0)
+
+
+def _bytes(num: str, unit: str) -> int:
+    return int(float(num) * _UNITS[unit or None])
 
 
 def _last_line(text: str, pat: re.Pattern[str]) -> str:

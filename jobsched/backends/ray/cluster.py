@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from jobsched.spec.node import Node
+from jobsched.spec.node import GPU_MODEL_LABEL, Node
 from jobsched.spec.resources import Resources
 
 NAMESPACE = "jobsched"
@@ -100,6 +100,9 @@ def ray_nodes() -> tuple[list[Node], dict[str, RayNode]]:
                 alloc[f"ray.io/{key}"] = value
         labels = {str(k): str(v) for k, v in (n.get("Labels") or {}).items()}
         labels.update({NODE_ID_LABEL: nid, NODE_IP_LABEL: ip, "kubernetes.io/hostname": name})
+        accel = [k.split(":", 1)[1] for k in res if k.startswith("accelerator_type:")]
+        if accel and alloc["nvidia.com/gpu"]:  # Ray knows the model, not the memory per GPU
+            labels.setdefault(GPU_MODEL_LABEL, accel[0])
         nodes.append(Node.model_validate({"name": name, "allocatable": alloc, "labels": labels}))
         index[name] = RayNode(name, nid, ip, ips.count(ip) > 1)
     return nodes, index
