@@ -40,7 +40,7 @@ def events(st):
     ("tenth", 1000, "100Mi", 2),  # declared at 1/10 of its need
 ])
 def test_plateauing_job_finds_its_size_in_one_retry(rt, name, need_mib, declared, max_kills):
-    rt.service.submit(manifest(name, [PY, HOG, "plateau", str(need_mib), "--ramp", "1.5", "--hold", "1.5"],
+    rt.service.submit(manifest(name, [PY, HOG, "plateau", str(need_mib), "--ramp", "1.5", "--hold", "3"],
                                memory=declared, maxRetries=5))
     st = wait_for(rt.service, name, timeout=180)
     assert st.phase.value == "Succeeded", events(st)
@@ -95,7 +95,7 @@ def test_leak_ends_memory_leak_with_the_rate(rt):
 
 
 def test_big_plateau_is_not_a_leak(rt):
-    rt.service.submit(manifest("big", [PY, HOG, "plateau", "1200", "--ramp", "3", "--hold", "2"],
+    rt.service.submit(manifest("big", [PY, HOG, "plateau", "1200", "--ramp", "3", "--hold", "3"],
                                memory="128Mi", maxRetries=5))
     st = wait_for(rt.service, "big", timeout=180)
     assert st.phase.value == "Succeeded", events(st)
