@@ -6,6 +6,7 @@ A virtual node of 2Gi bounds how far a measuring retry may burst, so a leak cann
 from __future__ import annotations
 
 import io
+import time
 from pathlib import Path
 
 import pytest
@@ -101,3 +102,44 @@ def test_big_plateau_is_not_a_leak(rt):
     assert st.phase.value == "Succeeded", events(st)
     assert oom_kills(st) <= 2
     assert st.attempts[-1].memory_timeline.shape == "plateau"
+
+
+def test_node_pressure_evicts_the_replica_above_its_request_not_its_neighbour(make_runtime):
+    """A measuring retry uses memory nobody reserved: under node pressure it goes first (the kubelet's
+    ranking), even when its neighbour uses more in absolute terms but stays within its request; it is
+    requeued with its request raised to what it used."""
+    import psutil
+
+    rt = make_runtime()
+    if rt.backend.enforcement() == "watchdog":
+        pytest.skip("needs a memory cgroup")
+    hold = [PY, HOG, "plateau", "{mb}", "--ramp", "0.2", "--hold", "{hold}"]
+    within = [a.format(mb=400, hold=60) for a in hold]
+    rt.service.submit(manifest("within", within, memory="600Mi"))
+    wait_for(rt.service, "within", phases=("Running",), timeout=60)
+    above = [PY, "-c", "import os, sys, time\n"
+                       "b = bytearray(250 << 20); b[::4096] = b'x' * len(b[::4096])\n"
+                       "print('holding', flush=True)\n"
+                       "time.sleep(60 if os.environ['JOBSCHED_ATTEMPT'] == '0' else 0.1)"]
+    m = manifest("above", above, memory="64Mi", maxRetries=0)
+    m["spec"]["template"]["resources"]["limits"] = {"memory": "1Gi"}  # burstable: limit over request
+    rt.service.submit(m)
+    wait_for(rt.service, "above", phases=("Running",), timeout=60)
+    deadline = time.monotonic() + 60
+    while "holding" not in rt.service.logs("default", "above")[0]:
+        assert time.monotonic() < deadline, "the bursting job never allocated"
+        time.sleep(0.1)
+    rt.backend.eviction_hard_available_bytes = psutil.virtual_memory().available + 2**30  # pressure now
+    st = wait_for(rt.service, "above", phases=("Pending", "Admitted", "Running", "Succeeded"), timeout=30)
+    deadline = time.monotonic() + 30
+    while not st.attempts or st.attempts[0].reason is None:
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+        st = rt.service.get("default", "above")
+    rt.backend.eviction_hard_available_bytes = None
+    assert st.attempts[0].reason == "Evicted"
+    assert rt.service.get("default", "within").phase.value == "Running"  # the neighbour was spared
+    st = wait_for(rt.service, "above", timeout=60)
+    assert st.phase.value == "Succeeded", events(st)
+    assert st.attempts[1].resources.requests["memory"] >= 250 * MIB  # raised to what it used
+    rt.service.cancel("default", "within")

@@ -24,6 +24,7 @@ from jobsched.backends.prestart import check_replica
 from jobsched.spec.node import GPU_MODEL_LABEL, Node
 
 RESERVED_MEMORY = 512 * 2**20  # kept back for the control plane itself
+EVICTION_PAUSE = 2.0  # seconds between two node-pressure evictions, while memory is reclaimed
 VIRTUAL_NODE_KEYS = {"name", "cpu", "memory", "gpus", "gpuModel", "gpuMemory", "labels"}
 log = logging.getLogger("jobsched.local")
 
@@ -75,6 +76,7 @@ class LocalBackend:
         self.run_dir = self.home / "runs"
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self._pending_events: list[ReplicaEvent] = []
+        self._last_eviction = -EVICTION_PAUSE
 
     # nodes ------------------------------------------------------------------------------------
     def nodes(self) -> list[Node]:
@@ -230,6 +232,8 @@ class LocalBackend:
         stopped with reason Evicted, to be rescheduled at the same size."""
         if self.eviction_hard_available_bytes is None:
             return []
+        if time.monotonic() - self._last_eviction < EVICTION_PAUSE:
+            return []  # the last victim's memory is still being reclaimed: one at a time
         import psutil
 
         if psutil.virtual_memory().available >= self.eviction_hard_available_bytes:
@@ -246,6 +250,7 @@ class LocalBackend:
         victim = max(live, key=lambda r: (use[id(r)] > r.request, use[id(r)] - r.request))
         self._kill_replica(victim, signal.SIGKILL)
         victim.done = True
+        self._last_eviction = time.monotonic()
         return [ReplicaEvent(victim.job_key, victim.attempt, victim.rank, "exited", now, exit_code=137,
                              reason="Evicted", peak_memory_bytes=use[id(victim)] or None,
                              message="node memory pressure: available memory below "
