@@ -23,6 +23,7 @@ from jobsched.spec import TrainingJob  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 HERE = __name__
+ZOO = "jobsched.rightsizing.zoo:"
 CONTEXT = 300 * MiB
 HOST = 1400 * MiB
 
@@ -175,35 +176,9 @@ def test_cudnn_rnns_trace_for_cuda_and_load_cudnn(cell: str) -> None:
     assert est.device_peak_bytes is not None and est.device_peak_bytes > CONTEXT
 
 
-def resnet(blocks: int = 2, batch: int = 8) -> tuple[Any, Any, Any, Any]:
-    """torchvision's ResNet when installed, else the same BasicBlock structure."""
-    try:
-        from torchvision.models import resnet18
-
-        model = resnet18(num_classes=10)
-    except ImportError:
-        nn = torch.nn
-
-        class Basic(nn.Module):
-            def __init__(self, c: int) -> None:
-                super().__init__()
-                self.body = nn.Sequential(nn.Conv2d(c, c, 3, padding=1, bias=False), nn.BatchNorm2d(c),
-                                          nn.ReLU(inplace=True), nn.Conv2d(c, c, 3, padding=1, bias=False),
-                                          nn.BatchNorm2d(c))
-
-            def forward(self, x: Any) -> Any:
-                return torch.relu(self.body(x) + x)
-
-        model = nn.Sequential(nn.Conv2d(3, 64, 7, 2, 3, bias=False), nn.BatchNorm2d(64), nn.ReLU(inplace=True),
-                              nn.MaxPool2d(3, 2, 1), *(Basic(64) for _ in range(blocks)),
-                              nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(64, 10))
-    model = model.cuda().to(memory_format=torch.channels_last)
-    data = (torch.randn(batch, 3, 64, 64).cuda(), torch.randint(0, 10, (batch,)).cuda())
-    return model, torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9), data, torch.nn.functional.cross_entropy
-
-
 def test_resnet_traces_for_cuda_and_loads_cudnn() -> None:
-    est = estimate_factory(f"{HERE}:resnet", device="cuda")
+    """torchvision's resnet18 when installed, else the same layers (zoo.resnet)."""
+    est = estimate_factory(ZOO + "resnet", {"image": 32, "batch": 4, "width": 16}, device="cuda")
     assert est.device_breakdown is not None and est.device_breakdown["activations_peak"] > 0
     assert est.device_breakdown["cuda_context"] == CONTEXT
 
@@ -212,7 +187,7 @@ def test_cuda_context_fallback_counts_the_libraries_a_step_loads(monkeypatch: py
     monkeypatch.delenv("JOBSCHED_CUDA_BASELINE_BYTES")
     if torch.cuda.is_available():
         pytest.skip("a GPU here measures the context instead of the fallback")
-    conv = estimate_factory(f"{HERE}:resnet", device="cuda").device_breakdown
+    conv = estimate_factory(ZOO + "resnet", {"image": 32, "batch": 4, "width": 16}, device="cuda").device_breakdown
     mlp = estimate_factory(f"{HERE}:two_linear", device="cuda").device_breakdown
     assert conv is not None and mlp is not None
     fb = cuda.CONTEXT_FALLBACK
