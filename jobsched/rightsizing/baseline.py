@@ -99,8 +99,19 @@ def measure_peak(factory: str, kwargs: dict[str, Any], device: str = "cpu",
     return {"peak_bytes": context + torch.cuda.max_memory_reserved(target), "context_bytes": context,
             "peak_reserved_bytes": torch.cuda.max_memory_reserved(target),
             "peak_allocated_bytes": torch.cuda.max_memory_allocated(target),
-            "host_peak_bytes": peak_rss_bytes(),
+            "host_peak_bytes": peak_rss_bytes(), "cublas_workspace_bytes": _cublas_workspace(),
             "context_stages": {**stages, "cudnn": max(0, context - sum(stages.values()))}}
+
+
+def _cublas_workspace() -> int:
+    import torch
+
+    try:
+        return int(torch.backends.cuda.cublas_workspace_size())
+    except (AttributeError, RuntimeError):  # an older torch: its documented default for this GPU
+        from jobsched.rightsizing.cuda import CUBLAS_WORKSPACE_FALLBACK
+
+        return CUBLAS_WORKSPACE_FALLBACK
 
 
 def _context_stages(target: Any) -> dict[str, int]:
@@ -177,6 +188,7 @@ class CudaBaseline:
     host_bytes: int
     context: dict[str, int]
     measured: bool
+    cublas_workspace: int = 0
 
 
 def cuda_baseline(refresh: bool = False, timeout: float = 180.0) -> CudaBaseline:
@@ -185,20 +197,22 @@ def cuda_baseline(refresh: bool = False, timeout: float = 180.0) -> CudaBaseline
     ``$JOBSCHED_CUDA_HOST_BASELINE_BYTES``, else the constants of jobsched.rightsizing.cuda."""
     import torch
 
-    from jobsched.rightsizing.cuda import CONTEXT_FALLBACK, HOST_BASELINE_FALLBACK
+    from jobsched.rightsizing.cuda import CONTEXT_FALLBACK, CUBLAS_WORKSPACE_FALLBACK, HOST_BASELINE_FALLBACK
 
     ctx_env, host_env = (os.environ.get(k) for k in ("JOBSCHED_CUDA_BASELINE_BYTES",
                                                       "JOBSCHED_CUDA_HOST_BASELINE_BYTES"))
     if not torch.cuda.is_available():
         return CudaBaseline(int(host_env) if host_env else HOST_BASELINE_FALLBACK,
-                            {"base": int(ctx_env)} if ctx_env else dict(CONTEXT_FALLBACK), False)
+                            {"base": int(ctx_env)} if ctx_env else dict(CONTEXT_FALLBACK), False,
+                            CUBLAS_WORKSPACE_FALLBACK)
     path = _cache_path("cuda").with_name(_cache_path("cuda").stem + "-" + re.sub(
         r"[^A-Za-z0-9_.-]", "_", torch.cuda.get_device_name()) + ".json")
     try:
         if refresh:
             raise OSError("refresh")
         data = json.loads(path.read_text())
-        found = CudaBaseline(int(data["host_bytes"]), {k: int(v) for k, v in data["context"].items()}, True)
+        found = CudaBaseline(int(data["host_bytes"]), {k: int(v) for k, v in data["context"].items()}, True,
+                             int(data["cublas_workspace"]))
     except (ValueError, KeyError, OSError):
         argv = [sys.executable, "-m", "jobsched.rightsizing.baseline", "--probe", "--device", "cuda"]
         env = dict(os.environ)
@@ -208,14 +222,17 @@ def cuda_baseline(refresh: bool = False, timeout: float = 180.0) -> CudaBaseline
         if proc.returncode != 0:
             raise RuntimeError(f"CUDA baseline probe failed: {proc.stderr.strip()[-2000:]}") from None
         r = json.loads(proc.stdout.strip().splitlines()[-1])
-        found = CudaBaseline(int(r["host_peak_bytes"]), {k: int(v) for k, v in r["context_stages"].items()}, True)
+        found = CudaBaseline(int(r["host_peak_bytes"]), {k: int(v) for k, v in r["context_stages"].items()}, True,
+                             int(r.get("cublas_workspace_bytes", CUBLAS_WORKSPACE_FALLBACK)))
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps({"host_bytes": found.host_bytes, "context": found.context}))
+        tmp.write_text(json.dumps({"host_bytes": found.host_bytes, "context": found.context,
+                                   "cublas_workspace": found.cublas_workspace}))
         os.replace(tmp, path)
     if ctx_env or host_env:  # an explicit setting wins over the measurement
         found = CudaBaseline(int(host_env) if host_env else found.host_bytes,
-                             {"base": int(ctx_env)} if ctx_env else found.context, found.measured)
+                             {"base": int(ctx_env)} if ctx_env else found.context, found.measured,
+                             found.cublas_workspace)
     return found
 
 

@@ -39,6 +39,10 @@ ROUND_LARGE = 2 * MiB      # kRoundLarge: ...rounded up to 2 MiB
 # the per-model totals spread by about +-15 %, which is what loading cuDNN or not explains. The split
 # between the bare context and cuBLAS is an estimate; on a GPU machine the probe measures all three.
 CONTEXT_FALLBACK = {"base": 896 * MiB, "cublas": 128 * MiB, "cudnn": 176 * MiB}
+# cuBLAS's workspace, allocated through the caching allocator by the first cuBLAS call and kept:
+# torch's default (CublasHandlePool.cpp) is 4096 KiB x 8 = 32 MiB on sm90 (H100/H200) and
+# 4096 KiB x 2 + 16 KiB x 8 elsewhere; the probe reads torch.backends.cuda.cublas_workspace_size().
+CUBLAS_WORKSPACE_FALLBACK = 32 * MiB
 # Host RSS of a CUDA PyTorch process (interpreter, torch, the CUDA runtime, cuBLAS/cuDNN host
 # side): 1.2-1.6 GB on that H100 machine "whatever the model" (issue #12); 1.5 GiB covers the top.
 HOST_BASELINE_FALLBACK = 3 * GiB // 2
@@ -60,6 +64,16 @@ def libraries(ops: Iterable[str], extra: Iterable[str] = ()) -> frozenset[str]:
     if ops & CUDNN_OPS:
         found.add("cudnn")
     return frozenset(found)
+
+
+def with_workspace(events: list[tuple[int, int]], first_seen: dict[str, int],
+                   workspace: int) -> list[tuple[int, int]]:
+    """The events with cuBLAS's workspace allocated (never freed) where the first cuBLAS op ran."""
+    at = [i for op, i in first_seen.items() if op in CUBLAS_OPS]
+    if not at or workspace <= 0:
+        return events
+    i = min(at)
+    return [*events[:i], (-1, workspace), *events[i:]]
 
 
 def context_bytes(libs: Iterable[str], measured: dict[str, int] | None = None) -> int:

@@ -31,8 +31,8 @@ if TYPE_CHECKING:
 
 BREAKDOWN_KEYS = ("parameters", "gradients", "optimizer_state", "activations_peak", "baseline")
 TRACED_STEPS = 2  # optimizer state appears in step 1; step 2 holds state, grads and activations
-DEVICE_KEYS = ("parameters", "gradients", "optimizer_state", "activations_peak", "allocator_reserve",
-               "cuda_context")
+DEVICE_KEYS = ("parameters", "gradients", "optimizer_state", "activations_peak", "cublas_workspace",
+               "allocator_reserve", "cuda_context")
 
 
 class EstimateError(ValueError):
@@ -146,6 +146,7 @@ class Trace:
     tensors: dict[str, dict[str, int]]
     events: list[tuple[int, int]] = field(default_factory=list)
     libraries: frozenset[str] = frozenset()
+    first_seen: dict[str, int] = field(default_factory=dict)
 
 
 def trace(factory: str, kwargs: dict[str, Any], device: str) -> Trace:
@@ -188,7 +189,8 @@ def trace(factory: str, kwargs: dict[str, Any], device: str) -> Trace:
                 **persistent, "activations_peak": max(0, tracker.peak[d] - sum(persistent.values()))}
     if not on_cuda:
         return Trace(out)
-    return Trace(out, tracker.events, cuda.libraries(tracker.ops, redirect.extra_libraries if redirect else ()))
+    libs = cuda.libraries(tracker.first_seen, redirect.extra_libraries if redirect else ())
+    return Trace(out, tracker.events, libs, tracker.first_seen)
 
 
 def trace_peak(factory: str, kwargs: dict[str, Any], device: str) -> dict[str, int]:
@@ -207,7 +209,7 @@ def torch_device_type(device: str) -> str:
 def estimate_factory(factory: str, kwargs: dict[str, Any] | None = None, device: str = "cpu") -> Estimate:
     """Estimate the peak memory of one replica running ``factory(**kwargs)`` on ``device``."""
     from jobsched.rightsizing.baseline import baseline_bytes, cuda_baseline
-    from jobsched.rightsizing.cuda import context_bytes, replay
+    from jobsched.rightsizing.cuda import context_bytes, replay, with_workspace
 
     if kwargs is not None and not isinstance(kwargs, dict):
         raise EstimateError(f"factory {factory!r}: kwargs must be a JSON object (a dict)")
@@ -221,9 +223,11 @@ def estimate_factory(factory: str, kwargs: dict[str, Any] | None = None, device:
     host = {**t.tensors["cpu"], "baseline": base.host_bytes}
     host = {k: host[k] for k in BREAKDOWN_KEYS}
     persistent = {k: t.tensors["device"][k] for k in ("parameters", "gradients", "optimizer_state")}
-    alloc = replay(t.events)
-    tensors = max(alloc.peak_allocated, sum(persistent.values()))
-    dev = {**persistent, "activations_peak": tensors - sum(persistent.values()),
+    workspace = base.cublas_workspace if "cublas" in t.libraries else 0
+    alloc = replay(with_workspace(t.events, t.first_seen, workspace))
+    tensors = max(alloc.peak_allocated, sum(persistent.values()) + workspace)
+    dev = {**persistent, "activations_peak": tensors - sum(persistent.values()) - workspace,
+           "cublas_workspace": workspace,
            "allocator_reserve": max(alloc.peak_reserved, tensors) - tensors,
            "cuda_context": context_bytes(t.libraries, base.context)}
     return Estimate(sum(host.values()), host, device, factory, kwargs, sum(host.values()),

@@ -30,7 +30,7 @@ def tracker_class() -> type:
         """Live and peak bytes per device type (``blocks``: type -> rounding), updated after every
         op. A storage is counted when an op first returns it and uncounted when it is freed.
         ``events`` is the allocation sequence of ``event_device``: (key, bytes) allocated, (key, -1)
-        freed; ``ops`` the aten ops that returned tensors on it."""
+        freed; ``first_seen``: each aten op run -> the number of events before its first call."""
 
         def __init__(self, blocks: dict[str, int], event_device: str | None = None) -> None:
             super().__init__()
@@ -40,7 +40,7 @@ def tracker_class() -> type:
             self._seen: Any = WeakIdKeyDictionary()  # storage -> [bytes, key, device, weakref]
             self._keys = 0
             self.events: list[tuple[int, int]] = []
-            self.ops: set[str] = set()
+            self.first_seen: dict[str, int] = {}
 
         def size(self, st: torch.UntypedStorage, device: str) -> int:
             block = self.blocks[device]
@@ -73,9 +73,9 @@ def tracker_class() -> type:
                 self.events.append((rec[1], -1))
 
         def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
-            out = func(*args, **(kwargs or {}))
             if self.event_device is not None:
-                self.ops.add(func.overloadpacket.__name__)
+                self.first_seen.setdefault(func.overloadpacket.__name__, len(self.events))
+            out = func(*args, **(kwargs or {}))
             tree_map_only(torch.Tensor, self.add, out)
             return out
 
