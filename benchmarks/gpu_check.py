@@ -156,10 +156,10 @@ def missing_features() -> dict[str, str]:
     return {"3": "; ".join(gaps), "4": "; ".join(gaps)}
 
 
-def job(name: str, argv: list[str], limits: dict[str, Any], auto: bool = True, retries: int = 2) -> dict[str, Any]:
+def job(name: str, argv: list[str], requests: dict[str, Any], auto: bool = True, retries: int = 2) -> dict[str, Any]:
     return {"apiVersion": "jobsched.io/v1alpha1", "kind": "TrainingJob", "metadata": {"name": name},
             "spec": {"maxRetries": retries, "memoryPolicy": "Auto" if auto else "Fixed",
-                     "template": {"command": argv, "workingDir": str(ROOT), "resources": {"limits": limits}}}}
+                     "template": {"command": argv, "workingDir": str(ROOT), "resources": {"requests": requests}}}}
 
 
 def train(*flags: str) -> list[str]:
@@ -222,8 +222,8 @@ def part1(srv: Server) -> list[Row]:
 
 def part3(srv: Server) -> list[Row]:
     argv = train("--kernel", "mlp", "--device", "cuda", "--steps", "400")
-    limits = {"nvidia.com/gpu": 1, "jobsched.io/gpu-milli": 500, "jobsched.io/gpu-memory": "4Gi", "memory": "512Mi"}
-    a, b = srv.run([job(f"share-{i}", argv, limits) for i in "ab"], timeout=300)
+    requests = {"nvidia.com/gpu": 1, "jobsched.io/gpu-milli": 500, "jobsched.io/gpu-memory": "4Gi", "memory": "512Mi"}
+    a, b = srv.run([job(f"share-{i}", argv, requests) for i in "ab"], timeout=300)
     ok = all(s.phase.value == "Succeeded" and len(s.attempts) == 1 for s in (a, b))
     x, y = a.attempts[-1], b.attempts[-1]
     overlap = bool(x.started_at and y.started_at and x.finished_at and y.finished_at
@@ -236,8 +236,8 @@ def part3(srv: Server) -> list[Row]:
 
 def part4(srv: Server) -> list[Row]:
     argv = train("--kernel", "transformer", "--device", "cuda", "--batch-size", "256", "--steps", "30")
-    limits = {"nvidia.com/gpu": 1, "jobsched.io/gpu-memory": "256Mi", "memory": "4Gi"}
-    (st,) = srv.run([job("cuda-oom", argv, limits, auto=False, retries=3)], timeout=360)
+    requests = {"nvidia.com/gpu": 1, "jobsched.io/gpu-memory": "256Mi", "memory": "4Gi"}
+    (st,) = srv.run([job("cuda-oom", argv, requests, auto=False, retries=3)], timeout=360)
     first = st.attempts[0] if st.attempts else None
     grew = len(st.attempts) >= 2 and (st.attempts[1].resources.requests.get("jobsched.io/gpu-memory", 0)
                                       > (first.resources.requests.get("jobsched.io/gpu-memory", 0) if first else 0))
