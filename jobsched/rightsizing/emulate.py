@@ -6,7 +6,8 @@ with everything the program does with CUDA redirected there:
 
 * ``device="cuda"``, ``.to("cuda")``, ``.cuda()``, ``torch.device("cuda")`` contexts -> ``meta``;
   host (CPU) tensors stay on CPU, so host and device bytes are counted apart;
-* ``torch.cuda.is_available()`` and a few queries answer as one H100-class GPU would;
+* ``torch.cuda.is_available()``, ``Tensor.is_cuda`` and a few queries answer as one H100-class GPU
+  would;
 * ``Module.to``/``.cuda()`` replaces parameters instead of swapping them (fake tensors cannot be
   swapped), keeping tied weights tied;
 * ``torch.autocast("cuda", ...)`` applies CUDA's autocast op lists (the casts CPU autocast would
@@ -90,7 +91,7 @@ def _classes() -> tuple[type, type]:
                 return t
             cacheable = t.is_leaf and t.requires_grad  # autocast caches the casts of weights
             if cacheable and id(t) in self.cache:
-                return self.cache[id(t)][1]  # type: ignore[no-any-return]
+                return self.cache[id(t)][1]
             out = t.to(dtype)
             if cacheable:
                 self.cache[id(t)] = (t, out)
@@ -128,6 +129,8 @@ def _classes() -> tuple[type, type]:
                 kwargs.pop("device", None)
             elif func is T.pin_memory:
                 return args[0]
+            elif getattr(func, "__self__", None) is T.is_cuda:  # the property's getter
+                return args[0].device.type in ("cuda", STANDIN)
             elif func is T.to:
                 args = (args[0], *map(_remap, args[1:]))
             elif func in (torch.lstm, torch.gru, torch.rnn_tanh, torch.rnn_relu):

@@ -113,7 +113,7 @@ def host_data() -> tuple[Any, Any, Any, Any]:
     model = torch.nn.Linear(100, 10).cuda()
     dataset = torch.randn(50_000, 100, device="cpu")  # 20 MB on the host
     batch = dataset[:32].to("cuda")
-    assert batch.device.type != "cpu" and dataset.device.type == "cpu"
+    assert batch.is_cuda and not dataset.is_cuda and model.weight.is_cuda and torch.cuda.is_available()
     opt = torch.optim.Adam(model.parameters())
     return model, opt, (batch, torch.randint(0, 10, (32,), device="cuda")), torch.nn.functional.cross_entropy
 
