@@ -242,3 +242,25 @@ def test_estimate_json_has_both_figures(tmp_path: Path) -> None:
     data = json.loads(r.stdout)
     assert data["peak_memory_bytes"] == data["host_peak_bytes"] == sum(data["breakdown"].values())
     assert data["device_peak_bytes"] == sum(data["device_breakdown"].values()) > CONTEXT
+
+
+def broken() -> Any:
+    torch.nn.Linear(4, 4).cuda()
+    raise RuntimeError("user code failed")
+
+
+def test_a_cuda_trace_leaves_torch_as_it_was() -> None:
+    from torch.amp import autocast_mode
+
+    from jobsched.rightsizing.estimator import EstimateError
+
+    def state() -> tuple[Any, ...]:
+        return (torch.cuda.is_available(), torch.cuda.device_count, torch.nn.Module._apply,
+                autocast_mode.autocast.__init__, autocast_mode.autocast.__enter__,
+                torch.overrides._get_current_function_mode_stack())
+
+    before = state()
+    estimate_factory(f"{HERE}:autocast_mlp", device="cuda")
+    with pytest.raises(EstimateError, match="user code failed"):
+        estimate_factory(f"{HERE}:broken", device="cuda")
+    assert state() == before
