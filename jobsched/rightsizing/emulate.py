@@ -136,7 +136,10 @@ def _classes() -> tuple[type, type]:
             elif func in (torch.lstm, torch.gru, torch.rnn_tanh, torch.rnn_relu):
                 self.extra_libraries.add("cudnn")
             elif func is torch.nn.functional.scaled_dot_product_attention:
-                fused = _fused_sdpa(*args, **kwargs)
+                try:
+                    fused = _fused_sdpa(*args, **kwargs)
+                except TypeError:  # arguments of a newer signature: let the original decide
+                    fused = None
                 if fused is not None:
                     return fused
             return func(*args, **kwargs)
