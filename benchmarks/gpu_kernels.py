@@ -83,7 +83,10 @@ def estimate(kwargs: dict[str, Any]) -> dict[str, Any]:
         est = estimate_factory("kernels.transformer:factory", kwargs, kwargs.get("device", "cpu"))
     except Exception as e:  # noqa: BLE001
         return {"error": f"estimator failed: {type(e).__name__}: {e}"}
-    return {"peak_memory_bytes": est.peak_memory_bytes, "breakdown": est.breakdown}
+    if est.device_breakdown is not None:  # a CUDA job: the allocated part of the device figure
+        allocated = sum(v for k, v in est.device_breakdown.items() if k not in ("allocator_reserve", "cuda_context"))
+        return {"tensor_bytes": allocated, "device_peak_bytes": est.device_peak_bytes}
+    return {"tensor_bytes": est.peak_memory_bytes - est.breakdown["baseline"]}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -126,9 +129,8 @@ def main(argv: list[str] | None = None) -> int:
         r, e = report[label], report["estimate"][label]
         alloc = r["max_memory_allocated"]
         # The estimate includes a per-process baseline (CUDA context, allocator slack) that
-        # max_memory_allocated does not count: compare the tensor part.
-        est = e.get("peak_memory_bytes")
-        tensors = est - e["breakdown"].get("baseline", 0) if est is not None else None
+        # max_memory_allocated does not count: compare the tensor part (with cuBLAS's workspace).
+        tensors = e.get("tensor_bytes")
         ratio = f"{tensors / alloc:.2f}" if tensors and alloc else "n/a"
         print(f"{label:<12}{r['samples_per_s']:>12.1f}{r['step_ms']:>10.1f}{r['tflops']:>10.3f}"
               f"{(format(r['mfu'], '.1%') if r['mfu'] is not None else 'n/a'):>8}"

@@ -28,16 +28,24 @@ def _render(data: dict[str, Any]) -> None:
         if data.get(key) not in (None, {}, ""):
             value = data[key]
             c.print(f"{key:<12} {json.dumps(value) if isinstance(value, dict) else value}")
-    breakdown = data.get("breakdown") or {}
-    if breakdown:
-        from rich.table import Table
+    _parts(data.get("breakdown") or {}, peak, "host" if data.get("device_peak_bytes") is not None else None)
+    device_peak = data.get("device_peak_bytes")
+    if device_peak is not None:
+        c.print(f"[bold]device peak[/bold]  {fmt_bytes(device_peak)} ({device_peak} bytes) per GPU")
+        _parts(data.get("device_breakdown") or {}, device_peak, "device")
 
-        t = Table(box=None, header_style="bold", pad_edge=False)
-        for col in ("PART", "BYTES", "SHARE"):
-            t.add_column(col, justify="left" if col == "PART" else "right")
-        for part, n in breakdown.items():
-            t.add_row(part, fmt_bytes(n), f"{100 * n / peak:.0f}%" if peak else "-")
-        c.print(t)
+
+def _parts(breakdown: dict[str, int], total: int | None, label: str | None) -> None:
+    if not breakdown:
+        return
+    from rich.table import Table
+
+    t = Table(box=None, header_style="bold", pad_edge=False)
+    for col in (f"{label.upper()} PART" if label else "PART", "BYTES", "SHARE"):
+        t.add_column(col, justify="left" if col.endswith("PART") else "right")
+    for part, n in breakdown.items():
+        t.add_row(part, fmt_bytes(n), f"{100 * n / total:.0f}%" if total else "-")
+    console().print(t)
 
 
 def estimate(file: Path | None = typer.Argument(None, help="TrainingJob manifest (YAML) with "
@@ -45,6 +53,8 @@ def estimate(file: Path | None = typer.Argument(None, help="TrainingJob manifest
              factory: str | None = typer.Option(None, help="module:function returning "
                                                 "(model, optimizer, batch, loss_fn)."),
              kwargs: str = typer.Option("{}", help="JSON object of keyword arguments for the factory."),
+             device: str = typer.Option("cpu", help="With --factory: the device the job trains on "
+                                        "(cpu or cuda; a manifest's is cuda when it requests GPUs)."),
              output: Format = typer.Option(Format.table, "--output", "-o", help="Output format.")) -> None:
     """Estimate the peak memory of a training step, from a manifest or a factory."""
     if (file is None) == (factory is None):
@@ -55,6 +65,8 @@ def estimate(file: Path | None = typer.Argument(None, help="TrainingJob manifest
         fail(f"--kwargs: not JSON: {e}")
     if not isinstance(kw, dict):
         fail("--kwargs: expected a JSON object")
+    if device.split(":")[0] not in ("cpu", "cuda"):
+        fail(f"--device: expected cpu or cuda, got {device!r}")
     if file is not None and kw:
         fail("--kwargs: only with --factory (a manifest sets spec.rightSizing.factoryKwargs)")
     from jobsched.rightsizing import estimator
@@ -68,7 +80,7 @@ def estimate(file: Path | None = typer.Argument(None, help="TrainingJob manifest
             _, manifest = load_manifest(TrainingJob, file)
             result = estimator.estimate_manifest(manifest)
         else:
-            result = estimator.estimate_factory_dict(str(factory), kw)
+            result = estimator.estimate_factory_dict(str(factory), kw, device)
     except (InvalidSpec, ValueError) as e:
         fail(str(e))
     data = _plain(result)

@@ -20,17 +20,14 @@ import platform
 import re
 import subprocess
 import sys
-import warnings
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 PROBE_FACTORY = "jobsched.rightsizing.baseline:probe_factory"
-PROBE_VERSION = 2  # part of the cache key: bump when probe_factory or the runner changes
+PROBE_VERSION = 3  # part of the cache key: bump when probe_factory or the runner changes
 MEASURE_STEPS = 3
-# Used only for a CUDA estimate on a machine without a GPU, when no measurement is cached and
-# JOBSCHED_CUDA_BASELINE_BYTES is unset: a typical CUDA context plus torch's CUDA kernels.
-CUDA_BASELINE_FALLBACK = 1 << 29
 
 
 def jobsched_home() -> Path:
@@ -75,7 +72,7 @@ def peak_rss_bytes() -> int:
 
 
 def measure_peak(factory: str, kwargs: dict[str, Any], device: str = "cpu",
-                 steps: int = MEASURE_STEPS) -> dict[str, int]:
+                 steps: int = MEASURE_STEPS) -> dict[str, Any]:
     """Run ``steps`` real training steps in this process; the peak memory on ``device``."""
     import torch
 
@@ -83,8 +80,9 @@ def measure_peak(factory: str, kwargs: dict[str, Any], device: str = "cpu",
 
     fn = load_factory(factory)
     target = torch.device(device)
+    stages: dict[str, int] = {}
     if target.type == "cuda":
-        torch.cuda.init()
+        stages = _context_stages(target)
         torch.cuda.reset_peak_memory_stats(target)
     with target:
         model, opt, inputs, targets, loss_fn = unpack(factory, fn(**kwargs))
@@ -99,7 +97,40 @@ def measure_peak(factory: str, kwargs: dict[str, Any], device: str = "cpu",
     # upper bound on a GPU shared with other processes).
     context = max(0, total - free - reserved)
     return {"peak_bytes": context + torch.cuda.max_memory_reserved(target), "context_bytes": context,
-            "peak_allocated_bytes": torch.cuda.max_memory_allocated(target)}
+            "peak_reserved_bytes": torch.cuda.max_memory_reserved(target),
+            "peak_allocated_bytes": torch.cuda.max_memory_allocated(target),
+            "host_peak_bytes": peak_rss_bytes(), "cublas_workspace_bytes": _cublas_workspace(),
+            "context_stages": {**stages, "cudnn": max(0, context - sum(stages.values()))}}
+
+
+def _cublas_workspace() -> int:
+    import torch
+
+    try:
+        return int(torch.backends.cuda.cublas_workspace_size())
+    except (AttributeError, RuntimeError):  # an older torch: its documented default for this GPU
+        from jobsched.rightsizing.cuda import CUBLAS_WORKSPACE_FALLBACK
+
+        return CUBLAS_WORKSPACE_FALLBACK
+
+
+def _context_stages(target: Any) -> dict[str, int]:
+    """Device memory outside the allocator after creating the context ("base") and what the first
+    matmul (cuBLAS) adds; the caller attributes the rest of the run's context to cuDNN."""
+    import torch
+
+    def outside() -> int:
+        torch.cuda.synchronize(target)
+        free, total = torch.cuda.mem_get_info(target)
+        return max(0, total - free - torch.cuda.memory_reserved(target))
+
+    torch.empty(1, device=target)
+    base = outside()
+    a = torch.ones(64, 64, device=target)
+    b = a @ a
+    del a, b
+    torch.cuda.empty_cache()  # the run measured next starts with only cuBLAS's workspace cached
+    return {"base": base, "cublas": max(0, outside() - base)}
 
 
 def _cache_path(device: str) -> Path:
@@ -140,19 +171,70 @@ def baseline_bytes(device: str = "cpu", refresh: bool = False) -> int:
             return int(json.loads(path.read_text())["baseline_bytes"])
         except (ValueError, KeyError, OSError):
             pass  # unreadable cache: measure again
-    if torch.device(device).type == "cuda" and not torch.cuda.is_available():
-        override = os.environ.get("JOBSCHED_CUDA_BASELINE_BYTES")
-        if override:
-            return int(override)
-        warnings.warn("no CUDA device here to measure the CUDA-context baseline; using "
-                      f"{CUDA_BASELINE_FALLBACK} bytes (set JOBSCHED_CUDA_BASELINE_BYTES)", stacklevel=2)
-        return CUDA_BASELINE_FALLBACK
+    if torch.device(device).type == "cuda":
+        return sum(cuda_baseline(refresh).context.values())
     value = measure_baseline(device)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f".{os.getpid()}.tmp")
     tmp.write_text(json.dumps({"baseline_bytes": value, "device": device, "probe": PROBE_FACTORY}))
     os.replace(tmp, path)  # atomic: concurrent estimators never read a half-written file
     return value
+
+
+@dataclass(frozen=True)
+class CudaBaseline:
+    """A CUDA process's own memory: host RSS, and device memory outside the caching allocator per
+    library ("base" context, "cublas", "cudnn"). ``measured`` is False for the fallbacks."""
+
+    host_bytes: int
+    context: dict[str, int]
+    measured: bool
+    cublas_workspace: int = 0
+
+
+def cuda_baseline(refresh: bool = False, timeout: float = 180.0) -> CudaBaseline:
+    """Measured by the probe on this machine's GPU (cached per torch/CUDA version and GPU model);
+    without a GPU, ``$JOBSCHED_CUDA_BASELINE_BYTES`` (the whole context) and
+    ``$JOBSCHED_CUDA_HOST_BASELINE_BYTES``, else the constants of jobsched.rightsizing.cuda."""
+    import torch
+
+    from jobsched.rightsizing.cuda import CONTEXT_FALLBACK, CUBLAS_WORKSPACE_FALLBACK, HOST_BASELINE_FALLBACK
+
+    ctx_env, host_env = (os.environ.get(k) for k in ("JOBSCHED_CUDA_BASELINE_BYTES",
+                                                      "JOBSCHED_CUDA_HOST_BASELINE_BYTES"))
+    if not torch.cuda.is_available():
+        return CudaBaseline(int(host_env) if host_env else HOST_BASELINE_FALLBACK,
+                            {"base": int(ctx_env)} if ctx_env else dict(CONTEXT_FALLBACK), False,
+                            CUBLAS_WORKSPACE_FALLBACK)
+    path = _cache_path("cuda").with_name(_cache_path("cuda").stem + "-" + re.sub(
+        r"[^A-Za-z0-9_.-]", "_", torch.cuda.get_device_name()) + ".json")
+    try:
+        if refresh:
+            raise OSError("refresh")
+        data = json.loads(path.read_text())
+        found = CudaBaseline(int(data["host_bytes"]), {k: int(v) for k, v in data["context"].items()}, True,
+                             int(data["cublas_workspace"]))
+    except (ValueError, KeyError, OSError):
+        argv = [sys.executable, "-m", "jobsched.rightsizing.baseline", "--probe", "--device", "cuda"]
+        env = dict(os.environ)
+        root = str(Path(__file__).resolve().parents[2])
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=env)
+        if proc.returncode != 0:
+            raise RuntimeError(f"CUDA baseline probe failed: {proc.stderr.strip()[-2000:]}") from None
+        r = json.loads(proc.stdout.strip().splitlines()[-1])
+        found = CudaBaseline(int(r["host_peak_bytes"]), {k: int(v) for k, v in r["context_stages"].items()}, True,
+                             int(r.get("cublas_workspace_bytes", CUBLAS_WORKSPACE_FALLBACK)))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps({"host_bytes": found.host_bytes, "context": found.context,
+                                   "cublas_workspace": found.cublas_workspace}))
+        os.replace(tmp, path)
+    if ctx_env or host_env:  # an explicit setting wins over the measurement
+        found = CudaBaseline(int(host_env) if host_env else found.host_bytes,
+                             {"base": int(ctx_env)} if ctx_env else found.context, found.measured,
+                             found.cublas_workspace)
+    return found
 
 
 def main(argv: Sequence[str] | None = None) -> int:

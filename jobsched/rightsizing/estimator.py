@@ -13,15 +13,13 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
-import functools
 import importlib
 import json
 import os
 import subprocess
 import sys
 import warnings
-import weakref
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -33,7 +31,8 @@ if TYPE_CHECKING:
 
 BREAKDOWN_KEYS = ("parameters", "gradients", "optimizer_state", "activations_peak", "baseline")
 TRACED_STEPS = 2  # optimizer state appears in step 1; step 2 holds state, grads and activations
-CUDA_BLOCK = 512  # the CUDA caching allocator rounds every block up to 512 bytes
+DEVICE_KEYS = ("parameters", "gradients", "optimizer_state", "activations_peak", "cublas_workspace",
+               "allocator_reserve", "cuda_context")
 
 
 class EstimateError(ValueError):
@@ -42,19 +41,34 @@ class EstimateError(ValueError):
 
 @dataclass
 class Estimate:
+    """One replica's peak. ``peak_memory_bytes`` is the host (container) memory and equals
+    ``host_peak_bytes``; a CUDA job also has ``device_peak_bytes`` (per GPU: tensors, the caching
+    allocator's reserve, the CUDA context) and its ``device_breakdown`` (DEVICE_KEYS)."""
+
     peak_memory_bytes: int
-    breakdown: dict[str, int]  # BREAKDOWN_KEYS; the values sum to peak_memory_bytes
+    breakdown: dict[str, int]  # BREAKDOWN_KEYS of the host; the values sum to peak_memory_bytes
     device: str
     factory: str
     kwargs: dict[str, Any] = field(default_factory=dict)
+    host_peak_bytes: int = -1  # -1: the same as peak_memory_bytes
+    device_peak_bytes: int | None = None
+    device_breakdown: dict[str, int] | None = None
+
+    def __post_init__(self) -> None:
+        if self.host_peak_bytes < 0:
+            self.host_peak_bytes = self.peak_memory_bytes
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Estimate:
+        dev = d.get("device_breakdown")
         return cls(int(d["peak_memory_bytes"]), {k: int(d["breakdown"][k]) for k in BREAKDOWN_KEYS},
-                   str(d["device"]), str(d["factory"]), dict(d.get("kwargs") or {}))
+                   str(d["device"]), str(d["factory"]), dict(d.get("kwargs") or {}),
+                   int(d.get("host_peak_bytes", d["peak_memory_bytes"])),
+                   None if d.get("device_peak_bytes") is None else int(d["device_peak_bytes"]),
+                   None if dev is None else {k: int(dev[k]) for k in DEVICE_KEYS})
 
 
 # -- the factory contract, shared with the real-step runner in baseline.py ----------------------
@@ -107,93 +121,7 @@ def train_step(model: Any, opt: torch.optim.Optimizer, inputs: Any, targets: Any
     opt.step()
 
 
-# -- live-byte tracking --------------------------------------------------------------------------
-
-@functools.cache
-def _tracker_class() -> type:
-    import torch
-    from torch.utils._python_dispatch import TorchDispatchMode
-    from torch.utils._pytree import tree_map_only
-    from torch.utils.weak import WeakIdKeyDictionary
-
-    class LiveBytes(TorchDispatchMode):
-        """Live and peak bytes of the storages on one device type, updated after every op.
-        A storage is counted when an op first returns it and uncounted when it is freed."""
-
-        def __init__(self, device_type: str, block: int) -> None:
-            super().__init__()
-            self.device_type, self.block = device_type, block
-            self.live = self.peak = 0
-            self._seen: Any = WeakIdKeyDictionary()  # storage -> [bytes, key, weakref with callback]
-            self.events: list[tuple[int, int]] = []  # (key, bytes) allocated, (key, -1) freed
-
-        def size(self, st: torch.UntypedStorage) -> int:
-            return -(-st.nbytes() // self.block) * self.block
-
-        def add(self, t: torch.Tensor) -> None:
-            if t.device.type != self.device_type:
-                return
-            st = t.untyped_storage()
-            n, rec = self.size(st), self._seen.get(st)
-            if rec is None:
-                rec = [n, len(self.events)]
-                rec.append(weakref.ref(st, functools.partial(self._freed, rec)))
-                self._seen[st] = rec
-                self.live += n
-                self.events.append((rec[1], n))
-            elif rec[0] != n:  # resized in place (out= ops): a realloc
-                self.live += n - rec[0]
-                rec[0] = n
-                self.events += [(rec[1], -1), (rec[1], n)]
-            self.peak = max(self.peak, self.live)
-
-        def _freed(self, rec: list[Any], _ref: object) -> None:
-            self.live -= rec[0]
-            self.events.append((rec[1], -1))
-
-        def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
-            out = func(*args, **(kwargs or {}))
-            tree_map_only(torch.Tensor, self.add, out)
-            return out
-
-    return LiveBytes
-
-
-def _tensors(obj: Any) -> Iterator[torch.Tensor]:
-    import torch
-    from torch.utils._pytree import tree_leaves
-
-    yield from (x for x in tree_leaves(obj) if isinstance(x, torch.Tensor))
-
-
-def _persistent(model: Any, opt: torch.optim.Optimizer, tracker: Any) -> dict[str, int]:
-    """Bytes of parameters, gradients and optimizer state (each storage counted once)."""
-    params = [p for g in opt.param_groups for p in g["params"]]
-    if hasattr(model, "parameters"):
-        params += list(model.parameters())
-    groups = {"parameters": params, "gradients": [p.grad for p in params if p.grad is not None],
-              "optimizer_state": list(_tensors(list(opt.state.values())))}
-    seen: dict[int, Any] = {}
-    out = {}
-    for key, tensors in groups.items():
-        out[key] = 0
-        for t in tensors:
-            st = t.untyped_storage()
-            if t.device.type == tracker.device_type and id(st) not in seen:
-                seen[id(st)] = st
-                out[key] += tracker.size(st)
-    return out
-
-
-def _match_foreach_default(opt: torch.optim.Optimizer, device_type: str) -> None:
-    """Fake parameters are not plain Tensors, so torch.optim would not pick its foreach
-    implementation on CUDA as a real run does; pin the real run's choice."""
-    from torch.optim.optimizer import _get_foreach_kernels_supported_devices  # type: ignore[attr-defined]
-
-    for group in opt.param_groups:
-        if "foreach" in group and group["foreach"] is None and not group.get("fused"):
-            group["foreach"] = device_type in _get_foreach_kernels_supported_devices()
-
+# -- the trace -----------------------------------------------------------------------------------
 
 def _guarded(factory: str, what: str, fn: Callable[..., Any], **kwargs: Any) -> Any:
     try:
@@ -209,51 +137,101 @@ def _steps(model: Any, opt: Any, inputs: Any, targets: Any, loss_fn: Callable[..
         train_step(model, opt, inputs, targets, loss_fn)
 
 
-def trace_peak(factory: str, kwargs: dict[str, Any], device: str) -> dict[str, int]:
-    """Run the factory and TRACED_STEPS steps on fake tensors; breakdown without the baseline."""
+@dataclass
+class Trace:
+    """What one traced run saw. ``tensors[dev]``: parameters, gradients, optimizer_state and
+    activations_peak on device type ``dev`` (no baseline); for a CUDA job also the device's
+    allocation ``events`` and the ``libraries`` its step loads (jobsched.rightsizing.cuda)."""
+
+    tensors: dict[str, dict[str, int]]
+    events: list[tuple[int, int]] = field(default_factory=list)
+    libraries: frozenset[str] = frozenset()
+    first_seen: dict[str, int] = field(default_factory=dict)
+
+
+def trace(factory: str, kwargs: dict[str, Any], device: str) -> Trace:
+    """Run the factory and TRACED_STEPS steps on fake tensors. A CUDA job runs on the stand-in
+    device (jobsched.rightsizing.emulate), with or without a GPU here."""
     import torch
     from torch._subclasses.fake_tensor import FakeTensorMode
+
+    from jobsched.rightsizing import cuda, emulate, tracking
 
     fn = load_factory(factory)
     try:
         target = torch.device(device)
     except RuntimeError as e:
         raise EstimateError(f"device {device!r}: {e}") from None
-    trace_on = target
-    if target.type == "cuda" and not torch.cuda.is_available():
-        # The autograd engine needs a real CUDA device even for fake CUDA tensors: trace the same
-        # program on CPU and account it with the CUDA allocator's rules.
-        warnings.warn("no CUDA device here: tracing on CPU with CUDA accounting", stacklevel=2)
-        trace_on = torch.device("cpu")
-    tracker = _tracker_class()(trace_on.type, CUDA_BLOCK if target.type == "cuda" else 1)
-    with warnings.catch_warnings(), FakeTensorMode(allow_non_fake_inputs=True), tracker, trace_on:
+    on_cuda = target.type == "cuda"
+    dev = emulate.STANDIN if on_cuda else target.type
+    blocks = {dev: cuda.MIN_BLOCK, "cpu": 1} if on_cuda else {dev: 1}
+    tracker = tracking.tracker_class()(blocks, event_device=dev if on_cuda else None)
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(warnings.catch_warnings())
+        stack.enter_context(FakeTensorMode(allow_non_fake_inputs=True))
+        stack.enter_context(tracker)
+        redirect = stack.enter_context(emulate.cuda_on_standin()) if on_cuda else None
+        stack.enter_context(torch.device(dev))
         # copy.deepcopy of fake modules (nn.TransformerEncoder clones its layer) warns harmlessly
         warnings.filterwarnings("ignore", message="Accessing the data pointer of FakeTensor")
         model, opt, inputs, targets, loss_fn = unpack(factory, _guarded(factory, "raised", fn, **kwargs))
-        for t in _tensors([list(model.parameters()) if hasattr(model, "parameters") else [],
-                           list(model.buffers()) if hasattr(model, "buffers") else [],
-                           inputs, targets, opt.param_groups, list(opt.state.values())]):
+        for t in tracking.tensors([list(model.parameters()) if hasattr(model, "parameters") else [],
+                                   list(model.buffers()) if hasattr(model, "buffers") else [],
+                                   inputs, targets, opt.param_groups, list(opt.state.values())]):
             tracker.add(t)
-        _match_foreach_default(opt, target.type)
+        tracking.match_foreach_default(opt, target.type)
         _guarded(factory, "a training step failed on fake tensors", _steps, model=model, opt=opt,
                  inputs=inputs, targets=targets, loss_fn=loss_fn)
-        persistent = _persistent(model, opt, tracker)
-    return {**persistent, "activations_peak": max(0, tracker.peak - sum(persistent.values()))}
+        out = {}
+        for d in blocks:
+            persistent = tracking.persistent(model, opt, tracker, d)
+            out["device" if on_cuda and d == dev else d] = {
+                **persistent, "activations_peak": max(0, tracker.peak[d] - sum(persistent.values()))}
+    if not on_cuda:
+        return Trace(out)
+    libs = cuda.libraries(tracker.first_seen, redirect.extra_libraries if redirect else ())
+    return Trace(out, tracker.events, libs, tracker.first_seen)
+
+
+def trace_peak(factory: str, kwargs: dict[str, Any], device: str) -> dict[str, int]:
+    """The breakdown without the baseline: of the device's tensors (a CUDA job: the CUDA device's,
+    blocks rounded to 512 bytes)."""
+    t = trace(factory, kwargs, device)
+    return t.tensors["device" if torch_device_type(device) == "cuda" else torch_device_type(device)]
+
+
+def torch_device_type(device: str) -> str:
+    return device.split(":")[0]
 
 
 # -- public API ----------------------------------------------------------------------------------
 
 def estimate_factory(factory: str, kwargs: dict[str, Any] | None = None, device: str = "cpu") -> Estimate:
     """Estimate the peak memory of one replica running ``factory(**kwargs)`` on ``device``."""
-    from jobsched.rightsizing.baseline import baseline_bytes
+    from jobsched.rightsizing.baseline import baseline_bytes, cuda_baseline
+    from jobsched.rightsizing.cuda import context_bytes, replay, with_workspace
 
     if kwargs is not None and not isinstance(kwargs, dict):
         raise EstimateError(f"factory {factory!r}: kwargs must be a JSON object (a dict)")
     kwargs = dict(kwargs or {})
-    breakdown = trace_peak(factory, kwargs, device)
-    breakdown["baseline"] = baseline_bytes(device)
-    breakdown = {k: breakdown[k] for k in BREAKDOWN_KEYS}
-    return Estimate(sum(breakdown.values()), breakdown, device, factory, kwargs)
+    t = trace(factory, kwargs, device)
+    if torch_device_type(device) != "cuda":
+        host = {**t.tensors[torch_device_type(device)], "baseline": baseline_bytes(device)}
+        host = {k: host[k] for k in BREAKDOWN_KEYS}
+        return Estimate(sum(host.values()), host, device, factory, kwargs)
+    base = cuda_baseline()
+    host = {**t.tensors["cpu"], "baseline": base.host_bytes}
+    host = {k: host[k] for k in BREAKDOWN_KEYS}
+    persistent = {k: t.tensors["device"][k] for k in ("parameters", "gradients", "optimizer_state")}
+    workspace = base.cublas_workspace if "cublas" in t.libraries else 0
+    alloc = replay(with_workspace(t.events, t.first_seen, workspace))
+    tensors = max(alloc.peak_allocated, sum(persistent.values()) + workspace)
+    dev = {**persistent, "activations_peak": tensors - sum(persistent.values()) - workspace,
+           "cublas_workspace": workspace,
+           "allocator_reserve": max(alloc.peak_reserved, tensors) - tensors,
+           "cuda_context": context_bytes(t.libraries, base.context)}
+    return Estimate(sum(host.values()), host, device, factory, kwargs, sum(host.values()),
+                    sum(dev.values()), {k: dev[k] for k in DEVICE_KEYS})
 
 
 def job_device(job: TrainingJob) -> str:

@@ -135,6 +135,43 @@ def logreg(features: int = 100_000, classes: int = 100, batch: int = 512,
     return model, make_optimizer(optimizer, model.parameters()), batch_, nn.functional.cross_entropy
 
 
+def resnet(image: int = 64, batch: int = 32, classes: int = 10, width: int = 64,
+           optimizer: str = "sgd-momentum") -> tuple[Any, Any, Any, Any]:
+    """ResNet-18: torchvision's ``resnet18`` when torchvision is installed, else the same layers
+    (7x7 stem, max-pool, four stages of two BasicBlocks with 1x1 projection shortcuts)."""
+    import torch
+    from torch import nn
+
+    try:
+        from torchvision.models import resnet18
+
+        model: nn.Module = resnet18(num_classes=classes)
+    except ImportError:
+        def conv_bn(c_in: int, c_out: int, k: int, stride: int) -> list[nn.Module]:
+            return [nn.Conv2d(c_in, c_out, k, stride, k // 2, bias=False), nn.BatchNorm2d(c_out)]
+
+        class Basic(nn.Module):
+            def __init__(self, c_in: int, c_out: int, stride: int) -> None:
+                super().__init__()
+                self.body = nn.Sequential(*conv_bn(c_in, c_out, 3, stride), nn.ReLU(inplace=True),
+                                          *conv_bn(c_out, c_out, 3, 1))
+                self.short = (nn.Sequential(*conv_bn(c_in, c_out, 1, stride)) if stride != 1 or c_in != c_out
+                              else nn.Identity())
+
+            def forward(self, x: Any) -> Any:
+                return torch.relu(self.body(x) + self.short(x))
+
+        stages: list[nn.Module] = []
+        c = width
+        for i, c_out in enumerate((width, 2 * width, 4 * width, 8 * width)):
+            stages += [Basic(c, c_out, 1 if i == 0 else 2), Basic(c_out, c_out, 1)]
+            c = c_out
+        model = nn.Sequential(*conv_bn(3, width, 7, 2), nn.ReLU(inplace=True), nn.MaxPool2d(3, 2, 1), *stages,
+                              nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(c, classes))
+    batch_ = (torch.randn(batch, 3, image, image), torch.randint(0, classes, (batch,)))
+    return model, make_optimizer(optimizer, model.parameters()), batch_, nn.functional.cross_entropy
+
+
 _Z = "jobsched.rightsizing.zoo:"
 CONFIGS: list[Config] = [
     Config("mlp-small-adam", _Z + "mlp", {"width": 1024, "depth": 4, "batch": 128}),

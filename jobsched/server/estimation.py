@@ -142,7 +142,9 @@ class Estimator:
         now = self.clock()
         sizing = {"estimated": estimate is not None, "estimated_memory": estimate,
                   "recommended_memory": recommended, "breakdown": (result or {}).get("breakdown", {}),
-                  "why": d.reason}
+                  "why": d.reason,
+                  # a CUDA job: bytes per replica per GPU (the container memory above is the host figure)
+                  "device_estimate": (result or {}).get("device_peak_bytes")}
         fields: dict[str, Any] = {"sizing_ready": True}
         events = []
         if estimate is not None:

@@ -205,20 +205,6 @@ def test_estimate_in_subprocess_matches_the_in_process_estimate() -> None:
         estimate_in_subprocess("no_such_module_xyz:f", {}, "cpu", timeout=240)
 
 
-@pytest.mark.torch
-def test_cuda_estimate_shares_the_path_with_cuda_accounting(monkeypatch: pytest.MonkeyPatch) -> None:
-    import torch
-
-    monkeypatch.setenv("JOBSCHED_CUDA_BASELINE_BYTES", str(300 << 20))
-    if torch.cuda.is_available():
-        pytest.skip("a real GPU measures its own baseline; covered by the CPU-only rounding check")
-    with pytest.warns(UserWarning, match="no CUDA device"):
-        est = estimate_factory(f"{HERE}:two_linear", device="cuda")
-    n_blocks = [1000 * 300, 300, 300 * 10, 10]  # float32 tensors, each rounded up to 512 bytes
-    assert est.breakdown["parameters"] == sum(-(-4 * n // 512) * 512 for n in n_blocks)
-    assert est.breakdown["baseline"] == 300 << 20 and est.device == "cuda"
-
-
 def test_manifest_and_factory_dict_entry_points() -> None:
     pytest.importorskip("torch")
     spec = {"template": {"command": ["python", "train.py"]},
