@@ -1,4 +1,4 @@
-"""``jobsched simulate``: the trace-driven simulator (packing, replay and memory modes).
+"""``jobsched simulate``: the trace-driven simulator (packing, replay, memory and gpumem modes).
 
 Heavy imports (numpy, the core, matplotlib) stay inside the command so ``jobsched --help`` is fast.
 """
@@ -12,7 +12,7 @@ from typing import Any
 
 import typer
 
-MODES = ("packing", "replay", "memory")
+MODES = ("packing", "replay", "memory", "gpumem")
 OUTPUTS = ("text", "json")
 
 
@@ -28,8 +28,10 @@ def register(app: typer.Typer) -> None:
         nodes: str = typer.Option(None, "--nodes", help="Node list CSV (sn,cpu_milli,memory_mib,gpu,model)."),
         pods: str = typer.Option(None, "--pods", help="Pod list CSV (openb columns) or TrainingJob YAML file/dir."),
         policy: list[str] = typer.Option(None, "--policy", help="Placement policy; repeat for several. "
-                                         "Default: all in packing mode, jobsched otherwise."),
-        mode: str = typer.Option("packing", "--mode", help="packing | replay | memory."),
+                                         "Default: all in packing mode, jobsched otherwise; in gpumem mode "
+                                         "one policy scores all three sharing models (default: bestfit, fgd, "
+                                         "jobsched)."),
+        mode: str = typer.Option("packing", "--mode", help="packing | replay | memory | gpumem."),
         seeds: int = typer.Option(10, "--seeds", help="Number of seeds (42, 43, ...)."),
         seed_start: int = typer.Option(42, "--seed-start", help="First seed."),
         inflate: float = typer.Option(1.3, "--inflate", help="Packing: arrive GPU requests up to this x capacity."),
@@ -39,6 +41,10 @@ def register(app: typer.Typer) -> None:
         cycle_interval: float = typer.Option(0.0, "--cycle-interval", help="Replay: seconds between cycles "
                                              "(0: a cycle at every event)."),
         horizon: float = typer.Option(None, "--horizon", help="Replay: stop at this simulated time (s)."),
+        margin: float = typer.Option(0.15, "--margin", help="gpumem: headroom over the predicted device "
+                                     "peak when sizing a share."),
+        peak_error: float = typer.Option(0.10, "--peak-error", help="gpumem: true device peak = predicted x "
+                                         "(1 + e), e uniform in [-this, +this]."),
     ) -> None:
         """Replay a cluster trace against placement policies and report allocation, delays and cost."""
         if mode not in MODES:
@@ -53,9 +59,15 @@ def register(app: typer.Typer) -> None:
             raise _bad("--jobs", f"must be between 1 and 64, got {jobs}")
         if not math.isfinite(cycle_interval) or cycle_interval < 0:
             raise _bad("--cycle-interval", f"must be >= 0, got {cycle_interval}")
+        if not math.isfinite(margin) or not 0 <= margin <= 10:
+            raise _bad("--margin", f"must be a number in [0, 10], got {margin}")
+        if not math.isfinite(peak_error) or not 0 <= peak_error < 1:
+            raise _bad("--peak-error", f"must be a number in [0, 1), got {peak_error}")
         seed_list = list(range(seed_start, seed_start + seeds))
         if mode == "memory":
             report = _memory(pods, seed_list)
+        elif mode == "gpumem":
+            report = _gpumem(nodes, pods, policy, seed_list, margin, peak_error)
         else:
             report = _trace_modes(nodes, pods, policy, mode, seed_list, inflate, jobs, cycle_interval, horizon)
         if plot and mode == "packing":
@@ -71,8 +83,37 @@ def register(app: typer.Typer) -> None:
 
 def _trace_modes(nodes: str | None, pods: str | None, policy: list[str] | None, mode: str, seeds: list[int],
                  inflate: float, jobs: int, cycle_interval: float, horizon: float | None) -> dict[str, Any]:
-    from jobsched.core.policies import names
     from jobsched.sim.trace import TraceError, load_nodes, load_pods
+
+    _check_inputs(nodes, pods, policy, mode)
+    try:
+        if mode == "packing":
+            from jobsched.sim.suite import DEFAULT_POLICIES, packing_report
+
+            return packing_report(str(nodes), str(pods), policy or DEFAULT_POLICIES, seeds, inflate, jobs,
+                                  progress=_progress)
+        from jobsched.sim.replay import run_replay
+
+        table, trace = load_nodes(str(nodes)), load_pods(str(pods))
+        runs = {}
+        for p in policy or ["jobsched"]:
+            _progress(f"replay: {p}: {len(trace)} pods")
+            runs[p] = run_replay(table, trace, p, seeds[0], cycle_interval=cycle_interval, horizon=horizon)
+            _progress(f"replay: {p}: done in {runs[p]['seconds']} s")
+        return {"mode": "replay", "nodes": nodes, "pods": pods, "seed": seeds[0], "policies": runs}
+    except TraceError as e:
+        opt = "--nodes" if str(e).startswith("nodes") else "--pods"
+        raise _bad(opt, str(e)) from None
+    except ValueError as e:
+        raise _bad("--pods", str(e)) from None
+
+
+def _progress(line: str) -> None:
+    typer.echo(line, err=True)
+
+
+def _check_inputs(nodes: str | None, pods: str | None, policy: list[str] | None, mode: str) -> None:
+    from jobsched.core.policies import names
 
     for opt, val in (("--nodes", nodes), ("--pods", pods)):
         if not val:
@@ -83,20 +124,21 @@ def _trace_modes(nodes: str | None, pods: str | None, policy: list[str] | None, 
     for p in policy or ():
         if p not in known:
             raise _bad("--policy", f"unknown policy {p!r} (known: {', '.join(known)})")
+
+
+def _gpumem(nodes: str | None, pods: str | None, policy: list[str] | None, seeds: list[int], margin: float,
+            error: float) -> dict[str, Any]:
+    from jobsched.sim.gpumem import gpumem_report
+    from jobsched.sim.trace import TraceError
+
+    _check_inputs(nodes, pods, policy, "gpumem")
+    if policy and len(policy) > 1:
+        raise _bad("--policy", f"gpumem mode takes one policy (it scores all three sharing models), got {len(policy)}")
     try:
-        if mode == "packing":
-            from jobsched.sim.suite import DEFAULT_POLICIES, packing_report
-
-            return packing_report(str(nodes), str(pods), policy or DEFAULT_POLICIES, seeds, inflate, jobs)
-        from jobsched.sim.replay import run_replay
-
-        table, trace = load_nodes(str(nodes)), load_pods(str(pods))
-        runs = {p: run_replay(table, trace, p, seeds[0], cycle_interval=cycle_interval, horizon=horizon)
-                for p in (policy or ["jobsched"])}
-        return {"mode": "replay", "nodes": nodes, "pods": pods, "seed": seeds[0], "policies": runs}
+        return gpumem_report(str(nodes), str(pods), seeds, margin, error, policy[0] if policy else None,
+                             progress=_progress)
     except TraceError as e:
-        opt = "--nodes" if str(e).startswith("nodes") else "--pods"
-        raise _bad(opt, str(e)) from None
+        raise _bad("--nodes" if str(e).startswith("nodes") else "--pods", str(e)) from None
     except ValueError as e:
         raise _bad("--pods", str(e)) from None
 
@@ -125,6 +167,11 @@ def _print_text(report: dict[str, Any]) -> None:
         from jobsched.sim.memory import format_table
 
         print(format_table(report))
+        return
+    if report.get("mode") == "gpumem":
+        from jobsched.sim import gpumem
+
+        print(gpumem.format_table(report))
         return
     if report.get("mode") == "packing":
         points = ("90", "100", "110", "120", "130")

@@ -29,7 +29,7 @@ def app() -> typer.Typer:
 
 def invoke(*args: str) -> tuple[int, str]:
     r = CliRunner().invoke(app(), ["simulate", *args])
-    return r.exit_code, r.output
+    return r.exit_code, r.stdout if r.exit_code == 0 else r.output  # progress lines go to stderr
 
 
 def test_packing_json_has_the_documented_shape() -> None:
