@@ -174,7 +174,7 @@ def run_baseline(runner: Runner, policy: str, job: Job, declared: int, true_peak
 def run_jobsched(rt, job: Job, declared: int, true_peak: int) -> Result:
     from tests.integration.helpers import manifest, wait_for
 
-    name = f"{job.name}-{uuid.uuid4().hex[:4]}"
+    name = f"{job.name.replace('.', 'p')}-{uuid.uuid4().hex[:4]}"
     m = manifest(name, job.argv, memory=str(declared), maxRetries=MAX_ATTEMPTS - 1, cpu="100m")
     m["spec"]["template"]["workingDir"] = str(ROOT)
     m["spec"]["template"]["env"] = {"OMP_NUM_THREADS": "1"}
