@@ -8,7 +8,7 @@ Shapes (checked in this order):
 * ``short``     fewer than 5 samples (about a second): too short to tell;
 * ``spike``     the peak is at least 1.5x the run's typical (median) level, memory was flat before
                 it rose, and it stayed above halfway to the peak for at most
-                ``max(2 samples, 15 %)`` of the run;
+                ``max(2 samples, 25 %)`` of the run;
 * ``plateau``   the last ``max(1 s, 20 %)`` of the run stayed within a band of its final level
                 (band: 3 % of the peak, at least 8 MiB);
 * ``growing``   memory rose steadily over the second half of the run (least-squares slope > 0,
@@ -29,6 +29,7 @@ from jobsched.spec.quantity import format_bytes
 
 MIB = 2**20
 MIN_SAMPLES = 5  # fewer samples than this: "short", too short to tell a shape
+SPIKE_SHARE = 0.25  # a spike stays above half-way to its peak for at most this share of the run
 BARS = "▁▂▃▄▅▆▇█"
 
 
@@ -97,7 +98,7 @@ def profile(tl: Mapping[str, Any], limit: int | None = None) -> MemoryProfile:
         rise = int(np.argmax(m >= half))  # the high-water mark is monotone: the first crossing
         before = u[:max(rise - 2, 0)]  # the level it rose from (the rise itself left out)
         flat = before.size >= 3 and float(np.ptp(before)) <= max(2 * band, 0.25 * (peak - typical))
-        if flat and above * interval <= max(2 * interval, 0.15 * duration):
+        if flat and above * interval <= max(2 * interval, SPIKE_SHARE * duration):
             return MemoryProfile("spike", peak, duration, max(rate, 0.0), None, hit, n)
     # trailing plateau: walk back while usage stays within the band of the final level
     level = float(u[-1])

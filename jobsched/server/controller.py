@@ -205,7 +205,8 @@ class Controller:
                 self.note_wait(by_key[key], msg)
         assumed: list[tuple[JobRow, GangLaunch]] = []
         room = BurstRoom.after(snap, [d for d in result.decisions if isinstance(d, Admit)],
-                               {j.key: j.queue for j in pending})
+                               {j.key: j.queue for j in pending},
+                               {j.key for j in pending if j.sizing.get("burst") and j.sizing.get("resized")})
         for d in result.decisions:
             if isinstance(d, Admit):
                 assumed.append((by_key[d.key], self.admit(by_key[d.key], d, room)))

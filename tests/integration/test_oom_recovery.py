@@ -62,7 +62,7 @@ def test_plateauing_job_finds_its_size_in_one_retry(rt, name, need_mib, declared
 
 
 def test_spike_is_sized_to_its_spike_and_the_family_learns_it(rt):
-    argv = [PY, HOG, "spike", "80", "600", "--hold", "3"]
+    argv = [PY, HOG, "spike", "80", "600", "--hold", "6"]
     rt.service.submit(manifest("spiky", argv, memory="256Mi", maxRetries=4,
                                rightSizing={"family": "spiky"}))
     st = wait_for(rt.service, "spiky", timeout=120)

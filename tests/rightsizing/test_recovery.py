@@ -118,6 +118,14 @@ def test_cap():
     # rates that disagree (5x) are two different things, not one leak
     ([ended("OOMKilled", 256, 256, "growing", 30 * MIB), ended("OOMKilled", 384, 2048, "growing", 150 * MIB)],
      False),
+    # killed too soon to have a shape, then grew steadily through a measuring retry: a fast leak
+    ([ended("OOMKilled", 256, 256, "short"), ended("OOMKilled", 384, 7800, "growing", 70 * MIB)], True),
+    # ... but not when the short attempt's implied rate (256Mi in 4 s: 64 MiB/s) disagrees 10x
+    ([ended("OOMKilled", 256, 256, "short"), ended("OOMKilled", 384, 7800, "growing", 700 * MIB)], False),
+    # a short kill followed by a plateau is a big job, not a leak
+    ([ended("OOMKilled", 256, 256, "short"), ended("OOMKilled", 384, 7800, "plateau")], False),
+    # two short kills and no growing attempt: no evidence
+    ([ended("OOMKilled", 256, 256, "short"), ended("OOMKilled", 384, 7800, "short")], False),
     # evicted while growing counts as growing up to what it reached
     ([ended("OOMKilled", 256, 256, "growing", 150 * MIB),
       ended("Evicted", 384, 20480, "growing", 150 * MIB, peak=2048 * MIB)], True),
