@@ -29,6 +29,7 @@ from jobsched.spec.quantity import format_bytes
 
 MIB = 2**20
 MIN_SAMPLES = 5  # fewer samples than this: "short", too short to tell a shape
+EXIT_SAMPLES = 5  # at most this many falling samples at the end are the exit, not the shape
 SPIKE_SHARE = 0.25  # a spike stays above half-way to its peak for at most this share of the run
 BARS = "▁▂▃▄▅▆▇█"
 
@@ -79,7 +80,7 @@ def profile(tl: Mapping[str, Any], limit: int | None = None) -> MemoryProfile:
     limit = limit if limit is not None else tl.get("limit")
     peak = int(m.max()) if len(t) else 0
     hit = _limit_hit(t, m, f, limit)
-    for _ in range(2):  # the process freeing its memory as it exits is not the shape
+    for _ in range(EXIT_SAMPLES):  # the process freeing its memory as it exits is not the shape
         if len(u) > 2 and u[-1] < 0.9 * u[-2]:
             t, u, m, f = t[:-1], u[:-1], m[:-1], f[:-1]
     n = len(t)
