@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from jobsched import Client
-from jobsched.sdk import Forbidden, InvalidSpec, Unauthorized
+from jobsched.sdk import ConflictError, Forbidden, InvalidSpec, Unauthorized
 from tests.api.live import live_runtime
 
 
@@ -101,7 +101,7 @@ def test_revoked_token_gets_401(srv: dict[str, Any]) -> None:
         assert admin.admin.revoke_token("temp").revoked_at is not None
         with pytest.raises(Unauthorized, match="invalid bearer token"):
             temp.list()
-    with pytest.raises(Exception, match="already exists"):
+    with pytest.raises(ConflictError, match="already exists"):
         admin.admin.create_token("temp", role="viewer")
 
 
