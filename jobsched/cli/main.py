@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import os
+import sys
+from pathlib import Path
 
 import typer
 
@@ -18,6 +21,7 @@ COMMAND_MODULES = [
     "jobsched.cli.estimate",
     "jobsched.cli.simulate",
     "jobsched.cli.workflow",
+    "jobsched.cli.token",
 ]
 
 
@@ -25,17 +29,29 @@ def build_app() -> typer.Typer:
     app = typer.Typer(
         name="jobsched",
         help="Gang scheduler for ML training jobs, with memory right-sizing. "
-             "Exit codes: 0 ok, 1 job failed (--wait), 2 invalid input, 3 server unreachable.",
+             "Exit codes: 0 ok, 1 job failed (--wait), 2 invalid input, 3 server unreachable or "
+             "unauthorized, 4 forbidden.",
         no_args_is_help=True,
         add_completion=False,
         pretty_exceptions_enable=False,
         rich_markup_mode=None,
     )
+    app.callback()(_global_options)
     for name in COMMAND_MODULES:
         if importlib.util.find_spec(name) is None:
             continue
         importlib.import_module(name).register(app)
     return app
+
+
+def _global_options(ca: Path | None = typer.Option(
+        None, "--ca", help="CA certificates (PEM) for an https:// JOBSCHED_URL with a self-signed "
+        "certificate (default $JOBSCHED_CA_FILE).")) -> None:
+    if ca is not None:
+        if not ca.is_file():
+            print(f"error: --ca: no such file: {ca}", file=sys.stderr)
+            raise typer.Exit(2)
+        os.environ["JOBSCHED_CA_FILE"] = str(ca.expanduser().resolve())
 
 
 def main() -> None:

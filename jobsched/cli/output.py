@@ -1,7 +1,8 @@
 """Rendering for the CLI (rich tables, JSON, YAML) and the mapping of SDK errors to exit codes.
 
 Exit codes: 0 ok; 1 the job ended Failed or Cancelled (under ``--wait``); 2 invalid input (the
-message names the field path); 3 server unreachable or unauthorized.
+message names the field path); 3 server unreachable or unauthorized; 4 forbidden (the token's role
+or namespaces do not allow it).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from jobsched.spec.api import EventInfo, JobStatus, NodeStatus, QueueStatus
 
-EXIT_OK, EXIT_JOB_FAILED, EXIT_INVALID, EXIT_UNREACHABLE = 0, 1, 2, 3
+EXIT_OK, EXIT_JOB_FAILED, EXIT_INVALID, EXIT_UNREACHABLE, EXIT_FORBIDDEN = 0, 1, 2, 3, 4
 
 
 class Format(StrEnum):
@@ -52,6 +53,7 @@ def sdk_errors() -> Iterator[None]:
     """Turn SDK exceptions into an ``error: ...`` line on stderr and the documented exit code."""
     from jobsched.sdk.errors import (
         ConflictError,
+        Forbidden,
         InvalidSpec,
         JobschedError,
         NotFoundError,
@@ -65,6 +67,8 @@ def sdk_errors() -> Iterator[None]:
         fail(str(e), EXIT_INVALID)
     except (ServerUnreachable, Unauthorized) as e:
         fail(str(e), EXIT_UNREACHABLE)
+    except Forbidden as e:
+        fail(str(e), EXIT_FORBIDDEN)
     except JobschedError as e:
         fail(str(e), EXIT_JOB_FAILED)
 

@@ -49,13 +49,19 @@ def server(ctx: typer.Context, home: Path | None = HOME,
            local_nodes: Path | None = typer.Option(None, help="YAML list of virtual nodes to split this "
                                                    "machine into: [{name, cpu, memory, gpus, gpuModel, gpuMemory, labels}] "
                                                    "(--backend local)."),
+           tls_cert: Path | None = typer.Option(None, help="TLS certificate (PEM): serve HTTPS."),
+           tls_key: Path | None = typer.Option(None, help="TLS private key (PEM), with --tls-cert."),
+           insecure_http: bool = typer.Option(False, help="Serve plain HTTP on a --host other than "
+                                              "loopback (a warning; tokens cross the network in clear)."),
            ) -> None:
     """Run the server in the foreground until SIGTERM/SIGINT."""
     if ctx.invoked_subcommand is not None:
         return
+    from jobsched.cli.exposure import check_exposure
     from jobsched.server.auth import default_port
     from jobsched.server.main import ServerStartError, configure_logging, serve
 
+    tls = check_exposure(host, tls_cert, tls_key, insecure_http)
     options: dict[str, str] = {}
     if ray_address:
         if backend is not Backend.ray:
@@ -104,7 +110,8 @@ def server(ctx: typer.Context, home: Path | None = HOME,
     configure_logging()
     try:
         serve(_home(home), host, port, backend.value, options,
-              runtime_options={"node_pool": node_pool, "provision_delay": provision_delay, "policy": policy})
+              runtime_options={"node_pool": node_pool, "provision_delay": provision_delay, "policy": policy},
+              tls=tls)
     except ServerStartError as e:
         fail(str(e), EXIT_INVALID)
 

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 from jobsched.sdk.errors import (
     ConflictError,
+    Forbidden,
     InvalidSpec,
     JobschedError,
     NotFoundError,
@@ -17,7 +18,7 @@ from jobsched.sdk.errors import (
 if TYPE_CHECKING:  # pragma: no cover
     from jobsched.sdk.client import Client
 
-__all__ = ["Client", "ConflictError", "InvalidSpec", "JobschedError", "NotFoundError",
+__all__ = ["Client", "ConflictError", "Forbidden", "InvalidSpec", "JobschedError", "NotFoundError",
            "ServerUnreachable", "Unauthorized", "WaitTimeout"]
 
 

@@ -21,6 +21,7 @@ import httpx
 
 from jobsched.sdk.errors import (
     ConflictError,
+    Forbidden,
     InvalidSpec,
     JobschedError,
     NotFoundError,
@@ -36,6 +37,7 @@ from jobsched.spec.job import TrainingJob
 from jobsched.spec.queue import Queue
 
 if TYPE_CHECKING:  # pragma: no cover
+    from jobsched.sdk.admin import AdminAPI
     from jobsched.sdk.workflows import WorkflowsAPI
 
 JobLike = TrainingJob | dict[str, Any] | str | Path
@@ -69,11 +71,15 @@ class Client:
     ``url``: the server (default ``JOBSCHED_URL``, else ``http://127.0.0.1:$JOBSCHED_PORT``, port
     8470). ``token``: default ``JOBSCHED_TOKEN``, else ``<home>/token``. ``home``: default
     ``JOBSCHED_HOME`` or ``~/.jobsched``. ``autostart``: when the URL is the default local one and
-    nothing answers, start a server for ``home`` in the background (said on stderr).
+    nothing answers, start a server for ``home`` in the background (said on stderr). ``ca_file``:
+    CA certificates for an ``https://`` URL (default ``JOBSCHED_CA_FILE``, else the system's).
     """
 
     def __init__(self, url: str | None = None, token: str | None = None,
-                 home: str | Path | None = None, autostart: bool = True, timeout: float = 30.0) -> None:
+                 home: str | Path | None = None, autostart: bool = True, timeout: float = 30.0,
+                 ca_file: str | Path | None = None) -> None:
+        from jobsched.sdk.admin import tls_verify
+
         self.home = Path(home).expanduser() if home else default_home()
         env_url = os.environ.get("JOBSCHED_URL")
         try:
@@ -82,7 +88,7 @@ class Client:
             raise InvalidSpec(str(e)) from None
         self.autostart = autostart and not url and not env_url
         self._token = token
-        self._http = httpx.Client(base_url=self.url, timeout=timeout)
+        self._http = httpx.Client(base_url=self.url, timeout=timeout, verify=tls_verify(ca_file))
 
     # -- plumbing ---------------------------------------------------------------------------
     def close(self) -> None:
@@ -146,6 +152,8 @@ class Client:
         if code == 401:
             raise Unauthorized(f"{self.url}: {detail} (the token comes from JOBSCHED_TOKEN or "
                                f"{self.home / 'token'})")
+        if code == 403:
+            raise Forbidden(detail)
         if code == 404:
             raise NotFoundError(detail)
         if code == 409:
@@ -247,6 +255,13 @@ class Client:
         from jobsched.sdk.workflows import WorkflowsAPI
 
         return WorkflowsAPI(self)
+
+    @property
+    def admin(self) -> AdminAPI:
+        """Tokens and the audit log (admin token): ``client.admin.create_token("alice", ...)``."""
+        from jobsched.sdk.admin import AdminAPI
+
+        return AdminAPI(self)
 
     # -- queues, nodes, server --------------------------------------------------------------
     def queues(self) -> builtins.list[QueueStatus]:

@@ -24,6 +24,10 @@ class Unauthorized(JobschedError):
     """The server refused the token (or none was found)."""
 
 
+class Forbidden(JobschedError, PermissionError):
+    """The token is valid but its role or namespaces do not allow the call (HTTP 403)."""
+
+
 class ServerUnreachable(JobschedError, ConnectionError):
     """No server answered at the URL (and none could be started)."""
 

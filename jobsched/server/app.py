@@ -1,7 +1,8 @@
-"""The HTTP API (FastAPI): thin routes over :class:`JobServiceAPI`, bearer-token auth on every path.
+"""The HTTP API (FastAPI): thin routes over :class:`JobServiceAPI`, bearer-token auth on every path
+but ``/healthz``, roles and namespaces checked by :class:`jobsched.server.access.AccessControl`.
 
 Errors map to ``{"detail": "<field path>: <message>"}``: SpecError/Invalid 422, NotFound 404,
-Conflict 409, a missing or wrong token 401.
+Conflict 409, a missing or wrong token 401, a role or namespace the token lacks 403.
 """
 
 from __future__ import annotations
@@ -14,9 +15,11 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from fastapi.security import HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from starlette.types import ASGIApp, Receive, Scope, Send
 
-from jobsched.server.auth import token_matches
+from jobsched.server import tenancy
+from jobsched.server.access import AccessControl
+from jobsched.server.admin_routes import make_admin_router
+from jobsched.server.audit import AuditLog
 from jobsched.server.errors import Conflict, Invalid, NotFound
 from jobsched.server.metrics import Metrics
 from jobsched.server.service import JobServiceAPI
@@ -26,24 +29,6 @@ from jobsched.version import __version__
 
 # Documents the scheme in the OpenAPI spec; the middleware below enforces it on every path.
 _bearer = HTTPBearer(auto_error=False, description="The token in $JOBSCHED_HOME/token")
-
-
-class BearerAuth:
-    """Pure ASGI middleware: 401 unless ``Authorization: Bearer <token>`` matches."""
-
-    def __init__(self, app: ASGIApp, token: str) -> None:
-        self.app, self.token = app, token
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            header = dict(scope["headers"]).get(b"authorization", b"").decode("latin-1")
-            if not token_matches(header, self.token):
-                detail = "missing bearer token" if not header else "invalid bearer token"
-                resp = JSONResponse({"detail": detail}, status_code=401,
-                                    headers={"WWW-Authenticate": "Bearer"})
-                await resp(scope, receive, send)
-                return
-        await self.app(scope, receive, send)
 
 
 def _loc(loc: Iterable[Any]) -> str:
@@ -80,13 +65,16 @@ def _routes(service: JobServiceAPI, metrics: Metrics) -> APIRouter:
     r = APIRouter()
 
     @r.post("/v1/jobs", status_code=201, response_model=JobStatus, tags=["jobs"])
-    def submit(manifest: dict[str, Any] = Body(..., description="TrainingJob manifest")) -> JobStatus:
+    def submit(request: Request, manifest: dict[str, Any] = Body(..., description="TrainingJob manifest")) -> JobStatus:
+        tenancy.authorize_namespace(request, manifest)
         return service.submit(manifest)
 
     @r.get("/v1/jobs", response_model=JobList, tags=["jobs"])
-    def list_jobs(namespace: str | None = None, phase: str | None = None,
+    def list_jobs(request: Request, namespace: str | None = None, phase: str | None = None,
                   queue: str | None = None) -> JobList:
-        return JobList(items=service.list(namespace=namespace, phase=phase, queue=queue))
+        return JobList(items=tenancy.scoped_list(
+            request, namespace, lambda ns: service.list(namespace=ns, phase=phase, queue=queue),
+            key=lambda j: (j.created_at or 0, j.namespace, j.name)))
 
     @r.get("/v1/jobs/{namespace}/{name}", response_model=JobStatus, tags=["jobs"])
     def get_job(namespace: str, name: str) -> JobStatus:
@@ -138,16 +126,19 @@ def _routes(service: JobServiceAPI, metrics: Metrics) -> APIRouter:
 
 
 def create_app(service: JobServiceAPI, metrics: Metrics, token: str,
-               extra_routers: Iterable[APIRouter] = ()) -> FastAPI:
-    """The API app over ``service``; ``extra_routers`` (e.g. workflow routes) share the auth."""
-    if not token:
-        raise ValueError("token: must not be empty")
+               extra_routers: Iterable[APIRouter] = (), tokens: tenancy.TokenRegistry | None = None,
+               audit: AuditLog | None = None) -> FastAPI:
+    """The API app over ``service``; ``extra_routers`` (e.g. workflow routes) share the auth.
+    ``token`` is the admin token; ``tokens`` (over the store) adds the issued ones."""
+    registry = tokens or tenancy.TokenRegistry(token)
     app = FastAPI(title="jobsched", version=__version__,
-                  description="Gang scheduler for ML training jobs. Every path needs the bearer token.")
+                  description="Gang scheduler for ML training jobs. Every path but /healthz needs a "
+                              "bearer token (docs/security.md).")
     _install_error_handlers(app)
     deps = [Depends(_bearer)]  # documentation only (security scheme in /openapi.json)
     app.include_router(_routes(service, metrics), dependencies=deps)
     for router in extra_routers:
         app.include_router(router, dependencies=deps)
-    app.add_middleware(BearerAuth, token=token)
+    app.include_router(make_admin_router(registry, audit), dependencies=deps)
+    app.add_middleware(AccessControl, registry=registry, audit=audit)
     return app

@@ -64,18 +64,43 @@ def _extra_routers(runtime: Any) -> list[Any]:
     return [module.make_router(runtime)]
 
 
+def make_app(runtime: Any, token: str, extra_routers: list[Any]) -> Any:
+    """The API over ``runtime``: ``token`` is the admin; the issued tokens live in its store, and
+    the audit log in its home."""
+    from jobsched.server.app import create_app
+    from jobsched.server.audit import AUDIT_FILE, AuditLog
+    from jobsched.server.tenancy import TokenRegistry
+    from jobsched.store.tokens import TokenTable
+
+    registry, audit = TokenRegistry(token, TokenTable(runtime.store)), AuditLog(runtime.home / AUDIT_FILE)
+    return create_app(runtime.service, runtime.metrics, token, extra_routers, registry, audit)
+
+
+def _check_tls(cert: Path, key: Path) -> None:
+    import ssl
+
+    try:
+        ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(cert, key)
+    except (OSError, ssl.SSLError) as e:
+        raise ServerStartError(f"--tls-cert/--tls-key: cannot load {cert} and {key}: {e}") from None
+
+
 def _exit_on_sigterm(signum: int, frame: Any) -> NoReturn:
     raise SystemExit(0)
 
 
 def serve(home: Path, host: str, port: int, backend: str = "local",
-          backend_options: dict[str, Any] | None = None, runtime_options: dict[str, Any] | None = None) -> None:
-    """Run until SIGTERM/SIGINT. Raises :class:`ServerStartError` if it cannot start."""
+          backend_options: dict[str, Any] | None = None, runtime_options: dict[str, Any] | None = None,
+          tls: tuple[Path, Path] | None = None) -> None:
+    """Run until SIGTERM/SIGINT (HTTPS with ``tls`` = (cert, key)). Raises :class:`ServerStartError`
+    if it cannot start."""
     import uvicorn
 
-    from jobsched.server.app import create_app
+    from jobsched.server.filemodes import secure_home
     from jobsched.server.runtime import Runtime
 
+    if tls:
+        _check_tls(*tls)
     home = ensure_home(home.expanduser().resolve())
     lock_fd = _lock_home(home)
     sock = _bind(host, port)
@@ -87,11 +112,13 @@ def serve(home: Path, host: str, port: int, backend: str = "local",
         token = load_or_create_token(home)
         runtime = Runtime(home, backend=backend, backend_options=backend_options or {}, **(runtime_options or {}))
         runtime.start()
-        app = create_app(runtime.service, runtime.metrics, token, _extra_routers(runtime))
+        app = make_app(runtime, token, _extra_routers(runtime))
         pid_path.write_text(f"{os.getpid()}\n")
-        log.info("jobsched server on http://%s:%d (home %s, backend %s, pid %d)",
+        secure_home(home)  # once the store made state.db (SQLite gives -wal/-shm the same mode)
+        log.info("jobsched server on %s://%s:%d (home %s, backend %s, pid %d)", "https" if tls else "http",
                  host, sock.getsockname()[1], home, backend, os.getpid())
-        config = uvicorn.Config(app, log_level="warning", access_log=False, timeout_graceful_shutdown=5)
+        ssl = {"ssl_certfile": str(tls[0]), "ssl_keyfile": str(tls[1])} if tls else {}
+        config = uvicorn.Config(app, log_level="warning", access_log=False, timeout_graceful_shutdown=5, **ssl)
         uvicorn.Server(config).run(sockets=[sock])
     except KeyboardInterrupt:
         pass

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Body, Query
+from fastapi import APIRouter, Body, Query, Request
 from fastapi.responses import PlainTextResponse, Response
 
+from jobsched.server import tenancy
 from jobsched.server.errors import Conflict, NotFound
 from jobsched.workflows.controller import WorkflowController, WorkflowExists, WorkflowNotFound
 from jobsched.workflows.state import WorkflowSummary, describe
@@ -36,13 +37,16 @@ def make_router(runtime: Any, controller: WorkflowController | None = None) -> A
         return {"warnings": ctl.lint(manifest, parameters)}
 
     @r.post("", status_code=201)
-    def submit(manifest: dict[str, Any] = Body(..., embed=True, description="Argo Workflow manifest"),
+    def submit(request: Request,
+               manifest: dict[str, Any] = Body(..., embed=True, description="Argo Workflow manifest"),
                parameters: dict[str, str] = Body(default_factory=dict, embed=True)) -> dict[str, Any]:
+        tenancy.authorize_namespace(request, manifest)
         return describe(call(ctl.submit, manifest, parameters))
 
     @r.get("", response_model=list[WorkflowSummary])
-    def list_workflows(namespace: str | None = Query(None)) -> list[WorkflowSummary]:
-        return ctl.list(namespace)
+    def list_workflows(request: Request, namespace: str | None = Query(None)) -> list[WorkflowSummary]:
+        return tenancy.scoped_list(request, namespace, ctl.list,
+                                   key=lambda w: (w.created_at, w.namespace, w.name))
 
     @r.get("/{namespace}/{name}")
     def get(namespace: str, name: str) -> dict[str, Any]:

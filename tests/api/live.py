@@ -13,7 +13,6 @@ from typing import Any
 
 import uvicorn
 
-from jobsched.server.app import create_app
 from jobsched.server.auth import load_or_create_token
 
 
@@ -43,15 +42,24 @@ def serve_in_thread(app: Any) -> Iterator[str]:
 
 
 @contextmanager
-def live_runtime(home: Path) -> Iterator[tuple[str, str, Any]]:
-    """A real Runtime (store, local backend, controller) behind the real app: (url, token, runtime)."""
+def live_runtime(home: Path, workflows: bool = False) -> Iterator[tuple[str, str, Any]]:
+    """A real Runtime (store, local backend, controller) behind the real app, as the server builds
+    it (issued tokens, audit log; the workflow routes with ``workflows``): (url, admin token, runtime)."""
+    from jobsched.server.main import make_app
     from jobsched.server.runtime import Runtime
 
     token = load_or_create_token(home)
     rt = Runtime(home)
     rt.start()
+    routers = []
+    if workflows:
+        from jobsched.server.workflow_routes import make_router
+
+        routers.append(make_router(rt))
     try:
-        with serve_in_thread(create_app(rt.service, rt.metrics, token)) as url:
+        with serve_in_thread(make_app(rt, token, routers)) as url:
             yield url, token, rt
     finally:
+        for r in routers:
+            r.workflow_controller.stop()
         rt.stop()

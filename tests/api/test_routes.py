@@ -44,11 +44,12 @@ def client(svc: InMemoryServiceDouble, metrics: Metrics) -> TestClient:
     return TestClient(create_app(svc, metrics, TOKEN, [extra]))
 
 
-PATHS = [("GET", "/healthz"), ("GET", "/metrics"), ("GET", "/openapi.json"), ("GET", "/docs"),
+PATHS = [("GET", "/metrics"), ("GET", "/openapi.json"), ("GET", "/docs"),
          ("GET", "/v1/jobs"), ("POST", "/v1/jobs"), ("GET", "/v1/jobs/default/x"),
          ("POST", "/v1/jobs/default/x/cancel"), ("GET", "/v1/jobs/default/x/events"),
          ("GET", "/v1/jobs/default/x/logs"), ("GET", "/v1/queues"), ("PUT", "/v1/queues"),
-         ("GET", "/v1/nodes"), ("GET", "/v1/info"), ("GET", "/v1/workflows"), ("GET", "/nope")]
+         ("GET", "/v1/nodes"), ("GET", "/v1/info"), ("GET", "/v1/workflows"), ("GET", "/nope"),
+         ("POST", "/v1/tokens"), ("GET", "/v1/tokens"), ("DELETE", "/v1/tokens/x"), ("GET", "/v1/audit")]
 
 
 @pytest.mark.parametrize(("method", "path"), PATHS)
@@ -148,6 +149,13 @@ def test_queues_nodes_info(client: TestClient) -> None:
     assert client.get("/v1/nodes", headers=AUTH).json()[0]["name"] == "local"
     assert client.get("/v1/info", headers=AUTH).json()["backend"] == "double"
     assert client.get("/healthz", headers=AUTH).json() == {"ok": True}
+
+
+def test_healthz_is_open_and_says_nothing_else(client: TestClient) -> None:
+    for headers in ({}, {"Authorization": "Bearer wrong"}):
+        r = client.get("/healthz", headers=headers)
+        assert r.status_code == 200 and r.json() == {"ok": True}
+    assert client.post("/healthz").status_code == 401  # only the GET is open
 
 
 def test_openapi_documents_routes_and_bearer(client: TestClient) -> None:

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from jobsched.server.auth import load_or_create_token, read_client_token, token_matches
+from jobsched.server.filemodes import secure_home
 from jobsched.server.main import ServerStartError, _bind, _lock_home
 
 
@@ -48,3 +49,23 @@ def test_token_created_once_private(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     assert read_client_token(home) == "from-env"
     assert token_matches(f"Bearer {token}", token) and token_matches(f"bearer {token}", token)
     assert not token_matches(token, token) and not token_matches(None, token)
+
+
+def test_secure_home_makes_existing_files_private(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    (home / "runs" / "j").mkdir(parents=True)
+    files = {"state.db": 0o644, "state.db-wal": 0o664, "runs/j/rank-0.log": 0o666, "run.sh": 0o755}
+    for rel, mode in files.items():
+        (home / rel).write_text("x")
+        os.chmod(home / rel, mode)
+    for d in (home, home / "runs", home / "runs" / "j"):
+        os.chmod(d, 0o775)
+    outside = tmp_path / "outside"
+    outside.write_text("not ours")
+    os.chmod(outside, 0o644)
+    (home / "link").symlink_to(outside)
+    assert secure_home(home) == 7 and secure_home(home) == 0
+    mode = {rel: stat.S_IMODE((home / rel).stat().st_mode) for rel in [*files, "runs", "runs/j", "."]}
+    assert mode == {"state.db": 0o600, "state.db-wal": 0o600, "runs/j/rank-0.log": 0o600,
+                    "run.sh": 0o700, "runs": 0o700, "runs/j": 0o700, ".": 0o700}
+    assert stat.S_IMODE(outside.stat().st_mode) == 0o644  # a symlink is not followed
