@@ -1,4 +1,5 @@
-"""The HTTP API (FastAPI): thin routes over :class:`JobServiceAPI`, bearer-token auth on every path.
+"""The HTTP API (FastAPI): thin routes over :class:`JobServiceAPI`, bearer-token auth on every path
+but the web dashboard's (``/dashboard``, :mod:`jobsched.dashboard`), which checks its own session cookie.
 
 Errors map to ``{"detail": "<field path>: <message>"}``: SpecError/Invalid 422, NotFound 404,
 Conflict 409, a missing or wrong token 401.
@@ -16,6 +17,7 @@ from fastapi.security import HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from jobsched.dashboard import is_dashboard_path, make_routers
 from jobsched.server.auth import token_matches
 from jobsched.server.errors import Conflict, Invalid, NotFound
 from jobsched.server.metrics import Metrics
@@ -35,7 +37,7 @@ class BearerAuth:
         self.app, self.token = app, token
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
+        if scope["type"] == "http" and not is_dashboard_path(scope["path"]):
             header = dict(scope["headers"]).get(b"authorization", b"").decode("latin-1")
             if not token_matches(header, self.token):
                 detail = "missing bearer token" if not header else "invalid bearer token"
@@ -142,6 +144,7 @@ def create_app(service: JobServiceAPI, metrics: Metrics, token: str,
     """The API app over ``service``; ``extra_routers`` (e.g. workflow routes) share the auth."""
     if not token:
         raise ValueError("token: must not be empty")
+    extra_routers = list(extra_routers)
     app = FastAPI(title="jobsched", version=__version__,
                   description="Gang scheduler for ML training jobs. Every path needs the bearer token.")
     _install_error_handlers(app)
@@ -149,5 +152,10 @@ def create_app(service: JobServiceAPI, metrics: Metrics, token: str,
     app.include_router(_routes(service, metrics), dependencies=deps)
     for router in extra_routers:
         app.include_router(router, dependencies=deps)
+    workflows = next((getattr(r, "workflow_controller", None) for r in extra_routers
+                      if getattr(r, "workflow_controller", None) is not None), None)
+    codes, dashboard = make_routers(service, lambda t: token_matches(f"Bearer {t}", token), workflows)
+    app.include_router(codes, dependencies=deps)
+    app.include_router(dashboard)
     app.add_middleware(BearerAuth, token=token)
     return app
