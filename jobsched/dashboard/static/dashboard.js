@@ -34,10 +34,20 @@
                     points: { show: true, size: 12, fill: COLORS.oom, stroke: COLORS.oom } });
       fig.dataset.oom = "1";
     }
+    // A measuring retry's limit is the node's free memory: far above the usage, it would flatten the
+    // chart, so the y axis then stops above the other lines and the caption says where the limit is.
+    var others = Math.max.apply(null, d.usage.concat([d.request || 0, d.estimate || 0, d.recommended || 0]));
+    var top = d.limit != null && d.limit <= 2.5 * others ? Math.max(others, d.limit) : others;
+    if (d.limit != null && d.limit > top) {
+      var note = document.createElement("p");
+      note.className = "note off-chart";
+      note.textContent = "limit " + Math.round(d.limit) + " MiB is above the chart";
+      target.parentNode.insertBefore(note, target.nextSibling);
+    }
     var width = Math.max(320, Math.min(target.clientWidth || 560, 900));
     target.textContent = "";
-    new uPlot({ width: width, height: 240, series: series,
-                scales: { x: { time: false } },
+    new uPlot({ width: width, height: 240, series: series, legend: { live: false },
+                scales: { x: { time: false }, y: { range: [0, Math.max(1, top * 1.15)] } },
                 axes: [{ label: "seconds since start" }, { label: "MiB", size: 60 }] }, data, target);
     fig.dataset.points = String(n);
     fig.dataset.drawn = "1";
