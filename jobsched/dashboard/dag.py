@@ -79,8 +79,9 @@ def layout(st: WorkflowState) -> dict[str, Any]:
     try:
         order = list(graphlib.TopologicalSorter(preds).static_order())
     except graphlib.CycleError:  # not expected; fall back to the stored order, parents first
-        order, es = list(st.nodes), [(n.parent, n.name) for n in st.nodes.values() if n.parent in st.nodes]
-        preds = {name: [a for a, b in es if b == name] for name in st.nodes}  # type: ignore[misc]
+        es = [(str(n.parent), n.name) for n in st.nodes.values() if n.parent in st.nodes]
+        preds = {name: [a for a, b in es if b == name] for name in st.nodes}
+        order = list(graphlib.TopologicalSorter(preds).static_order())
     level: dict[str, int] = {}
     for name in order:
         level[name] = 1 + max((level.get(p, 0) for p in preds[name]), default=-1)

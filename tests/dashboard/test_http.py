@@ -155,3 +155,26 @@ def test_simulator_plots_are_listed_and_served_by_name_only(live):
     assert r.status_code == 200 and r.content == png and r.headers["content-type"] == "image/png"
     assert c.get("/dashboard/sim/files/notes.txt").status_code == 404
     assert c.get("/dashboard/sim/files/..%2Fstate.db").status_code == 404
+
+
+def test_cli_prints_a_login_url_that_works_once(live):
+    import os
+    import subprocess
+    from pathlib import Path
+
+    root = str(Path(__file__).resolve().parents[2])
+    env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
+    env.update(JOBSCHED_URL=live.url, JOBSCHED_TOKEN=live.token, PYTHONPATH=root)
+    for args in (["--print-url"], []):  # without a display there is no browser to open: it says so
+        out = subprocess.run([PY, "-m", "jobsched.cli.main", "dashboard", *args], env=env, cwd=root,
+                             capture_output=True, text=True, timeout=60)
+        assert out.returncode == 0, out.stderr
+        url = out.stdout.strip()
+        assert url.startswith(live.url + "/dashboard/login?code=") and live.token not in url
+        assert ("no browser found" in out.stderr) == (not args)
+        assert httpx.get(url).status_code == 200
+        assert httpx.get(url).status_code == 401
+    env["JOBSCHED_TOKEN"] = "wrong"
+    out = subprocess.run([PY, "-m", "jobsched.cli.main", "dashboard", "--print-url"], env=env, cwd=root,
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 3 and "invalid bearer token" in out.stderr and not out.stdout
