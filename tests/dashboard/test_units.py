@@ -84,3 +84,23 @@ def test_node_and_queue_gauges():
     assert (ra["share"], rb["share"]) == (25.0, 75.0)
     assert ra["cpu"].pct == 150.0 and ra["cpu"].over and ra["memory"].total == "unlimited"
     assert (ra["pending"], ra["admitted"]) == (2, 1)
+
+
+def test_memory_chart_data_of_an_oom_killed_attempt_and_its_measuring_retry():
+    from jobsched.dashboard import views
+    from jobsched.spec.api import AttemptInfo, AttemptResources, JobStatus, MemoryTimeline, SizingInfo
+
+    mib = 2**20
+    killed = AttemptInfo(index=0, reason="OOMKilled",
+                         resources=AttemptResources(requests={"memory": 150 * mib}, limits={"memory": 150 * mib}),
+                         memory_timeline=MemoryTimeline(rank=0, shape="growing", peak=150 * mib, duration=1.1,
+                                                        growth_rate=0.0, limit_hit_at=1.0, t=[0.2, 0.6, 1.0],
+                                                        usage=[40 * mib, 100 * mib, 150 * mib]))
+    retry = AttemptInfo(index=1, reason="Completed",
+                        resources=AttemptResources(requests={"memory": 225 * mib}, limits={"memory": 8192 * mib}))
+    job = JobStatus(name="j", attempts=[killed, retry],
+                    sizing=SizingInfo(estimated_memory=300 * mib, recommended_memory=420 * mib))
+    a, b = (r["chart"] for r in views.attempt_rows(job))
+    assert (a["t"], a["usage"], a["limit"], a["request"]) == ([0.2, 0.6, 1.0], [40.0, 100.0, 150.0], 150.0, None)
+    assert (a["oom_at"], a["estimate"], a["recommended"]) == (1.0, 300.0, 420.0)
+    assert (b["oom_at"], b["request"], b["limit"], b["t"]) == (None, 225.0, 8192.0, [])  # burst: both lines
