@@ -97,10 +97,12 @@ def test_login_row_detail_and_memory_charts_of_an_oom_resized_job(live, page):
     shot(page, "job")
 
 
-def test_cancel_a_running_job_from_the_ui(live, page):
+def test_live_jobs_table_and_cancel_a_running_job_from_the_ui(live, page):
     live.service.submit(job("sleeper", [PY, "-c", "import time; print('sleeping', flush=True); time.sleep(120)"]))
     wait_phase(live, "sleeper", ("Running",))
     login(live, page)
+    live.service.submit(job("late", [PY, "-c", "pass"]))  # the table polls: the row appears without a reload
+    expect(page.locator('tr[data-job="default/late"]')).to_be_visible()
     page.get_by_role("link", name="sleeper").click()
     expect(page.locator("#job-phase")).to_have_text("Running")
     page.get_by_role("button", name="Cancel job").click()
