@@ -6,7 +6,7 @@ EXTRAS  ?= dev,torch,ray
 PYTEST_ARGS ?=
 export PATH := $(PATH):/usr/local/go/bin
 
-.PHONY: setup demo test test-fast lint typecheck importlint testenv mxnet bench clean
+.PHONY: setup demo test test-fast lint typecheck importlint testenv mxnet browser bench clean
 
 setup: $(VENV)/.installed
 
@@ -22,8 +22,8 @@ demo: setup
 	bash tools/demo.sh
 
 # Everything the tests need (Python deps, the Go-built Kubernetes test control plane, the MXNet
-# environment), then the whole suite.
-test: setup testenv mxnet
+# environment, Debian's chromium for the dashboard's browser tests), then the whole suite.
+test: setup testenv mxnet browser
 	$(BIN)/ruff check jobsched workers kernels tests benchmarks
 	$(BIN)/lint-imports
 	$(BIN)/mypy jobsched/core jobsched/spec
@@ -38,6 +38,10 @@ testenv:
 
 mxnet:
 	@bash tools/setup_mxnet_env.sh || echo "MXNet environment not available: MXNet tests will be skipped"
+
+# Debian's chromium for the dashboard's browser tests (apt-get when missing; never a browser download).
+browser:
+	@bash tools/install_chromium.sh || echo "chromium not available: dashboard browser tests will be skipped"
 
 lint: setup
 	$(BIN)/ruff check jobsched workers kernels tests benchmarks

@@ -22,6 +22,7 @@ COMMAND_MODULES = [
     "jobsched.cli.simulate",
     "jobsched.cli.workflow",
     "jobsched.cli.token",
+    "jobsched.cli.dashboard",
 ]
 
 

@@ -283,3 +283,8 @@ class Client:
 
     def info(self) -> ServerInfo:
         return ServerInfo.model_validate(self._request("GET", "/v1/info").json())
+
+    def dashboard_login_url(self) -> str:
+        """A one-time URL that logs a browser in to this server's web dashboard (valid about a
+        minute, single use; the token itself never appears in it)."""
+        return self.url + str(self._request("POST", "/v1/dashboard/login").json()["path"])

@@ -7,6 +7,7 @@ that got an answer finds its line in the log.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from fastapi.responses import JSONResponse
@@ -19,15 +20,17 @@ _QUIET = ("GET", "HEAD", "OPTIONS")
 
 
 class AccessControl:
-    def __init__(self, app: ASGIApp, registry: TokenRegistry, audit: AuditLog | None = None) -> None:
-        self.app, self.registry, self.audit = app, registry, audit
+    def __init__(self, app: ASGIApp, registry: TokenRegistry, audit: AuditLog | None = None,
+                 is_open: Callable[[str], bool] | None = None) -> None:
+        """``is_open``: paths that authenticate themselves (the dashboard's session cookie)."""
+        self.app, self.registry, self.audit, self.is_open = app, registry, audit, is_open
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         method, path = scope["method"], scope["path"]
-        need, ns = rule_for(method, path)
+        need, ns = (OPEN, None) if self.is_open is not None and self.is_open(path) else rule_for(method, path)
         state = scope.setdefault("state", {})
         who = None
         if need != OPEN:

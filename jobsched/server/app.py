@@ -1,5 +1,6 @@
 """The HTTP API (FastAPI): thin routes over :class:`JobServiceAPI`, bearer-token auth on every path
-but ``/healthz``, roles and namespaces checked by :class:`jobsched.server.access.AccessControl`.
+but ``/healthz``, roles and namespaces checked by :class:`jobsched.server.access.AccessControl`;
+the web dashboard (``/dashboard``, :mod:`jobsched.dashboard`) checks its own session cookie.
 
 Errors map to ``{"detail": "<field path>: <message>"}``: SpecError/Invalid 422, NotFound 404,
 Conflict 409, a missing or wrong token 401, a role or namespace the token lacks 403.
@@ -16,6 +17,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from fastapi.security import HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from jobsched.dashboard import is_dashboard_path, make_routers
 from jobsched.server import tenancy
 from jobsched.server.access import AccessControl
 from jobsched.server.admin_routes import make_admin_router
@@ -23,6 +25,7 @@ from jobsched.server.audit import AuditLog
 from jobsched.server.errors import Conflict, Invalid, NotFound
 from jobsched.server.metrics import Metrics
 from jobsched.server.service import JobServiceAPI
+from jobsched.server.tenancy import Role
 from jobsched.spec.api import EventInfo, JobList, JobStatus, NodeStatus, QueueStatus, ServerInfo
 from jobsched.spec.errors import SpecError
 from jobsched.version import __version__
@@ -131,6 +134,7 @@ def create_app(service: JobServiceAPI, metrics: Metrics, token: str,
     """The API app over ``service``; ``extra_routers`` (e.g. workflow routes) share the auth.
     ``token`` is the admin token; ``tokens`` (over the store) adds the issued ones."""
     registry = tokens or tenancy.TokenRegistry(token)
+    extra_routers = list(extra_routers)
     app = FastAPI(title="jobsched", version=__version__,
                   description="Gang scheduler for ML training jobs. Every path but /healthz needs a "
                               "bearer token (docs/security.md).")
@@ -139,6 +143,16 @@ def create_app(service: JobServiceAPI, metrics: Metrics, token: str,
     app.include_router(_routes(service, metrics), dependencies=deps)
     for router in extra_routers:
         app.include_router(router, dependencies=deps)
+    workflows = next((getattr(r, "workflow_controller", None) for r in extra_routers
+                      if getattr(r, "workflow_controller", None) is not None), None)
+
+    def admin_token(t: str) -> bool:  # the dashboard shows every namespace: admins only, for now
+        who = registry.authenticate(f"Bearer {t}")
+        return who is not None and who.role is Role.admin
+
+    codes, dashboard = make_routers(service, admin_token, workflows)
+    app.include_router(codes, dependencies=deps)
+    app.include_router(dashboard)
     app.include_router(make_admin_router(registry, audit), dependencies=deps)
-    app.add_middleware(AccessControl, registry=registry, audit=audit)
+    app.add_middleware(AccessControl, registry=registry, audit=audit, is_open=is_dashboard_path)
     return app
