@@ -2,7 +2,7 @@
 PY      ?= python3
 VENV    ?= .venv
 BIN     := $(VENV)/bin
-EXTRAS  ?= dev,torch,ray
+EXTRAS  ?= dev,torch,ray,models
 PYTEST_ARGS ?=
 export PATH := $(PATH):/usr/local/go/bin
 
