@@ -29,7 +29,6 @@ from jobsched.spec.quantity import format_bytes
 
 MIB = 2**20
 MIN_SAMPLES = 5  # fewer samples than this: "short", too short to tell a shape
-EXIT_SAMPLES = 5  # at most this many falling samples at the end are the exit, not the shape
 SPIKE_SHARE = 0.25  # a spike stays above half-way to its peak for at most this share of the run
 BARS = "▁▂▃▄▅▆▇█"
 
@@ -80,9 +79,10 @@ def profile(tl: Mapping[str, Any], limit: int | None = None) -> MemoryProfile:
     limit = limit if limit is not None else tl.get("limit")
     peak = int(m.max()) if len(t) else 0
     hit = _limit_hit(t, m, f, limit)
-    for _ in range(EXIT_SAMPLES):  # the process freeing its memory as it exits is not the shape
-        if len(u) > 2 and u[-1] < 0.9 * u[-2]:
-            t, u, m, f = t[:-1], u[:-1], m[:-1], f[:-1]
+    keep = len(u)  # the process freeing its memory as it exits (a falling tail) is not the shape
+    while keep > max(2, len(u) // 2) and u[keep - 1] < 0.9 * u[keep - 2]:
+        keep -= 1
+    t, u, m, f = t[:keep], u[:keep], m[:keep], f[:keep]
     n = len(t)
     if n < MIN_SAMPLES:
         return MemoryProfile("short", peak, float(t[-1] - t[0]) if n else 0.0, 0.0, None, hit, n)

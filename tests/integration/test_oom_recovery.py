@@ -51,7 +51,8 @@ def test_plateauing_job_finds_its_size_in_one_retry(rt, name, need_mib, declared
     assert last.resources.limits["memory"] > last.resources.requests["memory"]
     assert last.peak_memory_bytes >= need_mib * MIB
     tl = last.memory_timeline
-    assert tl is not None and tl.shape == "plateau" and tl.plateau >= need_mib * MIB
+    assert tl is not None and tl.shape == "plateau" and tl.plateau >= need_mib * MIB, (
+        tl and (tl.text, [u >> 20 for u in tl.usage]))
     assert len(tl.t) == len(tl.usage) >= 5
     killed = st.attempts[0].memory_timeline
     assert killed is not None and killed.limit_hit_at is not None
@@ -101,7 +102,8 @@ def test_big_plateau_is_not_a_leak(rt):
     st = wait_for(rt.service, "big", timeout=180)
     assert st.phase.value == "Succeeded", events(st)
     assert oom_kills(st) <= 2
-    assert st.attempts[-1].memory_timeline.shape == "plateau"
+    tl = st.attempts[-1].memory_timeline
+    assert tl.shape == "plateau", (tl.text, [u >> 20 for u in tl.usage])
 
 
 def test_node_pressure_evicts_the_replica_above_its_request_not_its_neighbour(make_runtime):
