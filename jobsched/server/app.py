@@ -1,11 +1,13 @@
 """The HTTP API (FastAPI): thin routes over :class:`JobServiceAPI`, bearer-token auth on every path.
 
 Errors map to ``{"detail": "<field path>: <message>"}``: SpecError/Invalid 422, NotFound 404,
-Conflict 409, a missing or wrong token 401.
+Conflict 409, a missing or wrong token 401; a full disk under the home 507 ("no space left on
+HOME", nothing stored), a store that fails 503.
 """
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -22,6 +24,7 @@ from jobsched.server.metrics import Metrics
 from jobsched.server.service import JobServiceAPI
 from jobsched.spec.api import EventInfo, JobList, JobStatus, NodeStatus, QueueStatus, ServerInfo
 from jobsched.spec.errors import SpecError
+from jobsched.store.sqlite import StoreFull, is_disk_full
 from jobsched.version import __version__
 
 # Documents the scheme in the OpenAPI spec; the middleware below enforces it on every path.
@@ -75,6 +78,17 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     app.add_exception_handler(RequestValidationError, request_invalid)
 
+    def store_failed(_: Request, exc: Exception) -> JSONResponse:
+        if is_disk_full(exc):  # nothing was stored: the client may retry once there is space
+            detail = str(exc) if isinstance(exc, StoreFull) else f"no space left on HOME: {exc}"
+            return JSONResponse({"detail": detail}, status_code=507)
+        if isinstance(exc, sqlite3.DatabaseError):
+            return JSONResponse({"detail": f"the store is unavailable: {exc} (see /healthz)"}, status_code=503)
+        raise exc
+
+    for exc_type in (sqlite3.DatabaseError, OSError):
+        app.add_exception_handler(exc_type, store_failed)
+
 
 def _routes(service: JobServiceAPI, metrics: Metrics) -> APIRouter:
     r = APIRouter()
@@ -126,9 +140,13 @@ def _routes(service: JobServiceAPI, metrics: Metrics) -> APIRouter:
     def info() -> ServerInfo:
         return service.info()
 
-    @r.get("/healthz", tags=["server"])
-    def healthz() -> dict[str, bool]:
-        return {"ok": True}
+    @r.get("/healthz", tags=["server"], responses={503: {"description": "unhealthy, with the reason"}})
+    def healthz() -> Response:
+        health = getattr(service, "health", None)
+        why = health() if health is not None else None
+        if why:
+            return JSONResponse({"ok": False, "reason": why}, status_code=503)
+        return JSONResponse({"ok": True})
 
     @r.get("/metrics", response_class=PlainTextResponse, tags=["server"])
     def prometheus() -> Response:
