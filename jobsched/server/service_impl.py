@@ -220,11 +220,8 @@ class JobService:
     def health(self) -> str | None:
         """None when healthy; else why not (the store fails a read, the disk is full, the
         controller keeps failing). ``health_checks`` are wired by the Runtime."""
-        for check in self.health_checks:
-            why = check()
-            if why:
-                return why
-        return None
+        reasons = [why for why in (check() for check in self.health_checks) if why]
+        return "; ".join(reasons) or None
 
     def info(self) -> ServerInfo:
         return ServerInfo(version=__version__, backend=self.backend.name, home=str(self.home), pid=os.getpid(),

@@ -14,6 +14,7 @@ explicit: ``jobsched server --repair``, ``--reset`` or ``--restore-backup FILE``
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sqlite3
@@ -124,14 +125,15 @@ def open_checked(home: Path) -> Store:
     if marker is None and not exists and _ran_jobs(home):
         raise StoreDamaged(home, f"{db} is {'empty' if db.exists() else 'missing'}, but {home / 'runs'} "
                            "holds the logs of jobs this home ran")
+    if (marker is not None and marker.get("state") == "running" and exists
+            and not (home / (DB + "-wal")).exists()):
+        raise StoreDamaged(home, f"{db}-wal is missing after an unclean stop: the writes acknowledged "
+                           "since the last checkpoint may be lost (SQLite never removes it while the "
+                           "server runs)")
     if marker is not None or exists:
         why = verify_file(db)
         if why is not None:
             raise StoreDamaged(home, why)
-    if marker is not None and marker.get("state") == "running" and not (home / (DB + "-wal")).exists():
-        raise StoreDamaged(home, f"{db}-wal is missing after an unclean stop: the writes acknowledged "
-                           "since the last checkpoint may be lost (SQLite never removes it while the "
-                           "server runs)")
     try:
         store = Store(db)
         meta = _meta(store)
@@ -155,6 +157,8 @@ def open_checked(home: Path) -> Store:
         c.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('store_id', ?), ('generation', ?)",
                   (store_id, str(gen + 1)))
     write_marker(home, store_id=store_id, generation=gen + 1, state="running")
+    with contextlib.suppress(sqlite3.Error):  # the schema and identity into the file itself
+        store._q("PRAGMA wal_checkpoint(TRUNCATE)")
     return store
 
 

@@ -6,7 +6,8 @@ names it, so the server then starts through the usual checks.
 
 ``repair`` copies every row that can still be read, table by table (a read that hits a damaged page
 skips ahead by rowid), then fills in, from the newest readable backup, the rows the damaged file
-no longer has (``INSERT OR IGNORE``: what the damaged file still had wins, being newer).
+no longer has. Rows are copied with ``INSERT OR IGNORE`` from the newer source first (by mtime:
+in WAL mode the database file changes only at checkpoints, so a backup may be the newer).
 """
 
 from __future__ import annotations
@@ -62,22 +63,33 @@ def _salvage(src: sqlite3.Connection, dst: sqlite3.Connection, table: str) -> tu
         return 0, 0
     sql = f"INSERT OR IGNORE INTO {table} ({', '.join(names)}) VALUES ({', '.join('?' for _ in names)})"
     copied = errors = 0
-    last, step = -(2**62), 1
-    while True:
+    select = f"SELECT {', '.join(names)} FROM {table}"
+    try:  # fast path: the whole table reads
+        for row in src.execute(select):
+            with contextlib.suppress(sqlite3.IntegrityError):
+                copied += dst.execute(sql, row).rowcount
+        return copied, errors
+    except sqlite3.DatabaseError:
+        errors += 1
+    # A damaged b-tree: look each rowid up on its own, so only rows on lost pages are lost.
+    try:
+        top = int(src.execute(f"SELECT max(rowid) FROM {table}").fetchone()[0] or 0)
+    except sqlite3.DatabaseError:
+        top = 0
+    rowid, misses = 0, 0
+    while rowid < top or misses < 2000:
+        rowid += 1
         try:
-            cur = src.execute(f"SELECT rowid, {', '.join(names)} FROM {table} WHERE rowid > ? "
-                              "ORDER BY rowid", (last,))
-            for row in cur:
-                last, step = row[0], 1
-                with contextlib.suppress(sqlite3.IntegrityError):
-                    copied += dst.execute(sql, row[1:]).rowcount
-            return copied, errors
+            row = src.execute(f"{select} WHERE rowid = ?", (rowid,)).fetchone()
         except sqlite3.DatabaseError:
-            errors += 1
-            if errors > 64:  # the table's b-tree is beyond walking: keep what was copied
-                return copied, errors
-            last = min(last + step, 2**62)  # skip past the damaged page
-            step *= 4
+            errors, row = errors + 1, None
+        if row is None:
+            misses += 1
+            continue
+        misses = 0
+        with contextlib.suppress(sqlite3.IntegrityError):
+            copied += dst.execute(sql, row).rowcount
+    return copied, errors
 
 
 def _open_source(path: Path, work: Path) -> sqlite3.Connection | None:
@@ -119,6 +131,9 @@ def repair(home: Path) -> str:
         sources.append(("the damaged file", aside))
     if backups(home):
         sources.append((f"backup {backups(home)[-1].name}", backups(home)[-1]))
+    # The newer source first, so its rows win: in WAL mode the database file is written only at
+    # checkpoints, so after a lost WAL a backup can be newer than the file.
+    sources.sort(key=lambda s: -s[1].stat().st_mtime)
     store_id, generation = None, 0
     scratch = home / (DB + ".salvage")
     for label, path in sources:
