@@ -67,6 +67,7 @@ class LogSink:
         self.dropped = 0
         self.dropped_total = 0
         self.why = ""
+        self.at_line_start = True
 
     def _write(self, data: bytes) -> int:
         done = 0
@@ -75,11 +76,15 @@ class LogSink:
                 done += os.write(self.fd, data[done:])
         except OSError as e:
             self.why = e.strerror or str(e)
+        if done:
+            self.at_line_start = data[done - 1:done] == b"\n"
         return done
 
     def _marker(self) -> bool:
-        line = f"[jobsched] {self.dropped} bytes of output dropped: {self.why}\n".encode()
-        if self._write(line) < len(line):
+        line = ("" if self.at_line_start else "\n") + \
+            f"[jobsched] {self.dropped} bytes of output dropped: {self.why}\n"
+        line_b = line.encode()
+        if self._write(line_b) < len(line_b):
             return False
         self.dropped = 0
         return True
