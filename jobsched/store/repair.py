@@ -35,7 +35,6 @@ def _stamp() -> str:
 
 def set_aside(home: Path, why: str = "broken") -> Path | None:
     """Move ``state.db`` (and its -wal/-shm) to ``state.db.<why>-<time>``; the new name, or None."""
-    db = home / DB
     if not any((home / (DB + s)).exists() for s in ("", "-wal", "-shm")):
         return None
     aside = home / f"{DB}.{why}-{_stamp()}"
@@ -134,7 +133,8 @@ def repair(home: Path) -> str:
     # The newer source first, so its rows win: in WAL mode the database file is written only at
     # checkpoints, so after a lost WAL a backup can be newer than the file.
     sources.sort(key=lambda s: -s[1].stat().st_mtime)
-    store_id, generation = None, 0
+    store_id: str | None = None
+    generation = 0
     scratch = home / (DB + ".salvage")
     for label, path in sources:
         src = _open_source(path, scratch)
@@ -156,8 +156,8 @@ def repair(home: Path) -> str:
             Path(str(scratch) + s).unlink(missing_ok=True)
         report.append(f"{label}: {counts['jobs']} jobs, {counts['attempts']} attempts, "
                       f"{counts['events']} events copied" + (f" ({errs} damaged reads skipped)" if errs else ""))
-    store_id = store_id or (marker or {}).get("store_id") or uuid.uuid4().hex
-    generation = max(generation, int((marker or {}).get("generation", 0)))
+    store_id = store_id or str((marker or {}).get("store_id") or "") or uuid.uuid4().hex
+    generation = max(generation, int(str((marker or {}).get("generation", 0))))
     dst.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('store_id', ?), ('generation', ?)",
                 (store_id, str(generation)))
     total = dst.execute("SELECT count(*) FROM jobs").fetchone()[0]
@@ -198,11 +198,11 @@ def restore(home: Path, backup: Path) -> str:
     store_id = meta.get("store_id") or uuid.uuid4().hex
     generation = int(meta.get("generation", 0))
     if "store_id" not in meta:
-        s = Store(tmp)
-        with s.tx() as c:
+        st = Store(tmp)
+        with st.tx() as c:
             c.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('store_id', ?), ('generation', ?)",
                       (store_id, str(generation)))
-        s.close()
+        st.close()
     aside = set_aside(home, "replaced")
     _install(home, tmp, store_id, generation)
     kept = f"; the previous files were kept as {aside.name}*" if aside is not None else ""
