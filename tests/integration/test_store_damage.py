@@ -185,3 +185,26 @@ def test_healthz_says_when_the_store_fails_a_read(tmp_path: Path) -> None:
         assert logged <= failures.bit_length() + 1, (logged, failures)
     finally:
         srv.stop()
+
+
+def test_a_home_from_before_the_marker_is_adopted_but_not_an_empty_one_that_ran_jobs(tmp_path: Path) -> None:
+    from jobsched.store import Store
+    from jobsched.store.integrity import StoreDamaged, open_checked
+
+    home = home_with_jobs(tmp_path, n=1)
+    (home / "state.marker").unlink()  # as an older jobsched left it: no marker, no identity
+    store = Store(home / "state.db")
+    with store.tx() as c:
+        c.execute("DELETE FROM meta")
+    store.close()
+    rt = Runtime(home, backup_interval=0)
+    try:
+        assert [j.name for j in rt.service.list()] == ["job-0"]
+    finally:
+        rt.stop()
+    assert (home / "state.marker").exists()
+    (home / "state.marker").unlink()
+    (home / "state.db").unlink()
+    (home / "runs" / "default__job-0").mkdir(parents=True)
+    with pytest.raises(StoreDamaged, match="holds the logs of jobs this home ran"):
+        open_checked(home)
