@@ -9,6 +9,10 @@ import typer
 
 from jobsched.cli.output import EXIT_INVALID, EXIT_UNREACHABLE, fail
 
+# The store in the home is damaged (missing, empty, truncated, corrupt, lost its WAL): nothing was
+# started or changed; --repair, --reset or --restore-backup is the way out (docs/architecture.md).
+EXIT_STORE_DAMAGED = 5
+
 server_app = typer.Typer(help="Run the jobsched server (scheduler + backend + HTTP API), or manage it.",
                          invoke_without_command=True)
 
@@ -53,13 +57,22 @@ def server(ctx: typer.Context, home: Path | None = HOME,
            tls_key: Path | None = typer.Option(None, help="TLS private key (PEM), with --tls-cert."),
            insecure_http: bool = typer.Option(False, help="Serve plain HTTP on a --host other than "
                                               "loopback (a warning; tokens cross the network in clear)."),
+           repair: bool = typer.Option(False, "--repair", help="Rebuild a damaged store from what can "
+                                       "be read (and the newest backup), keeping the damaged file aside; then serve."),
+           reset: bool = typer.Option(False, "--reset", help="Start with an empty store, keeping the "
+                                      "old one aside as state.db.broken-TIME; then serve."),
+           restore_backup: Path | None = typer.Option(None, "--restore-backup", help="Put this backup "
+                                                      "(e.g. HOME/backups/state-*.db) in place of the store, keeping the old one aside; then serve."),
+           backup_interval: float = typer.Option(300.0, help="Seconds between online backups of the "
+                                                 "store to HOME/backups (0: none)."),
+           backup_keep: int = typer.Option(5, help="How many backups to keep."),
            ) -> None:
     """Run the server in the foreground until SIGTERM/SIGINT."""
     if ctx.invoked_subcommand is not None:
         return
     from jobsched.cli.exposure import check_exposure
     from jobsched.server.auth import default_port
-    from jobsched.server.main import ServerStartError, configure_logging, serve
+    from jobsched.server.main import ServerStartError, StoreDamaged, configure_logging, serve
 
     tls = check_exposure(host, tls_cert, tls_key, insecure_http)
     options: dict[str, str] = {}
@@ -103,6 +116,14 @@ def server(ctx: typer.Context, home: Path | None = HOME,
         options["nodes_config"] = _local_nodes(local_nodes)  # type: ignore[assignment]
     if provision_delay < 0:
         fail("--provision-delay: must not be negative")
+    if sum((repair, reset, restore_backup is not None)) > 1:
+        fail("--repair, --reset and --restore-backup: give at most one")
+    if backup_interval < 0:
+        fail("--backup-interval: must not be negative")
+    if backup_keep < 1:
+        fail("--backup-keep: must be at least 1")
+    store_action = (("repair", None) if repair else ("reset", None) if reset
+                    else ("restore", restore_backup) if restore_backup is not None else None)
     try:
         port = default_port() if port is None else port
     except ValueError as e:
@@ -110,10 +131,13 @@ def server(ctx: typer.Context, home: Path | None = HOME,
     configure_logging()
     try:
         serve(_home(home), host, port, backend.value, options,
-              runtime_options={"node_pool": node_pool, "provision_delay": provision_delay, "policy": policy},
-              tls=tls)
+              runtime_options={"node_pool": node_pool, "provision_delay": provision_delay, "policy": policy,
+                               "backup_interval": backup_interval, "backup_keep": backup_keep},
+              tls=tls, store_action=store_action)
     except ServerStartError as e:
         fail(str(e), EXIT_INVALID)
+    except StoreDamaged as e:
+        fail(str(e), EXIT_STORE_DAMAGED)
 
 
 def _local_nodes(path: Path) -> list[dict[str, object]]:

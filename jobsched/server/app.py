@@ -3,11 +3,13 @@ but ``/healthz``, roles and namespaces checked by :class:`jobsched.server.access
 the web dashboard (``/dashboard``, :mod:`jobsched.dashboard`) checks its own session cookie.
 
 Errors map to ``{"detail": "<field path>: <message>"}``: SpecError/Invalid 422, NotFound 404,
-Conflict 409, a missing or wrong token 401, a role or namespace the token lacks 403.
+Conflict 409, a missing or wrong token 401, a role or namespace the token lacks 403; a full disk
+under the home 507 ("no space left on HOME", nothing stored), a store that fails 503.
 """
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -28,6 +30,7 @@ from jobsched.server.service import JobServiceAPI
 from jobsched.server.tenancy import Role
 from jobsched.spec.api import EventInfo, JobList, JobStatus, NodeStatus, QueueStatus, ServerInfo
 from jobsched.spec.errors import SpecError
+from jobsched.store.sqlite import StoreFull, is_disk_full
 from jobsched.version import __version__
 
 # Documents the scheme in the OpenAPI spec; the middleware below enforces it on every path.
@@ -62,6 +65,17 @@ def _install_error_handlers(app: FastAPI) -> None:
         return JSONResponse({"detail": "\n".join(lines)}, status_code=422)
 
     app.add_exception_handler(RequestValidationError, request_invalid)
+
+    def store_failed(_: Request, exc: Exception) -> JSONResponse:
+        if is_disk_full(exc):  # nothing was stored: the client may retry once there is space
+            detail = str(exc) if isinstance(exc, StoreFull) else f"no space left on HOME: {exc}"
+            return JSONResponse({"detail": detail}, status_code=507)
+        if isinstance(exc, sqlite3.DatabaseError):
+            return JSONResponse({"detail": f"the store is unavailable: {exc} (see /healthz)"}, status_code=503)
+        raise exc
+
+    for exc_type in (sqlite3.DatabaseError, OSError):
+        app.add_exception_handler(exc_type, store_failed)
 
 
 def _routes(service: JobServiceAPI, metrics: Metrics) -> APIRouter:
@@ -117,9 +131,13 @@ def _routes(service: JobServiceAPI, metrics: Metrics) -> APIRouter:
     def info() -> ServerInfo:
         return service.info()
 
-    @r.get("/healthz", tags=["server"])
-    def healthz() -> dict[str, bool]:
-        return {"ok": True}
+    @r.get("/healthz", tags=["server"], responses={503: {"description": "unhealthy, with the reason"}})
+    def healthz() -> Response:
+        health = getattr(service, "health", None)
+        why = health() if health is not None else None
+        if why:
+            return JSONResponse({"ok": False, "reason": why}, status_code=503)
+        return JSONResponse({"ok": True})
 
     @r.get("/metrics", response_class=PlainTextResponse, tags=["server"])
     def prometheus() -> Response:

@@ -58,6 +58,7 @@ class Controller:
         self._cost_written = 0.0
         self._wake = threading.Event()
         self._stop = threading.Event()
+        self.failing: str | None = None  # why the last ticks failed (for /healthz), None when fine
         self._thread: threading.Thread | None = None
         self._nodes: list[Node] = []
         self._nodes_at = 0.0
@@ -85,11 +86,20 @@ class Controller:
         self._wake.set()
 
     def _run(self) -> None:
+        failures = 0
         while not self._stop.is_set():
             try:
                 self.tick()
-            except Exception:  # keep scheduling; the error is logged with its traceback
-                log.exception("controller tick failed")
+            except Exception as e:  # keep scheduling, backing off: 0.2 s, 0.4 s, ... 30 s
+                failures += 1
+                self.failing = f"controller tick failed {failures} time(s) in a row: {type(e).__name__}: {e}"
+                if failures & (failures - 1) == 0:  # the 1st, 2nd, 4th, 8th... failure: not 10/s
+                    log.exception("%s", self.failing)
+                self._stop.wait(min(30.0, 0.1 * 2 ** min(failures, 9)))
+                continue
+            if failures:
+                log.info("controller tick succeeded again after %d failure(s)", failures)
+            failures, self.failing = 0, None
             self._wake.wait(0.1)
             self._wake.clear()
 

@@ -20,6 +20,9 @@ from typing import Any, NoReturn
 
 from jobsched.server.auth import ensure_home, load_or_create_token
 from jobsched.server.daemon import PID_FILE
+from jobsched.store.integrity import StoreDamaged
+
+__all__ = ["ServerStartError", "StoreDamaged", "serve"]
 
 log = logging.getLogger("jobsched.server")
 
@@ -89,11 +92,32 @@ def _exit_on_sigterm(signum: int, frame: Any) -> NoReturn:
     raise SystemExit(0)
 
 
+def _store_action(home: Path, action: tuple[str, Path | None]) -> None:
+    """--repair, --reset or --restore-backup FILE, with this home locked (no server runs)."""
+    from jobsched.store import repair
+
+    what, path = action
+    try:
+        if what == "repair":
+            summary = repair.repair(home)
+        elif what == "reset":
+            summary = repair.reset(home)
+        else:
+            assert path is not None
+            summary = repair.restore(home, path)
+    except ValueError as e:
+        raise ServerStartError(str(e)) from None
+    except OSError as e:
+        raise ServerStartError(f"--{what}: {e}") from None
+    log.warning("%s", summary)
+
+
 def serve(home: Path, host: str, port: int, backend: str = "local",
           backend_options: dict[str, Any] | None = None, runtime_options: dict[str, Any] | None = None,
-          tls: tuple[Path, Path] | None = None) -> None:
+          tls: tuple[Path, Path] | None = None, store_action: tuple[str, Path | None] | None = None) -> None:
     """Run until SIGTERM/SIGINT (HTTPS with ``tls`` = (cert, key)). Raises :class:`ServerStartError`
-    if it cannot start."""
+    if it cannot start, and :class:`StoreDamaged` if the store is damaged (``store_action`` is the
+    way out)."""
     import uvicorn
 
     from jobsched.server.filemodes import secure_home
@@ -103,7 +127,13 @@ def serve(home: Path, host: str, port: int, backend: str = "local",
         _check_tls(*tls)
     home = ensure_home(home.expanduser().resolve())
     lock_fd = _lock_home(home)
-    sock = _bind(host, port)
+    try:
+        if store_action is not None:
+            _store_action(home, store_action)
+        sock = _bind(host, port)
+    except BaseException:
+        os.close(lock_fd)
+        raise
     # uvicorn re-raises the signal after its graceful shutdown; SystemExit lets `finally` run.
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
     pid_path = home / PID_FILE

@@ -12,17 +12,20 @@ from jobsched.server.estimation import Estimator
 from jobsched.server.metrics import Metrics
 from jobsched.server.service_impl import JobService
 from jobsched.spec.queue import default_queue
-from jobsched.store import Store
+from jobsched.store.backup import BackupLoop
+from jobsched.store.integrity import close_clean, open_checked
 
 
 class Runtime:
     def __init__(self, home: Path | str, backend: str = "local", backend_options: dict[str, Any] | None = None,
                  policy: str = "jobsched", estimate_timeout: float = 180.0,
-                 node_pool: str | Path | None = None, provision_delay: float = 0.0) -> None:
+                 node_pool: str | Path | None = None, provision_delay: float = 0.0,
+                 backup_interval: float = 300.0, backup_keep: int = 5) -> None:
         self.home = Path(home).expanduser()
         self.home.mkdir(parents=True, exist_ok=True)
         self.store_path = self.home / "state.db"
-        self.store = Store(self.store_path)
+        self.store = open_checked(self.home)  # StoreDamaged rather than an empty start over lost state
+        self.backups = BackupLoop(self.store_path, self.home, backup_interval, backup_keep)
         self.metrics = Metrics()
         self.clock = time.time
         self.backend = make_backend(backend, home=self.home, **(backend_options or {}))
@@ -43,6 +46,7 @@ class Runtime:
         self.controller = Controller(self.store, self.backend, self.metrics, self.home, self.clock, policy,
                                      provisioning=provisioning)
         self.service = JobService(self.store, self.backend, str(self.home), self.controller.wake, self.clock)
+        self.service.health_checks.append(lambda: self.controller.failing)
         self.estimator = Estimator(self.store, self.controller, self.clock, estimate_timeout)
         if "default" not in self.store.queues():
             self.store.put_queue("default", default_queue().to_manifest())
@@ -56,9 +60,11 @@ class Runtime:
                 self.service.on_submitted.append(mirror)
         self.controller.start()
         self.estimator.start()
+        self.backups.start()
 
     def stop(self) -> None:
         self.estimator.stop()
         self.controller.stop()
         self.backend.close()
-        self.store.close()
+        self.backups.stop()
+        close_clean(self.store, self.home)

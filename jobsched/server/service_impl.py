@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -48,6 +49,7 @@ class JobService:
                  clock: Callable[[], float]) -> None:
         self.store, self.backend, self.home, self.wake, self.clock = store, backend, home, wake, clock
         self.on_submitted: list[Callable[[dict[str, Any]], None]] = []
+        self.health_checks: list[Callable[[], str | None]] = [store.check]
 
     # jobs -------------------------------------------------------------------------------------
     def submit(self, manifest: dict[str, Any]) -> JobStatus:
@@ -76,19 +78,20 @@ class JobService:
                      message=None, created_at=now, admitted_at=None, finished_at=None, family=job.family(),
                      memory=memory, sizing=sizing, sizing_ready=not auto, retries_used=0,
                      cancel_requested=False, cost=0.0)
-        try:
-            self.store.insert_job(row)
-        except Exception as e:  # the UNIQUE constraint raced with another submit
+        try:  # one transaction: on a full disk (StoreFull, 507) nothing of the job is stored
+            with self.store.tx() as c:
+                self.store.insert_job(row, conn=c)
+                self.store.add_event(row.uid, now, "Normal", "Submitted",
+                                     f"queue {job.spec.queue}, {job.spec.replicas} replica(s), "
+                                     f"memoryPolicy {job.spec.memory_policy.value}", conn=c)
+                for w in warnings:
+                    self.store.add_event(row.uid, now, "Warning", "NotHonoured", w, conn=c)
+                if defaulted:
+                    self.store.add_event(row.uid, now, "Warning", "DefaultMemory", defaulted, conn=c)
+        except sqlite3.IntegrityError as e:  # the UNIQUE constraint raced with another submit
             if "UNIQUE" in str(e):
                 raise Conflict(f"metadata.name: job {job.key!r} already exists") from None
             raise
-        self.store.add_event(row.uid, now, "Normal", "Submitted",
-                             f"queue {job.spec.queue}, {job.spec.replicas} replica(s), memoryPolicy "
-                             f"{job.spec.memory_policy.value}")
-        for w in warnings:
-            self.store.add_event(row.uid, now, "Warning", "NotHonoured", w)
-        if defaulted:
-            self.store.add_event(row.uid, now, "Warning", "DefaultMemory", defaulted)
         for hook in self.on_submitted:
             hook(row.manifest)
         self.wake()
@@ -213,6 +216,12 @@ class JobService:
                                       "nvidia.com/gpu": used.get(n.name, Resources()).gpus,
                                       "jobsched.io/gpu-milli": _gpu_milli(used.get(n.name))})
                 for n in self.backend.nodes()]
+
+    def health(self) -> str | None:
+        """None when healthy; else why not (the store fails a read, the disk is full, the
+        controller keeps failing). ``health_checks`` are wired by the Runtime."""
+        reasons = [why for why in (check() for check in self.health_checks) if why]
+        return "; ".join(reasons) or None
 
     def info(self) -> ServerInfo:
         return ServerInfo(version=__version__, backend=self.backend.name, home=str(self.home), pid=os.getpid(),

@@ -202,6 +202,9 @@ class LocalBackend:
             if result.exists():
                 res = json.loads(result.read_text())
                 r.done = True
+                if res.get("log_dropped_bytes"):
+                    res["message"] = ((res.get("message") or "") + f" ({res['log_dropped_bytes']} bytes of "
+                                      "log output dropped: no space left for the log)").strip()
                 events.append(ReplicaEvent(r.job_key, r.attempt, r.rank, "exited", res["finished_at"],
                                            exit_code=res["exit_code"], reason=res["reason"],
                                            peak_memory_bytes=res.get("peak_memory_bytes"),
@@ -283,6 +286,7 @@ class LocalBackend:
         return dict(sorted(out.items()))
 
     def read_logs(self, job_key: str, attempt: int, rank: int, stream: str = "log") -> str:
+        """The replica's log (``rank-N.log``: stdout and stderr combined, written once)."""
         p = self._attempt_dir(job_key, attempt) / f"rank-{rank}.{stream}"
         return p.read_text(errors="replace") if p.exists() else ""
 

@@ -1,6 +1,7 @@
 """The replica shim (like containerd-shim): one small process per replica, in its own session.
 
-It starts the replica in its memory cgroup, copies stdout/stderr to log files, waits for it, and
+It starts the replica in its memory cgroup, copies stdout/stderr to one log file (``rank-N.log``,
+never blocking the replica: on a full disk output is dropped with a marker line), waits for it, and
 writes ``result.json`` with the exit code, the reason (Completed, Error, OOMKilled, InProgramOOM,
 CudaOOM), the peak memory (and, after a CUDA OOM, the device peak) and the enforcement used. Because the shim outlives the server, a server killed
 with SIGKILL loses nothing: on restart the backend re-adopts live shims and reads finished results.
@@ -54,11 +55,60 @@ def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
-def _pump(src: Any, files: list[Any], tail: deque[str] | None) -> None:
-    for line in iter(src.readline, b""):
-        for f in files:
-            f.write(line)
-            f.flush()
+class LogSink:
+    """The replica's one log file (stdout and stderr combined, ``rank-N.log``). A write never blocks
+    and never raises: on a full disk (any OSError) the output is dropped and counted, the pumps keep
+    draining the pipes so the replica never blocks on them, and the first write that succeeds again
+    (or the close) is preceded by one marker line saying how much was lost."""
+
+    def __init__(self, path: Path) -> None:
+        self.fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        self.lock = threading.Lock()
+        self.dropped = 0
+        self.dropped_total = 0
+        self.why = ""
+        self.at_line_start = True
+
+    def _write(self, data: bytes) -> int:
+        done = 0
+        try:
+            while done < len(data):
+                done += os.write(self.fd, data[done:])
+        except OSError as e:
+            self.why = e.strerror or str(e)
+        if done:
+            self.at_line_start = data[done - 1:done] == b"\n"
+        return done
+
+    def _marker(self) -> bool:
+        line = ("" if self.at_line_start else "\n") + \
+            f"[jobsched] {self.dropped} bytes of output dropped: {self.why}\n"
+        line_b = line.encode()
+        if self._write(line_b) < len(line_b):
+            return False
+        self.dropped = 0
+        return True
+
+    def write(self, data: bytes) -> None:
+        with self.lock:
+            if self.dropped and not self._marker():
+                self.dropped += len(data)
+                self.dropped_total += len(data)
+                return
+            lost = len(data) - self._write(data)
+            self.dropped += lost
+            self.dropped_total += lost
+
+    def close(self) -> None:
+        with self.lock:
+            if self.dropped:
+                self._marker()
+            os.close(self.fd)
+
+
+def _pump(src: Any, sink: LogSink, tail: deque[str] | None) -> None:
+    for line in iter(lambda: src.readline(1 << 16), b""):  # bounded: a line without newline too
+        sink.write(line)
         if tail is not None:
             tail.append(line.decode("utf-8", "replace"))
     src.close()
@@ -85,9 +135,7 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
     limit: int | None = spec.get("memory_limit")
     log_dir = Path(spec["log_dir"])
     rank = spec["rank"]
-    combined = open(log_dir / f"rank-{rank}.log", "ab")
-    out = open(log_dir / f"rank-{rank}.stdout", "ab")
-    err = open(log_dir / f"rank-{rank}.stderr", "ab")
+    combined = LogSink(log_dir / f"rank-{rank}.log")  # each log written once; stderr's tail in memory
 
     def enter_cgroup() -> None:
         os.setsid()
@@ -103,17 +151,26 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
     except (OSError, ValueError) as e:  # ValueError: a NUL byte in argv or env
         msg = f"cannot start {spec['argv'][0]!r}: {getattr(e, 'strerror', None) or e}"
         combined.write((msg + "\n").encode())
+        combined.close()
         # Missing, not executable, not a program, no such working dir: the same on every retry.
         permanent = isinstance(e, ValueError) or e.errno in PERMANENT_ERRNOS
         return {"exit_code": 126 if getattr(e, "errno", None) == errno.EACCES else 127,
                 "reason": "StartFailed" if permanent else "Error", "message": msg,
                 "peak_memory_bytes": None, "started_at": started, "finished_at": time.time()}
-    write_json_atomic(Path(spec["pid_file"]), {"child_pid": child.pid,
-                                               "child_start": proc_start_time(child.pid),
-                                               "shim_pid": os.getpid()})
+    try:
+        write_json_atomic(Path(spec["pid_file"]), {"child_pid": child.pid,
+                                                   "child_start": proc_start_time(child.pid),
+                                                   "shim_pid": os.getpid()})
+    except OSError as e:  # e.g. a full disk: a replica the server cannot find must not run on
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(child.pid, signal.SIGKILL)
+        child.wait()
+        combined.close()
+        return {"exit_code": 1, "reason": "Error", "message": f"cannot record the replica's pid: {e}",
+                "peak_memory_bytes": None, "started_at": started, "finished_at": time.time()}
     tail: deque[str] = deque(maxlen=50)
-    pumps = [threading.Thread(target=_pump, args=(child.stdout, [combined, out], None), daemon=True),
-             threading.Thread(target=_pump, args=(child.stderr, [combined, err], tail), daemon=True)]
+    pumps = [threading.Thread(target=_pump, args=(child.stdout, combined, None), daemon=True),
+             threading.Thread(target=_pump, args=(child.stderr, combined, tail), daemon=True)]
     for t in pumps:
         t.start()
 
@@ -165,11 +222,10 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
     device = device_peak(text) if reason == "CudaOOM" else None
     if cg is not None:
         driver.remove(cg)
-    for f in (combined, out, err):
-        f.close()
+    combined.close()
     return {"exit_code": exit_code, "reason": reason, "message": msg, "peak_memory_bytes": peak,
             "started_at": started, "finished_at": time.time(), "enforcement": driver.kind,
-            "timeline": timeline, "device_peak_bytes": device}
+            "timeline": timeline, "device_peak_bytes": device, "log_dropped_bytes": combined.dropped_total}
 
 
 def classify_exit(rc: int, oom: bool, text: str, limit: int | None, peak: int | None, kind: str,
@@ -245,11 +301,51 @@ def _kill_cgroup(driver: CgroupDriver, cg: Path) -> None:
         time.sleep(0.02)
 
 
+RESERVE = 1 << 16
+
+
+def reserve_result(path: Path) -> Path | None:
+    """Space set aside, before the replica starts, for its result: a full disk must not turn a
+    finished replica into a vanished one (``Lost``)."""
+    spare = path.with_suffix(path.suffix + ".reserve")
+    try:
+        fd = os.open(spare, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            os.posix_fallocate(fd, 0, RESERVE)
+        finally:
+            os.close(fd)
+    except OSError:
+        spare.unlink(missing_ok=True)
+        return None
+    return spare
+
+
+def write_result(path: Path, result: dict[str, Any], spare: Path | None) -> None:
+    try:
+        write_json_atomic(path, result)
+    except OSError:
+        if spare is None:
+            raise
+        small = {k: v for k, v in result.items() if k != "timeline"}  # fits the reserve
+        data = json.dumps(small).encode()[:RESERVE]
+        fd = os.open(spare, os.O_WRONLY)
+        try:
+            os.pwrite(fd, data, 0)  # into blocks allocated already: needs no free space
+            os.ftruncate(fd, len(data))
+        finally:
+            os.close(fd)
+        os.replace(spare, path)
+        return
+    if spare is not None:
+        spare.unlink(missing_ok=True)
+
+
 def main() -> None:
     spec_path = Path(sys.argv[1])
     spec = json.loads(spec_path.read_text())
+    spare = reserve_result(Path(spec["result_file"]))
     result = run(spec)
-    write_json_atomic(Path(spec["result_file"]), result)
+    write_result(Path(spec["result_file"]), result, spare)
     resource.getrusage(resource.RUSAGE_SELF)
 
 

@@ -1,8 +1,8 @@
 """The replica actor: one detached, named Ray actor per replica, placed in its gang's bundle.
 
 It runs the replica's command as a child process (its own session, killed with the actor through
-``PR_SET_PDEATHSIG``), copies stdout/stderr to log files (``rank-N.log/.stdout/.stderr`` as the
-local backend does), enforces the memory limit (a memory cgroup where the node allows, else an RSS
+``PR_SET_PDEATHSIG``), copies stdout/stderr to one log file (``rank-N.log``, never blocking on a
+full disk, as the local backend does), enforces the memory limit (a memory cgroup where the node allows, else an RSS
 watchdog) and keeps the result (exit code, reason, peak memory) until the backend collects it, so a
 restarted scheduler still learns how a replica ended while it was away.
 
@@ -28,6 +28,7 @@ from typing import Any
 from jobsched.backends.local.cgroup import CgroupDriver, detect
 from jobsched.backends.local.shim import (
     PERMANENT_ERRNOS,
+    LogSink,
     _kill_cgroup,
     _pump,
     _tree_rss,
@@ -37,7 +38,7 @@ from jobsched.backends.local.shim import (
 )
 
 PR_SET_PDEATHSIG = 1
-STREAMS = ("log", "stdout", "stderr")
+STREAMS = ("log",)  # stdout and stderr together, written once (rank-N.log)
 CGROUP_PREFIX = "ray-"  # + the actor's name
 
 
@@ -163,8 +164,8 @@ class ReplicaActor:
 
     def _supervise(self, env: dict[str, str]) -> dict[str, Any]:
         rank, limit = self.spec["rank"], self.spec.get("memory_limit")
-        files = [open(self.log_dir / f"rank-{rank}.{s}", "ab") for s in STREAMS]  # noqa: SIM115
-        combined, out, err = files
+        combined = LogSink(self.log_dir / f"rank-{rank}.log")  # never blocks the replica on a full disk
+        files = [combined]
         cg = self.driver.create(f"{CGROUP_PREFIX}{self.spec['name']}", limit)
         started = time.time()
 
@@ -193,8 +194,8 @@ class ReplicaActor:
                     "started_at": started, "finished_at": time.time(), "enforcement": self.driver.kind}
         self.started.set()
         tail: deque[str] = deque(maxlen=50)
-        pumps = [threading.Thread(target=_pump, args=(self.child.stdout, [combined, out], None), daemon=True),
-                 threading.Thread(target=_pump, args=(self.child.stderr, [combined, err], tail), daemon=True)]
+        pumps = [threading.Thread(target=_pump, args=(self.child.stdout, combined, None), daemon=True),
+                 threading.Thread(target=_pump, args=(self.child.stderr, combined, tail), daemon=True)]
         for t in pumps:
             t.start()
         watchdog_killed = False
