@@ -26,7 +26,7 @@ with ``MemoryCapReached``.
 attempts in a row, the second with at least 4x the room of the first (or on three attempts in a
 row, whatever their room), at consistent rates (within 3x), ends ``MemoryLeak`` with the rate in
 the message. An attempt killed too soon to have a shape (``short``, under a second) may stand in
-that row at the rate its limit implies (limit / time to hit it), as long as the last one grew. A job that needs a lot but plateaus, or whose peak is a short spike, is never called a
+that row, as long as the last one grew (its rate cannot be told from a handful of samples). A job that needs a lot but plateaus, or whose peak is a short spike, is never called a
 leak: its measuring retry plateaus (or spikes) and completes.
 """
 
@@ -78,7 +78,7 @@ class Recovery:
 
 def leak_verdict(attempts: Sequence[EndedAttempt]) -> str | None:
     """The evidence for a leak, or None (see the module docstring). An attempt killed too soon to
-    have a shape (``short``) may stand in the tail, at the rate its limit implies."""
+    have a shape (``short``) may stand in the tail; the growth rates compared are the growing ones."""
     tail: list[EndedAttempt] = []
     for a in reversed(attempts):
         # an eviction for node pressure while growing counts too: it grew past what the node had
@@ -93,21 +93,12 @@ def leak_verdict(attempts: Sequence[EndedAttempt]) -> str | None:
     roomy = len(tail) >= 2 and tail[-1].room >= LEAK_ROOM * tail[0].room
     if not roomy and len(growing) < 3:
         return None
-    rates = sorted(_rate(a) for a in tail)
+    rates = sorted(a.profile.growth_rate for a in growing if a.profile is not None)
     if rates[0] <= 0 or rates[-1] > LEAK_RATE_SPREAD * rates[0]:
         return None
     rate = sorted(a.profile.growth_rate for a in growing if a.profile is not None)[len(growing) // 2]
     return (f"+{format_rate(rate)} with no plateau in {len(tail)} attempts up to "
             f"{format_bytes(tail[-1].room)}")
-
-
-def _rate(a: EndedAttempt) -> float:
-    p = a.profile
-    assert p is not None
-    if p.shape == "growing":
-        return p.growth_rate
-    took = p.limit_hit_at or p.duration  # a short attempt: its limit over the time it took to hit it
-    return a.room / took if took and took > 0 else 0.0
 
 
 def after_oom(attempts: Sequence[EndedAttempt], *, margin: float, growth: float, cap: int,

@@ -66,6 +66,13 @@ def test_beyond_loopback_needs_tls_or_insecure_http(tmp_path: Path) -> None:
 
 def loose_home(home: Path) -> str:
     """A home as an older version, a restore or a 022 umask leaves it: everything world-readable."""
+    from jobsched.store.integrity import close_clean, open_checked
+
+    home.mkdir(parents=True)
+    close_clean(open_checked(home), home)  # a healthy store, as a previous run left it
+    for f in home.iterdir():
+        if f.is_file():
+            os.chmod(f, 0o644)
     (home / "runs" / "old").mkdir(parents=True)
     token = "t" * 43
     for rel, text in (("token", token + "\n"), ("audit.log", ""), ("runs/old/rank-0.log", "x\n")):
