@@ -49,6 +49,7 @@ def server(ctx: typer.Context, home: Path | None = HOME,
            local_nodes: Path | None = typer.Option(None, help="YAML list of virtual nodes to split this "
                                                    "machine into: [{name, cpu, memory, gpus, gpuModel, gpuMemory, labels}] "
                                                    "(--backend local)."),
+           max_body: int = typer.Option(1 << 20, help="Largest request body in bytes (413 beyond)."),
            ) -> None:
     """Run the server in the foreground until SIGTERM/SIGINT."""
     if ctx.invoked_subcommand is not None:
@@ -72,11 +73,10 @@ def server(ctx: typer.Context, home: Path | None = HOME,
     if node_pool is not None:
         from jobsched.rightsizing.pools import load_pool
         from jobsched.spec.errors import SpecError
+        from jobsched.spec.yamlsafe import load_file
 
         try:
-            load_pool(node_pool.read_text(), str(node_pool))
-        except OSError as e:
-            fail(f"--node-pool: cannot read {node_pool}: {e.strerror}")
+            load_pool(load_file(node_pool), str(node_pool))
         except SpecError as e:
             fail(f"--node-pool: {e}")
     if node_provider is not None:
@@ -97,6 +97,8 @@ def server(ctx: typer.Context, home: Path | None = HOME,
         options["nodes_config"] = _local_nodes(local_nodes)  # type: ignore[assignment]
     if provision_delay < 0:
         fail("--provision-delay: must not be negative")
+    if max_body < 1:
+        fail("--max-body: must be at least 1 byte")
     try:
         port = default_port() if port is None else port
     except ValueError as e:
@@ -104,24 +106,23 @@ def server(ctx: typer.Context, home: Path | None = HOME,
     configure_logging()
     try:
         serve(_home(home), host, port, backend.value, options,
-              runtime_options={"node_pool": node_pool, "provision_delay": provision_delay, "policy": policy})
+              runtime_options={"node_pool": node_pool, "provision_delay": provision_delay, "policy": policy},
+              max_body=max_body)
     except ServerStartError as e:
         fail(str(e), EXIT_INVALID)
 
 
 def _local_nodes(path: Path) -> list[dict[str, object]]:
-    import yaml
     from pydantic import ValidationError
 
     from jobsched.backends.local.backend import VIRTUAL_NODE_KEYS, virtual_node
-    from jobsched.spec.errors import format_validation_error
+    from jobsched.spec import yamlsafe
+    from jobsched.spec.errors import SpecError, format_validation_error
 
     try:
-        data = yaml.safe_load(path.read_text())
-    except OSError as e:
-        fail(f"--local-nodes: cannot read {path}: {e.strerror}")
-    except yaml.YAMLError as e:
-        fail(f"--local-nodes: {path} is not valid YAML: {e}")
+        data, _ = yamlsafe.loads(yamlsafe.load_file(path), str(path))
+    except SpecError as e:
+        fail(f"--local-nodes: {e}")
     if not isinstance(data, list) or not data:
         fail(f"--local-nodes: {path} must hold a non-empty list of nodes")
     for i, n in enumerate(data):

@@ -1,7 +1,7 @@
 """The HTTP API (FastAPI): thin routes over :class:`JobServiceAPI`, bearer-token auth on every path.
 
 Errors map to ``{"detail": "<field path>: <message>"}``: SpecError/Invalid 422, NotFound 404,
-Conflict 409, a missing or wrong token 401.
+Conflict 409, a missing or wrong token 401, a request body over the cap 413 (``bodylimit.py``).
 """
 
 from __future__ import annotations
@@ -17,11 +17,13 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from jobsched.server.auth import token_matches
+from jobsched.server.bodylimit import DEFAULT_MAX_BODY, BodyLimit
 from jobsched.server.errors import Conflict, Invalid, NotFound
 from jobsched.server.metrics import Metrics
 from jobsched.server.service import JobServiceAPI
 from jobsched.spec.api import EventInfo, JobList, JobStatus, NodeStatus, QueueStatus, ServerInfo
 from jobsched.spec.errors import SpecError
+from jobsched.spec.limits import MAX_OFFSET
 from jobsched.version import __version__
 
 # Documents the scheme in the OpenAPI spec; the middleware below enforces it on every path.
@@ -103,8 +105,12 @@ def _routes(service: JobServiceAPI, metrics: Metrics) -> APIRouter:
     @r.get("/v1/jobs/{namespace}/{name}/logs", response_class=PlainTextResponse, tags=["jobs"],
            responses={200: {"headers": {"X-Next-Offset": {"description": "offset to ask for next"},
                                         "X-Job-Terminal": {"description": "true once finished"}}}})
-    def logs(namespace: str, name: str, replica: int | None = Query(None, ge=0),
-             attempt: int | None = Query(None, ge=0), offset: int = Query(0, ge=0)) -> Response:
+    def logs(namespace: str, name: str, replica: int | None = Query(None, ge=0, le=MAX_OFFSET),
+             attempt: int | None = Query(None, ge=0, le=MAX_OFFSET), offset: int = Query(0, ge=0)) -> Response:
+        # With a replica, a byte offset (a file position: below 2^63); without, X-Next-Offset's
+        # cursor, 40 bits per rank, of which only the job's ranks are read.
+        if replica is not None and offset > MAX_OFFSET:
+            raise SpecError(f"a byte offset must be less than 2^63, got {offset}", "offset")
         text, next_offset, terminal = service.logs(namespace, name, rank=replica, attempt=attempt,
                                                    offset=offset)
         return PlainTextResponse(text, headers={"X-Next-Offset": str(next_offset),
@@ -138,8 +144,9 @@ def _routes(service: JobServiceAPI, metrics: Metrics) -> APIRouter:
 
 
 def create_app(service: JobServiceAPI, metrics: Metrics, token: str,
-               extra_routers: Iterable[APIRouter] = ()) -> FastAPI:
-    """The API app over ``service``; ``extra_routers`` (e.g. workflow routes) share the auth."""
+               extra_routers: Iterable[APIRouter] = (), max_body: int = DEFAULT_MAX_BODY) -> FastAPI:
+    """The API app over ``service``; ``extra_routers`` (e.g. workflow routes) share the auth.
+    Request bodies over ``max_body`` bytes get 413."""
     if not token:
         raise ValueError("token: must not be empty")
     app = FastAPI(title="jobsched", version=__version__,
@@ -149,5 +156,6 @@ def create_app(service: JobServiceAPI, metrics: Metrics, token: str,
     app.include_router(_routes(service, metrics), dependencies=deps)
     for router in extra_routers:
         app.include_router(router, dependencies=deps)
-    app.add_middleware(BearerAuth, token=token)
+    app.add_middleware(BodyLimit, limit=max_body)
+    app.add_middleware(BearerAuth, token=token)  # outermost: 401 before anything is read
     return app

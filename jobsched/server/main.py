@@ -69,11 +69,14 @@ def _exit_on_sigterm(signum: int, frame: Any) -> NoReturn:
 
 
 def serve(home: Path, host: str, port: int, backend: str = "local",
-          backend_options: dict[str, Any] | None = None, runtime_options: dict[str, Any] | None = None) -> None:
-    """Run until SIGTERM/SIGINT. Raises :class:`ServerStartError` if it cannot start."""
+          backend_options: dict[str, Any] | None = None, runtime_options: dict[str, Any] | None = None,
+          max_body: int | None = None) -> None:
+    """Run until SIGTERM/SIGINT. Raises :class:`ServerStartError` if it cannot start. Request bodies
+    over ``max_body`` bytes (default 1 MiB) get 413."""
     import uvicorn
 
     from jobsched.server.app import create_app
+    from jobsched.server.bodylimit import DEFAULT_MAX_BODY
     from jobsched.server.runtime import Runtime
 
     home = ensure_home(home.expanduser().resolve())
@@ -87,7 +90,8 @@ def serve(home: Path, host: str, port: int, backend: str = "local",
         token = load_or_create_token(home)
         runtime = Runtime(home, backend=backend, backend_options=backend_options or {}, **(runtime_options or {}))
         runtime.start()
-        app = create_app(runtime.service, runtime.metrics, token, _extra_routers(runtime))
+        app = create_app(runtime.service, runtime.metrics, token, _extra_routers(runtime),
+                         max_body=max_body or DEFAULT_MAX_BODY)
         pid_path.write_text(f"{os.getpid()}\n")
         log.info("jobsched server on http://%s:%d (home %s, backend %s, pid %d)",
                  host, sock.getsockname()[1], home, backend, os.getpid())
