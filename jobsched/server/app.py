@@ -149,6 +149,8 @@ def create_app(service: JobServiceAPI, metrics: Metrics, token: str,
     Request bodies over ``max_body`` bytes get 413."""
     if not token:
         raise ValueError("token: must not be empty")
+    if max_body < 1:
+        raise ValueError(f"max_body: must be at least 1 byte, got {max_body}")
     app = FastAPI(title="jobsched", version=__version__,
                   description="Gang scheduler for ML training jobs. Every path needs the bearer token.")
     _install_error_handlers(app)

@@ -39,7 +39,8 @@ def parse_quantity(value: Any) -> Decimal:
     if q < 0:
         raise ValueError(f"quantity must not be negative, got {value!r}")
     if q > limits.MAX_QUANTITY:
-        raise ValueError(f"quantity {_short(value)} is out of range (at most 2^63)")
+        raise ValueError(f"quantity {_short(value)} is out of range (memory at most 1Pi, cpu at most "
+                         "10^6 cores, any quantity below 2^63: docs/limits.md)")
     return q
 
 
