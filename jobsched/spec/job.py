@@ -108,6 +108,12 @@ class RightSizing(Model):
             raise ValueError(f"expected 'module:function' (e.g. 'train:factory'), got {v!r}")
         return v
 
+    @field_validator("factory_kwargs")
+    @classmethod
+    def _plain_json(cls, v: dict[str, Any]) -> dict[str, Any]:
+        lim.check_json(v)
+        return v
+
     @field_validator("max_memory", "min_memory")
     @classmethod
     def _at_most_1pi(cls, v: str | int | float | None) -> str | int | float | None:

@@ -8,6 +8,7 @@ CLI exit code 2) and nothing is stored.
 
 from __future__ import annotations
 
+import math
 from typing import Annotated
 
 from pydantic import AfterValidator, Field
@@ -65,6 +66,26 @@ LabelKey = Annotated[str, Field(min_length=1, max_length=MAX_LABEL_KEY), AfterVa
 LabelValue = Annotated[str, Field(max_length=MAX_LABEL_VALUE), AfterValidator(no_nul)]
 Priority = Annotated[int, Field(ge=-MAX_PRIORITY, le=MAX_PRIORITY)]
 Int64 = Annotated[int, Field(ge=-INT64_MAX - 1, le=INT64_MAX)]
+
+
+MAX_JSON_DEPTH = 32  # free-form values (rightSizing.factoryKwargs)
+
+
+def check_json(value: object, max_depth: int = MAX_JSON_DEPTH) -> None:
+    """A free-form value is plain JSON: nested at most ``max_depth`` deep, numbers finite. Raises
+    ValueError naming the sub-path (``x.y[2]: ...``)."""
+    stack: list[tuple[object, str, int]] = [(value, "", 0)]
+    while stack:
+        v, path, depth = stack.pop()
+        where = f"{path}: " if path else ""
+        if depth > max_depth:
+            raise ValueError(f"{where}nested more than {max_depth} levels deep")
+        if isinstance(v, float) and not math.isfinite(v):
+            raise ValueError(f"{where}must be a finite number, got {v}")
+        if isinstance(v, dict):
+            stack.extend((x, f"{path}.{k}" if path else str(k), depth + 1) for k, x in v.items())
+        elif isinstance(v, list | tuple):
+            stack.extend((x, f"{path}[{i}]", depth + 1) for i, x in enumerate(v))
 
 
 def check_annotations(values: dict[str, str]) -> dict[str, str]:

@@ -92,6 +92,10 @@ CASES = [
     ("workingDir NUL", f"{TPL}.workingDir", "/tmp/\0", f"{TPL}.workingDir"),
     ("checkpointDir relative", "spec.checkpointDir", "ckpt", "spec.checkpointDir"),
     ("queue 2 KiB", "spec.queue", "q" * 2048, "spec.queue"),
+    ("factoryKwargs NaN", "spec.rightSizing.factoryKwargs", {"lr": float("nan")},
+     "spec.rightSizing.factoryKwargs.lr"),
+    ("factoryKwargs 500 deep", "spec.rightSizing.factoryKwargs", {"x": json.loads("[" * 500 + "]" * 500)},
+     "spec.rightSizing.factoryKwargs.x[0]"),
 ]
 
 
