@@ -91,3 +91,13 @@ def test_an_alias_bomb_in_factory_kwargs_fails_fast_without_memory_error(live: A
     assert f"error: {path}: not valid YAML (more than 1000000 nodes once aliases are expanded" in proc.stderr
     assert "MemoryError" not in proc.stderr and "Traceback" not in proc.stderr
     assert live.service.list() == []
+
+
+def test_run_factory_kwargs_junk_exits_2(live: Any) -> None:
+    for kwargs, why in (("[" * 100_000, "--factory-kwargs: not valid JSON"),
+                        ('{"lr": NaN}', "spec.rightSizing.factoryKwargs.lr: must be a finite number"),
+                        ('{"x": ' + "[" * 40 + "]" * 40 + "}", "nested more than 32 levels deep")):
+        r = cli("run", "--factory", "m:f", "--factory-kwargs", kwargs, "--", "true")
+        assert r.exit_code == 2 and why in r.stderr, r.output[-500:]
+        no_traceback(r)
+    assert live.service.list() == []
