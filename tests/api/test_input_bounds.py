@@ -181,3 +181,27 @@ def test_the_body_cap_is_configurable(rt: Runtime) -> None:
     assert r.status_code == 400
     with pytest.raises(ValueError, match="max_body"):
         create_app(rt.service, rt.metrics, TOKEN, max_body=0)
+
+
+def test_logs_offsets_at_the_bound_on_a_real_log(tmp_path: Path) -> None:
+    """A job that ran and wrote a log: a byte offset at 2^63 - 1 reads nothing (200), 2^63 is a 422."""
+    import time
+
+    runtime = Runtime(tmp_path / "home")
+    runtime.start()
+    try:
+        c = TestClient(create_app(runtime.service, runtime.metrics, TOKEN), raise_server_exceptions=False)
+        assert post(c, "/v1/jobs", job(f"{TPL}.command", ["echo", "hi"])).status_code == 201
+        deadline = time.monotonic() + 60
+        while not runtime.service.get("default", "j").phase.is_terminal():
+            assert time.monotonic() < deadline, "the job did not finish"
+            time.sleep(0.05)
+        logs = "/v1/jobs/default/j/logs"
+        assert c.get(logs, params={"replica": 0}, headers=AUTH).text == "hi\n"
+        r = c.get(logs, params={"replica": 0, "offset": 2**63 - 1}, headers=AUTH)
+        assert (r.status_code, r.text, r.headers["X-Next-Offset"]) == (200, "", str(2**63 - 1))
+        assert c.get(logs, params={"replica": 0, "offset": 2**63}, headers=AUTH).status_code == 422
+        r = c.get(logs, params={"offset": 2**70}, headers=AUTH)  # a cursor: only rank 0's 40 bits count
+        assert r.status_code == 200
+    finally:
+        runtime.stop()
