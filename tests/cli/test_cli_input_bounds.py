@@ -66,11 +66,15 @@ def test_unsafe_or_binary_yaml_exits_2(live: Any, tmp_path: Path, content: bytes
     assert live.service.list() == []
 
 
-def test_local_nodes_file_is_loaded_safely(tmp_path: Path) -> None:
+def test_local_nodes_and_node_pool_files_are_loaded_safely(tmp_path: Path) -> None:
     path = tmp_path / "nodes.yaml"
     path.write_text("- !!python/object:os.system {name: a}\n")
     r = cli("server", "--home", str(tmp_path / "h"), "--local-nodes", str(path))
     assert r.exit_code == 2 and f"--local-nodes: {path}: not valid YAML (" in r.stderr
+    no_traceback(r)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n\x00")
+    r = cli("server", "--home", str(tmp_path / "h"), "--node-pool", str(path))
+    assert r.exit_code == 2 and f"--node-pool: {path}: not valid YAML (not UTF-8 text" in r.stderr
     no_traceback(r)
 
 
