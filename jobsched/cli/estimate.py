@@ -61,7 +61,7 @@ def estimate(file: Path | None = typer.Argument(None, help="TrainingJob manifest
         fail("give either FILE or --factory module:function")
     try:
         kw = json.loads(kwargs)
-    except json.JSONDecodeError as e:
+    except (ValueError, RecursionError) as e:  # RecursionError: nested too deeply
         fail(f"--kwargs: not JSON: {e}")
     if not isinstance(kw, dict):
         fail("--kwargs: expected a JSON object")

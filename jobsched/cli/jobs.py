@@ -164,7 +164,7 @@ def _right_sizing(factory: str | None, factory_kwargs: str | None) -> dict[str, 
             fail("--factory-kwargs: needs --factory")
         try:
             kwargs = json.loads(factory_kwargs)
-        except ValueError as e:
+        except (ValueError, RecursionError) as e:  # RecursionError: nested too deeply
             fail(f"--factory-kwargs: not valid JSON: {e}")
         if not isinstance(kwargs, dict):
             fail(f"--factory-kwargs: expected a JSON object, got {type(kwargs).__name__}")

@@ -66,6 +66,7 @@ def server(ctx: typer.Context, home: Path | None = HOME,
            backup_interval: float = typer.Option(300.0, help="Seconds between online backups of the "
                                                  "store to HOME/backups (0: none)."),
            backup_keep: int = typer.Option(5, help="How many backups to keep."),
+           max_body: int = typer.Option(1 << 20, help="Largest request body in bytes (413 beyond)."),
            ) -> None:
     """Run the server in the foreground until SIGTERM/SIGINT."""
     if ctx.invoked_subcommand is not None:
@@ -91,11 +92,10 @@ def server(ctx: typer.Context, home: Path | None = HOME,
     if node_pool is not None:
         from jobsched.rightsizing.pools import load_pool
         from jobsched.spec.errors import SpecError
+        from jobsched.spec.yamlsafe import load_file
 
         try:
-            load_pool(node_pool.read_text(), str(node_pool))
-        except OSError as e:
-            fail(f"--node-pool: cannot read {node_pool}: {e.strerror}")
+            load_pool(load_file(node_pool), str(node_pool))
         except SpecError as e:
             fail(f"--node-pool: {e}")
     if node_provider is not None:
@@ -124,6 +124,8 @@ def server(ctx: typer.Context, home: Path | None = HOME,
         fail("--backup-keep: must be at least 1")
     store_action = (("repair", None) if repair else ("reset", None) if reset
                     else ("restore", restore_backup) if restore_backup is not None else None)
+    if max_body < 1:
+        fail("--max-body: must be at least 1 byte")
     try:
         port = default_port() if port is None else port
     except ValueError as e:
@@ -133,7 +135,7 @@ def server(ctx: typer.Context, home: Path | None = HOME,
         serve(_home(home), host, port, backend.value, options,
               runtime_options={"node_pool": node_pool, "provision_delay": provision_delay, "policy": policy,
                                "backup_interval": backup_interval, "backup_keep": backup_keep},
-              tls=tls, store_action=store_action)
+              tls=tls, store_action=store_action, max_body=max_body)
     except ServerStartError as e:
         fail(str(e), EXIT_INVALID)
     except StoreDamaged as e:
@@ -141,18 +143,16 @@ def server(ctx: typer.Context, home: Path | None = HOME,
 
 
 def _local_nodes(path: Path) -> list[dict[str, object]]:
-    import yaml
     from pydantic import ValidationError
 
     from jobsched.backends.local.backend import VIRTUAL_NODE_KEYS, virtual_node
-    from jobsched.spec.errors import format_validation_error
+    from jobsched.spec import yamlsafe
+    from jobsched.spec.errors import SpecError, format_validation_error
 
     try:
-        data = yaml.safe_load(path.read_text())
-    except OSError as e:
-        fail(f"--local-nodes: cannot read {path}: {e.strerror}")
-    except yaml.YAMLError as e:
-        fail(f"--local-nodes: {path} is not valid YAML: {e}")
+        data, _ = yamlsafe.loads(yamlsafe.load_file(path), str(path))
+    except SpecError as e:
+        fail(f"--local-nodes: {e}")
     if not isinstance(data, list) or not data:
         fail(f"--local-nodes: {path} must hold a non-empty list of nodes")
     for i, n in enumerate(data):

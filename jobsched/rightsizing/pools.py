@@ -18,11 +18,11 @@ import builtins
 from collections.abc import Sequence
 from typing import Protocol
 
-import yaml
 from pydantic import Field, ValidationError, field_validator
 
 from jobsched.core.snapshot import NodeShape
 from jobsched.spec import quantity as q
+from jobsched.spec import yamlsafe
 from jobsched.spec.base import Model
 from jobsched.spec.errors import SpecError, spec_error_from
 from jobsched.spec.node import GPU_MODEL_LABEL, INSTANCE_TYPE_LABEL, Node
@@ -94,12 +94,10 @@ class NodePool(Model):
         raise KeyError(f"unknown instance type {name!r} in pool {self.name!r}")
 
 
-def load_pool(text: str, source: str = "node pool") -> NodePool:
-    """Parse a pool from YAML text; errors name the field (``instanceTypes[0].memory: ...``)."""
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        raise SpecError(f"invalid YAML: {e}", source) from None
+def load_pool(text: str | bytes, source: str = "node pool") -> NodePool:
+    """Parse a pool from YAML text, safely and within bounds (:mod:`jobsched.spec.yamlsafe`); errors
+    name the field (``instanceTypes[0].memory: ...``)."""
+    data, _ = yamlsafe.loads(text, source)
     if not isinstance(data, dict):
         raise SpecError("expected a mapping with instanceTypes", source)
     try:

@@ -54,10 +54,13 @@ def _working_dir_from_file(manifest: dict[str, Any], base: Path) -> None:
     """A manifest file's empty ``workingDir`` is the file's own directory, and a relative one is
     relative to it, as an absolute path: the replicas run, and the server imports the job's factory,
     where the user's code lives. Not for a job with a container ``image``: its code is in the image."""
-    tpl = manifest["spec"]["template"]
-    if tpl.get("image"):
-        return
+    spec = manifest.get("spec")
+    tpl = spec.get("template") if isinstance(spec, dict) else None
+    if not isinstance(tpl, dict) or tpl.get("image"):
+        return  # (a malformed manifest: validation names the field)
     key = "working_dir" if "working_dir" in tpl else "workingDir"
+    if tpl.get(key) is not None and not isinstance(tpl[key], str):
+        return
     tpl[key] = os.path.normpath(base / os.path.expanduser(tpl[key])) if tpl.get(key) else str(base)
 
 
@@ -145,7 +148,8 @@ class Client:
         if resp.is_success:
             return
         try:
-            detail = str(resp.json().get("detail", resp.text))
+            body = resp.json()
+            detail = str(body.get("detail", resp.text)) if isinstance(body, dict) else resp.text
         except ValueError:
             detail = resp.text
         code = resp.status_code
@@ -158,7 +162,7 @@ class Client:
             raise NotFoundError(detail)
         if code == 409:
             raise ConflictError(detail)
-        if code in (400, 422):
+        if code in (400, 413, 422):  # 413: a request body over the server's --max-body
             raise InvalidSpec(detail)
         raise JobschedError(f"HTTP {code} from {self.url}: {detail}")
 
@@ -175,9 +179,9 @@ class Client:
                 validate(TrainingJob, manifest)
         else:
             manifest, node = load_yaml(job)
-            if _is_training_job(manifest):
-                validate(TrainingJob, manifest, job, node)
+            if _is_training_job(manifest):  # workingDir first: a relative one is validated absolute
                 _working_dir_from_file(manifest, Path(job).resolve().parent)
+                validate(TrainingJob, manifest, job, node)
         return JobStatus.model_validate(self._request("POST", "/v1/jobs", json=manifest).json())
 
     def get(self, name: str, namespace: str = "default") -> JobStatus:

@@ -11,7 +11,8 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from jobsched.sdk.errors import InvalidSpec
-from jobsched.spec.errors import format_validation_error
+from jobsched.spec import yamlsafe
+from jobsched.spec.errors import SpecError, format_validation_error
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -37,25 +38,19 @@ def _node_line(node: yaml.Node | None, loc: tuple[int | str, ...]) -> int | None
 
 
 def load_yaml(path: str | Path) -> tuple[dict[str, Any], yaml.Node | None]:
-    """One YAML document as a mapping, and its node tree (for line numbers)."""
+    """One YAML document as a mapping, and its node tree (for line numbers). Loaded safely and
+    within bounds (:mod:`jobsched.spec.yamlsafe`): ``FILE: not valid YAML (why)`` otherwise."""
     p = Path(path)
     try:
-        text = p.read_text()
-    except OSError as e:
-        raise InvalidSpec(f"{p}: cannot read: {e.strerror}") from None
-    try:
-        docs = [d for d in yaml.compose_all(text) if d is not None]
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f"{p}:{mark.line + 1}:{mark.column + 1}" if mark else str(p)
-        problem = getattr(e, "problem", None) or str(e)
-        raise InvalidSpec(f"{where}: malformed YAML: {problem}") from None
+        docs = yamlsafe.loads_all(yamlsafe.load_file(p), str(p))
+    except SpecError as e:
+        raise InvalidSpec(str(e)) from None
     if len(docs) != 1:
         raise InvalidSpec(f"{p}: expected one YAML document, found {len(docs)}")
-    data = yaml.safe_load(text)
+    data, node = docs[0]
     if not isinstance(data, dict):
         raise InvalidSpec(f"{p}:1: expected a mapping (a manifest), got {type(data).__name__}")
-    return data, docs[0]
+    return data, node
 
 
 def validate(model: type[M], data: dict[str, Any], source: str | Path | None = None,

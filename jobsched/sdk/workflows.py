@@ -28,18 +28,18 @@ def load_workflow(source: WorkflowLike) -> dict[str, Any]:
     """A manifest dict from a dict, a YAML file path or YAML text; errors name the file and line."""
     if isinstance(source, dict):
         return source
+    from jobsched.spec import yamlsafe
+    from jobsched.spec.errors import SpecError
     from jobsched.workflows.lint import LintError, parse_yaml
 
-    text, name = str(source), "<manifest>"
-    if isinstance(source, Path) or "\n" not in text:
-        p = Path(source)
-        try:
-            text, name = p.read_text(), str(p)
-        except OSError as e:
-            raise InvalidSpec(f"{p}: cannot read: {e.strerror}") from None
+    text: str | bytes = str(source)
+    name = "<manifest>"
     try:
+        if isinstance(source, Path) or "\n" not in str(source):
+            name = str(Path(source))
+            text = yamlsafe.load_file(name)
         return parse_yaml(text, name)
-    except LintError as e:
+    except (LintError, SpecError) as e:
         raise InvalidSpec(str(e)) from None
 
 

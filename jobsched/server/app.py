@@ -3,8 +3,9 @@ but ``/healthz``, roles and namespaces checked by :class:`jobsched.server.access
 the web dashboard (``/dashboard``, :mod:`jobsched.dashboard`) checks its own session cookie.
 
 Errors map to ``{"detail": "<field path>: <message>"}``: SpecError/Invalid 422, NotFound 404,
-Conflict 409, a missing or wrong token 401, a role or namespace the token lacks 403; a full disk
-under the home 507 ("no space left on HOME", nothing stored), a store that fails 503.
+Conflict 409, a missing or wrong token 401, a role or namespace the token lacks 403, a request body
+over the cap 413 (``bodylimit.py``); a full disk under the home 507 ("no space left on HOME", nothing
+stored), a store that fails 503.
 """
 
 from __future__ import annotations
@@ -24,12 +25,14 @@ from jobsched.server import tenancy
 from jobsched.server.access import AccessControl
 from jobsched.server.admin_routes import make_admin_router
 from jobsched.server.audit import AuditLog
+from jobsched.server.bodylimit import DEFAULT_MAX_BODY, BodyLimit
 from jobsched.server.errors import Conflict, Invalid, NotFound
 from jobsched.server.metrics import Metrics
 from jobsched.server.service import JobServiceAPI
 from jobsched.server.tenancy import Role
 from jobsched.spec.api import EventInfo, JobList, JobStatus, NodeStatus, QueueStatus, ServerInfo
 from jobsched.spec.errors import SpecError
+from jobsched.spec.limits import MAX_OFFSET
 from jobsched.store.sqlite import StoreFull, is_disk_full
 from jobsched.version import __version__
 
@@ -108,8 +111,12 @@ def _routes(service: JobServiceAPI, metrics: Metrics) -> APIRouter:
     @r.get("/v1/jobs/{namespace}/{name}/logs", response_class=PlainTextResponse, tags=["jobs"],
            responses={200: {"headers": {"X-Next-Offset": {"description": "offset to ask for next"},
                                         "X-Job-Terminal": {"description": "true once finished"}}}})
-    def logs(namespace: str, name: str, replica: int | None = Query(None, ge=0),
-             attempt: int | None = Query(None, ge=0), offset: int = Query(0, ge=0)) -> Response:
+    def logs(namespace: str, name: str, replica: int | None = Query(None, ge=0, le=MAX_OFFSET),
+             attempt: int | None = Query(None, ge=0, le=MAX_OFFSET), offset: int = Query(0, ge=0)) -> Response:
+        # With a replica, a byte offset (a file position: below 2^63); without, X-Next-Offset's
+        # cursor, 40 bits per rank, of which only the job's ranks are read.
+        if replica is not None and offset > MAX_OFFSET:
+            raise SpecError(f"a byte offset must be less than 2^63, got {offset}", "offset")
         text, next_offset, terminal = service.logs(namespace, name, rank=replica, attempt=attempt,
                                                    offset=offset)
         return PlainTextResponse(text, headers={"X-Next-Offset": str(next_offset),
@@ -148,9 +155,14 @@ def _routes(service: JobServiceAPI, metrics: Metrics) -> APIRouter:
 
 def create_app(service: JobServiceAPI, metrics: Metrics, token: str,
                extra_routers: Iterable[APIRouter] = (), tokens: tenancy.TokenRegistry | None = None,
-               audit: AuditLog | None = None) -> FastAPI:
+               audit: AuditLog | None = None, max_body: int = DEFAULT_MAX_BODY) -> FastAPI:
     """The API app over ``service``; ``extra_routers`` (e.g. workflow routes) share the auth.
-    ``token`` is the admin token; ``tokens`` (over the store) adds the issued ones."""
+    ``token`` is the admin token; ``tokens`` (over the store) adds the issued ones. Request bodies
+    over ``max_body`` bytes get 413."""
+    if not token:
+        raise ValueError("token: must not be empty")
+    if max_body < 1:
+        raise ValueError(f"max_body: must be at least 1 byte, got {max_body}")
     registry = tokens or tenancy.TokenRegistry(token)
     extra_routers = list(extra_routers)
     app = FastAPI(title="jobsched", version=__version__,
@@ -172,5 +184,7 @@ def create_app(service: JobServiceAPI, metrics: Metrics, token: str,
     app.include_router(codes, dependencies=deps)
     app.include_router(dashboard)
     app.include_router(make_admin_router(registry, audit), dependencies=deps)
+    app.add_middleware(BodyLimit, limit=max_body)
+    # outermost: 401/403 before anything is read
     app.add_middleware(AccessControl, registry=registry, audit=audit, is_open=is_dashboard_path)
     return app

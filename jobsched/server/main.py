@@ -67,16 +67,18 @@ def _extra_routers(runtime: Any) -> list[Any]:
     return [module.make_router(runtime)]
 
 
-def make_app(runtime: Any, token: str, extra_routers: list[Any]) -> Any:
+def make_app(runtime: Any, token: str, extra_routers: list[Any], max_body: int | None = None) -> Any:
     """The API over ``runtime``: ``token`` is the admin; the issued tokens live in its store, and
     the audit log in its home."""
     from jobsched.server.app import create_app
     from jobsched.server.audit import AUDIT_FILE, AuditLog
+    from jobsched.server.bodylimit import DEFAULT_MAX_BODY
     from jobsched.server.tenancy import TokenRegistry
     from jobsched.store.tokens import TokenTable
 
     registry, audit = TokenRegistry(token, TokenTable(runtime.store)), AuditLog(runtime.home / AUDIT_FILE)
-    return create_app(runtime.service, runtime.metrics, token, extra_routers, registry, audit)
+    return create_app(runtime.service, runtime.metrics, token, extra_routers, registry, audit,
+                      max_body=max_body or DEFAULT_MAX_BODY)
 
 
 def _check_tls(cert: Path, key: Path) -> None:
@@ -114,12 +116,14 @@ def _store_action(home: Path, action: tuple[str, Path | None]) -> None:
 
 def serve(home: Path, host: str, port: int, backend: str = "local",
           backend_options: dict[str, Any] | None = None, runtime_options: dict[str, Any] | None = None,
-          tls: tuple[Path, Path] | None = None, store_action: tuple[str, Path | None] | None = None) -> None:
+          tls: tuple[Path, Path] | None = None, store_action: tuple[str, Path | None] | None = None,
+          max_body: int | None = None) -> None:
     """Run until SIGTERM/SIGINT (HTTPS with ``tls`` = (cert, key)). Raises :class:`ServerStartError`
     if it cannot start, and :class:`StoreDamaged` if the store is damaged (``store_action`` is the
-    way out)."""
+    way out). Request bodies over ``max_body`` bytes (default 1 MiB) get 413."""
     import uvicorn
 
+    from jobsched.server.bodylimit import DEFAULT_MAX_BODY
     from jobsched.server.filemodes import secure_home
     from jobsched.server.runtime import Runtime
 
@@ -142,7 +146,7 @@ def serve(home: Path, host: str, port: int, backend: str = "local",
         token = load_or_create_token(home)
         runtime = Runtime(home, backend=backend, backend_options=backend_options or {}, **(runtime_options or {}))
         runtime.start()
-        app = make_app(runtime, token, _extra_routers(runtime))
+        app = make_app(runtime, token, _extra_routers(runtime), max_body=max_body or DEFAULT_MAX_BODY)
         pid_path.write_text(f"{os.getpid()}\n")
         secure_home(home)  # once the store made state.db (SQLite gives -wal/-shm the same mode)
         log.info("jobsched server on %s://%s:%d (home %s, backend %s, pid %d)", "https" if tls else "http",

@@ -33,8 +33,9 @@ class Runtime:
         if node_pool is not None:
             from jobsched.rightsizing.pools import load_pool
             from jobsched.server.provisioning import LocalVirtualProvider, Provisioning
+            from jobsched.spec.yamlsafe import load_file
 
-            pool = load_pool(Path(node_pool).read_text(), str(node_pool))
+            pool = load_pool(load_file(node_pool), str(node_pool))
             make_provider = getattr(self.backend, "make_node_provider", None)
             provider = make_provider(pool) if make_provider is not None else None
             if provider is None:

@@ -235,6 +235,8 @@ def _gpu_milli(r: Resources | None) -> int:
 def _read_from(path: str, offset: int) -> bytes:
     try:
         with open(path, "rb") as f:
+            if offset >= os.fstat(f.fileno()).st_size:  # at or past the end (seek may refuse it)
+                return b""
             f.seek(offset)
             return f.read()
     except FileNotFoundError:

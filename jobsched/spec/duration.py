@@ -9,6 +9,8 @@ from typing import Annotated, Any
 
 from pydantic import BeforeValidator, PlainSerializer, WithJsonSchema
 
+from jobsched.spec.limits import MAX_DURATION_S
+
 _UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
 _PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
 
@@ -35,6 +37,8 @@ def parse_duration(value: Any) -> float:
                                  "'500ms', '1m30s', '2h'") from None
     if not math.isfinite(seconds) or seconds < 0:
         raise ValueError(f"invalid duration {value!r}: must be a finite, non-negative time")
+    if seconds > MAX_DURATION_S:
+        raise ValueError(f"invalid duration {value!r}: must be at most {MAX_DURATION_S} s (~31 years)")
     return seconds
 
 

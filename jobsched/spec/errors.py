@@ -6,7 +6,7 @@ import re
 
 from pydantic import ValidationError
 
-_SUBPATH = re.compile(r"^([a-zA-Z][\w\-]*(?:\.[\w\-/]+)+): (.*)$", re.S)
+_SUBPATH = re.compile(r"^([a-zA-Z][\w\-]*(?:\.[\w\-/]+|\[\d+\])*): (.*)$", re.S)
 
 
 class SpecError(ValueError):

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import math
+import os
 import re
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import AfterValidator, Field, field_validator, model_validator
 
+from jobsched.spec import limits as lim
 from jobsched.spec import quantity as q
 from jobsched.spec.base import DNSLabel, Model
 from jobsched.spec.duration import Duration, parse_duration
@@ -21,18 +23,33 @@ _FACTORY = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*:[A-Za-z_][\w]*(\.[A-Z
 class ObjectMeta(Model):
     name: DNSLabel
     namespace: DNSLabel = "default"
-    labels: dict[str, str] = Field(default_factory=dict)
-    annotations: dict[str, str] = Field(default_factory=dict)
+    labels: dict[lim.LabelKey, lim.LabelValue] = Field(default_factory=dict, max_length=lim.MAX_LABELS)
+    annotations: dict[lim.LabelKey, str] = Field(default_factory=dict)
     # Set by a Kubernetes API server; accepted so that `kubectl get -o yaml` output round-trips.
-    uid: str | None = None
-    resource_version: str | None = None
-    generation: int | None = None
-    creation_timestamp: str | None = None
+    uid: lim.ShortStr | None = None
+    resource_version: lim.ShortStr | None = None
+    generation: lim.Int64 | None = None
+    creation_timestamp: lim.ShortStr | None = None
+
+    @field_validator("annotations")
+    @classmethod
+    def _annotations_size(cls, v: dict[str, str]) -> dict[str, str]:
+        return lim.check_annotations(v)
+
+
+def _env_name(value: str) -> str:
+    if "=" in value:
+        raise ValueError(f"{value[:40]!r} is not a valid environment variable name: contains '='")
+    return value
 
 
 class EnvVar(Model):
-    name: str = Field(min_length=1)
-    value: str = ""
+    """One environment variable: a non-empty name without '=' or NUL, a value without NUL (neither
+    can be passed to ``execve``)."""
+
+    name: Annotated[str, Field(min_length=1, max_length=lim.MAX_ENV_NAME),
+                    AfterValidator(lim.no_nul), AfterValidator(_env_name)]
+    value: Annotated[str, Field(max_length=lim.MAX_ENV_VALUE), AfterValidator(lim.no_nul)] = ""
 
 
 class ResourceRequirements(Model):
@@ -50,6 +67,7 @@ class ResourceRequirements(Model):
     @model_validator(mode="after")
     def _memory_at_least_1mi(self) -> ResourceRequirements:
         for where, values in (("requests", self.requests), ("limits", self.limits)):
+            q.check_bounds(values, where)
             if q.MEMORY in values and q.memory_bytes(values[q.MEMORY]) < q.MIN_MEMORY:
                 raise ValueError(f"{where}.memory: must be at least 1Mi, got {values[q.MEMORY]!r} "
                                  "(omit it to use the queue's defaultMemory)")
@@ -76,8 +94,8 @@ class RightSizing(Model):
     growth: float = Field(1.5, gt=1, le=10)  # at least this factor over the previous size after OOM
     max_memory: q.Quantity | None = None  # never size above this (else: the largest node)
     min_memory: q.Quantity | None = None  # floor for history-based shrinking
-    family: str | None = None  # history key; default the job name
-    factory: str | None = None  # "module:function" returning (model, optimizer, batch, loss_fn)
+    family: lim.ShortStr | None = None  # history key; default the job name
+    factory: lim.ShortStr | None = None  # "module:function" returning (model, optimizer, batch, loss_fn)
     factory_kwargs: dict[str, Any] = Field(default_factory=dict)
     # After an OOM, Auto retries with a limit above the request (a measuring retry, up to the node's
     # free memory); Never keeps limit == request (docs/rightsizing.md, "OOM recovery").
@@ -88,6 +106,19 @@ class RightSizing(Model):
     def _module_function(cls, v: str | None) -> str | None:
         if v is not None and not _FACTORY.match(v):
             raise ValueError(f"expected 'module:function' (e.g. 'train:factory'), got {v!r}")
+        return v
+
+    @field_validator("factory_kwargs")
+    @classmethod
+    def _plain_json(cls, v: dict[str, Any]) -> dict[str, Any]:
+        lim.check_json(v)
+        return v
+
+    @field_validator("max_memory", "min_memory")
+    @classmethod
+    def _at_most_1pi(cls, v: str | int | float | None) -> str | int | float | None:
+        if v is not None and q.parse_quantity(v) > lim.MAX_MEMORY:
+            raise ValueError(f"must be at most 1Pi, got {v!r}")
         return v
 
 
@@ -111,13 +142,33 @@ class Backoff(Model):
 
 
 class JobTemplate(Model):
-    command: list[str] = Field(min_length=1)
-    args: list[str] = Field(default_factory=list)
-    env: list[EnvVar] = Field(default_factory=list)
-    working_dir: str | None = None
-    image: str | None = None
+    command: list[lim.ArgStr] = Field(min_length=1, max_length=lim.MAX_ARGS)
+    args: list[lim.ArgStr] = Field(default_factory=list, max_length=lim.MAX_ARGS)
+    env: list[EnvVar] = Field(default_factory=list, max_length=lim.MAX_ENV_VARS)
+    working_dir: lim.PathStr | None = None  # absolute (the SDK resolves a manifest file's relative one)
+    image: lim.ShortStr | None = None
     resources: ResourceRequirements = Field(default_factory=ResourceRequirements)
-    node_selector: dict[str, str] = Field(default_factory=dict)
+    node_selector: dict[lim.LabelKey, lim.LabelValue] = Field(default_factory=dict, max_length=lim.MAX_LABELS)
+
+    @field_validator("working_dir")
+    @classmethod
+    def _absolute(cls, v: str | None) -> str | None:
+        if v and not os.path.isabs(v):
+            raise ValueError(f"must be an absolute path, got {v[:80]!r} (a manifest file's relative "
+                             "workingDir is resolved against the file's directory by the CLI and SDK)")
+        return v
+
+    @model_validator(mode="after")
+    def _totals(self) -> JobTemplate:
+        argv = sum(len(a) for a in (*self.command, *self.args))
+        if argv > lim.MAX_ARGV_TOTAL:
+            raise ValueError(f"args: command and args total {argv} characters, at most "
+                             f"{lim.MAX_ARGV_TOTAL} (1 MiB) allowed")
+        env = sum(len(e.name) + len(e.value) + 2 for e in self.env)
+        if env > lim.MAX_ENV_TOTAL:
+            raise ValueError(f"env: the environment totals {env} characters, at most "
+                             f"{lim.MAX_ENV_TOTAL} (1 MiB) allowed")
+        return self
 
     @field_validator("env", mode="before")
     @classmethod
@@ -135,18 +186,19 @@ class JobTemplate(Model):
 
 
 class TrainingJobSpec(Model):
-    queue: str = "default"
-    priority: int = 0
+    queue: lim.ShortStr = "default"
+    priority: lim.Priority = 0  # within ±10^9, like a Kubernetes PriorityClass value
     replicas: int = Field(1, ge=1, le=10_000)
     template: JobTemplate
     max_retries: int = Field(3, ge=0, le=100)
     backoff: Backoff = Field(default_factory=lambda: Backoff())
     memory_policy: MemoryPolicy = MemoryPolicy.FIXED
-    checkpoint_dir: str | None = None
+    # Absolute, or relative to template.workingDir (resolved at validation, never the server's cwd).
+    checkpoint_dir: lim.PathStr | None = None
     right_sizing: RightSizing = Field(default_factory=lambda: RightSizing())
     placement: Literal["Pack", "Spread", "StrictSpread"] = "Pack"
     # GPU models the job accepts (node label jobsched.io/gpu-model); empty: any.
-    gpu_models: list[str] = Field(default_factory=list)
+    gpu_models: list[lim.ShortStr] = Field(default_factory=list, max_length=lim.MAX_LIST)
     # Auto: a 1-GPU replica whose GPU-memory request (declared or estimated) is below a GPU's memory
     # shares that GPU, sized from the request. Never: whole GPUs only. Unset: share only when
     # jobsched.io/gpu-milli is given (a fixed share). See docs/gpu.md.
@@ -166,6 +218,7 @@ class TrainingJobSpec(Model):
                     raise ValueError(f"template.resources.requests.{key} must not exceed the limit")
         if self.gpu_sharing == "Never" and q.GPU_MILLI in {**res.limits, **res.requests}:
             raise ValueError(f"gpuSharing: Never contradicts template.resources {q.GPU_MILLI} (a GPU share)")
+        self.checkpoint_dir = _resolve_checkpoint_dir(self.checkpoint_dir, self.template.working_dir)
         return self
 
     def requests(self) -> Resources:
@@ -177,6 +230,21 @@ class TrainingJobSpec(Model):
     def sharing(self) -> bool:
         """May a replica's GPU be sized as a share of one GPU from its GPU-memory request?"""
         return self.gpu_sharing == "Auto"
+
+
+def _resolve_checkpoint_dir(path: str | None, working_dir: str | None) -> str | None:
+    """An absolute checkpointDir as given (normalised); a relative one under workingDir, which it must
+    not leave; a relative one without a workingDir is an error (it would resolve against the
+    server's working directory)."""
+    if not path or os.path.isabs(path):
+        return os.path.normpath(path) if path else path
+    if not working_dir:
+        raise ValueError(f"checkpointDir: {path[:80]!r} is relative and template.workingDir is not set: "
+                         "give an absolute path, or a workingDir to resolve it under")
+    rel = os.path.normpath(path)
+    if rel == ".." or rel.startswith("../"):
+        raise ValueError(f"checkpointDir: {path[:80]!r} leaves template.workingDir")
+    return os.path.join(working_dir, rel) if rel != "." else working_dir
 
 
 class TrainingJob(Model):

@@ -19,6 +19,7 @@ from jobsched.spec.errors import SpecError, format_validation_error
 from jobsched.spec.job import TrainingJob
 
 RANK_ENV_ANNOTATION = "jobsched.io/rank-env"
+MAX_REPLICAS = 10_000  # as TrainingJob's spec.replicas
 ROLES = {"PyTorchJob": ("pytorchReplicaSpecs", ("Master", "Worker"), "pytorch"),
          "MXJob": ("mxReplicaSpecs", ("Scheduler", "Server", "Worker"), "mxnet")}
 # PriorityClass names have no numeric value outside Kubernetes; these common ones map to priorities.
@@ -33,6 +34,17 @@ _IGNORED_CONTAINER = ("volumeMounts", "ports", "imagePullPolicy", "securityConte
 
 def convert(manifest: dict[str, Any]) -> tuple[TrainingJob, list[str]]:
     """A PyTorchJob or MXJob as a TrainingJob, and warnings for what jobsched does not honour."""
+    try:
+        return _convert(manifest)
+    except SpecError:
+        raise
+    except (TypeError, AttributeError, KeyError, IndexError, ValueError, ArithmeticError) as e:
+        # A value of an unexpected type somewhere not checked field by field: still a 422, never a 500.
+        raise SpecError(f"malformed {manifest.get('kind')} manifest ({type(e).__name__}: {e})"[:300],
+                        "spec") from None
+
+
+def _convert(manifest: dict[str, Any]) -> tuple[TrainingJob, list[str]]:
     kind = manifest.get("kind")
     if kind not in ROLES:
         raise SpecError(f"expected PyTorchJob or MXJob, got {kind!r}", "kind")
@@ -55,8 +67,8 @@ def convert(manifest: dict[str, Any]) -> tuple[TrainingJob, list[str]]:
         path = f"spec.{field}.{role}"
         rs = _mapping(specs[role], path)
         replicas = rs.get("replicas", 1)
-        if not isinstance(replicas, int) or replicas < 0:
-            raise SpecError("must be a whole number >= 0", f"{path}.replicas")
+        if not isinstance(replicas, int) or isinstance(replicas, bool) or not 0 <= replicas <= MAX_REPLICAS:
+            raise SpecError(f"must be a whole number from 0 to {MAX_REPLICAS}", f"{path}.replicas")
         if kind == "PyTorchJob" and role == "Master" and replicas != 1:
             raise SpecError("a PyTorchJob has exactly one Master", f"{path}.replicas")
         c = _container(rs, path, default_container, warnings)
@@ -98,13 +110,14 @@ def convert(manifest: dict[str, Any]) -> tuple[TrainingJob, list[str]]:
         if spec.get("jobMode", "MXTrain") != "MXTrain":
             warnings.append(f"spec.jobMode: {spec['jobMode']!r} is run like MXTrain")
     meta = _mapping(manifest.get("metadata"), "metadata")
-    annotations = {k: str(v) for k, v in (meta.get("annotations") or {}).items()}
+    annotations = {k: str(v) for k, v in _optional_mapping(meta.get("annotations"), "metadata.annotations").items()}
     if rank_env:
         annotations[RANK_ENV_ANNOTATION] = json.dumps(rank_env, sort_keys=True)
     out: dict[str, Any] = {
         "apiVersion": "jobsched.io/v1alpha1", "kind": "TrainingJob",
         "metadata": {"name": meta.get("name"), "namespace": meta.get("namespace", "default"),
-                     "labels": {**(meta.get("labels") or {}), "jobsched.io/source-kind": kind},
+                     "labels": {**_optional_mapping(meta.get("labels"), "metadata.labels"),
+                                "jobsched.io/source-kind": kind},
                      "annotations": annotations},
         "spec": {"replicas": total,
                  "template": {"command": argv, "env": env, "resources": resources,
@@ -125,6 +138,22 @@ def _mapping(value: Any, path: str) -> dict[str, Any]:
     return value
 
 
+def _optional_mapping(value: Any, path: str) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise SpecError("must be a mapping", path)
+    return value
+
+
+def _optional_list(value: Any, path: str) -> list[Any]:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise SpecError("must be a list", path)
+    return value
+
+
 def _container(rs: dict[str, Any], path: str, default: str, warnings: list[str]) -> dict[str, Any]:
     for key in rs:
         if key not in ("replicas", "template", "restartPolicy"):
@@ -133,6 +162,8 @@ def _container(rs: dict[str, Any], path: str, default: str, warnings: list[str])
     containers = pod.get("containers")
     if not isinstance(containers, list) or not containers:
         raise SpecError("at least one container is required", f"{path}.template.spec.containers")
+    for i, other in enumerate(containers):
+        _mapping(other, f"{path}.template.spec.containers[{i}]")
     idx = next((i for i, c in enumerate(containers) if c.get("name") == default), 0)
     c = containers[idx]
     cpath = f"{path}.template.spec.containers[{idx}]"
@@ -145,17 +176,27 @@ def _container(rs: dict[str, Any], path: str, default: str, warnings: list[str])
     for key in c:
         if key in _IGNORED_CONTAINER:
             warnings.append(f"{cpath}.{key}: not acted on by jobsched (ignored)")
-    argv = [str(a) for a in [*(c.get("command") or []), *(c.get("args") or [])]]
+    argv = [str(a) for a in [*_optional_list(c.get("command"), f"{cpath}.command"),
+                             *_optional_list(c.get("args"), f"{cpath}.args")]]
     if not c.get("command"):
         raise SpecError("required by jobsched (the image's entrypoint is not known)", f"{cpath}.command")
     env: dict[str, str] = {}
-    for j, e in enumerate(c.get("env") or []):
+    for j, e in enumerate(_optional_list(c.get("env"), f"{cpath}.env")):
+        if not isinstance(e, dict) or "name" not in e:
+            raise SpecError("must be a mapping with a name", f"{cpath}.env[{j}]")
         if "valueFrom" in e:
             warnings.append(f"{cpath}.env[{j}].valueFrom: not supported; {e.get('name')} is unset")
             continue
         env[str(e["name"])] = str(e.get("value", ""))
+    resources = _optional_mapping(c.get("resources"), f"{cpath}.resources")
+    for part in ("requests", "limits"):
+        for key, value in _optional_mapping(resources.get(part), f"{cpath}.resources.{part}").items():
+            try:
+                q.parse_quantity(value)
+            except ValueError as e:
+                raise SpecError(str(e), f"{cpath}.resources.{part}.{key}") from None
     return {"argv": argv, "env": env, "image": c.get("image"), "workingDir": c.get("workingDir"),
-            "resources": c.get("resources") or {}, "nodeSelector": pod.get("nodeSelector") or {}}
+            "resources": resources, "nodeSelector": pod.get("nodeSelector") or {}}
 
 
 def _max_resources(all_res: list[dict[str, Any]], warnings: list[str], kind: str) -> dict[str, Any]:
@@ -174,9 +215,12 @@ def _max_resources(all_res: list[dict[str, Any]], warnings: list[str], kind: str
 
 def _elastic(spec: dict[str, Any], layout: list[tuple[str, int, dict[str, Any]]],
              warnings: list[str]) -> list[tuple[str, int, dict[str, Any]]]:
-    ep = spec.get("elasticPolicy")
+    ep = _optional_mapping(spec.get("elasticPolicy"), "spec.elasticPolicy")
     if ep:
         lo, hi = ep.get("minReplicas"), ep.get("maxReplicas")
+        for key, value in (("minReplicas", lo), ("maxReplicas", hi)):
+            if value is not None and (not isinstance(value, int) or not 0 <= value <= MAX_REPLICAS):
+                raise SpecError(f"must be a whole number from 0 to {MAX_REPLICAS}", f"spec.elasticPolicy.{key}")
         total = sum(n for _, n, _ in layout)
         want = min(max(total, lo or total), hi or total)
         if want != total:
@@ -198,8 +242,8 @@ def _elastic(spec: dict[str, Any], layout: list[tuple[str, int, dict[str, Any]]]
 
 def _run_policy(spec: dict[str, Any], out: dict[str, Any], layout: list[tuple[str, int, dict[str, Any]]],
                 warnings: list[str]) -> None:
-    rp = spec.get("runPolicy") or {}
-    sp = rp.get("schedulingPolicy") or {}
+    rp = _optional_mapping(spec.get("runPolicy"), "spec.runPolicy")
+    sp = _optional_mapping(rp.get("schedulingPolicy"), "spec.runPolicy.schedulingPolicy")
     if sp.get("queue"):
         out["queue"] = sp["queue"]
     if "minAvailable" in sp and sp["minAvailable"] != out["replicas"]:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
+from jobsched.spec import limits as lim
 from jobsched.spec import quantity as q
 from jobsched.spec.base import Model
 from jobsched.spec.resources import Resources
@@ -18,13 +19,21 @@ GFD_MEMORY_LABEL = "nvidia.com/gpu.memory"  # MiB per GPU
 
 
 class Node(Model):
-    name: str = Field(min_length=1)
+    name: lim.ShortStr = Field(min_length=1)
     capacity: dict[str, q.Quantity] = Field(default_factory=dict)
     allocatable: dict[str, q.Quantity] = Field(default_factory=dict)
-    labels: dict[str, str] = Field(default_factory=dict)
+    labels: dict[lim.LabelKey, lim.LabelValue] = Field(default_factory=dict)
     unschedulable: bool = False
-    price_per_hour: float = 0.0
+    price_per_hour: float = Field(0.0, ge=0, le=1e9, allow_inf_nan=False)
     gpu_memory: q.Quantity | None = None  # memory of each GPU; None: unknown
+
+    @model_validator(mode="after")
+    def _bounds(self) -> Node:
+        q.check_bounds(self.capacity, "capacity")
+        q.check_bounds(self.allocatable, "allocatable")
+        if self.gpu_memory is not None and q.parse_quantity(self.gpu_memory) > lim.MAX_MEMORY:
+            raise ValueError(f"gpuMemory: must be at most 1Pi, got {self.gpu_memory!r}")
+        return self
 
     def allocatable_vector(self) -> Resources:
         src = self.allocatable or self.capacity

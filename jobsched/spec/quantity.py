@@ -7,10 +7,13 @@ lazily because importing the client costs ~0.15 s.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from decimal import Decimal
 from typing import Annotated, Any
 
 from pydantic import BeforeValidator, PlainSerializer
+
+from jobsched.spec import limits
 
 CPU = "cpu"
 MEMORY = "memory"
@@ -35,7 +38,35 @@ def parse_quantity(value: Any) -> Decimal:
         raise ValueError(f"invalid quantity {value!r}")
     if q < 0:
         raise ValueError(f"quantity must not be negative, got {value!r}")
+    if q > limits.MAX_QUANTITY:
+        raise ValueError(f"quantity {_short(value)} is out of range (memory at most 1Pi, cpu at most "
+                         "10^6 cores, any quantity below 2^63: docs/limits.md)")
     return q
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+# The largest value of each resource per replica or node, in the unit parse_quantity returns (cores,
+# bytes, GPUs); see jobsched/spec/limits.py. Anything else (an extended resource): MAX_EXTENDED.
+BOUNDS: dict[str, tuple[int, str]] = {
+    CPU: (limits.MAX_CPU_CORES, f"{limits.MAX_CPU_CORES} cores"),
+    MEMORY: (limits.MAX_MEMORY, "1Pi"), GPU_MEMORY: (limits.MAX_MEMORY, "1Pi"),
+    "ephemeral-storage": (limits.MAX_MEMORY, "1Pi"),
+    GPU: (limits.MAX_GPUS, str(limits.MAX_GPUS)), GPU_MILLI: (1000, "1000"),
+}
+
+
+def check_bounds(values: Mapping[str, Any], where: str, factor: int = 1) -> None:
+    """ValueError ``{where}.{resource}: must be at most ...`` for the first resource in ``values``
+    above its bound (times ``factor``, e.g. for queue quotas)."""
+    for key, value in values.items():
+        bound, text = BOUNDS.get(key, (limits.MAX_EXTENDED, "2^53"))
+        if parse_quantity(value) > bound * factor:
+            limit = text if factor == 1 else f"{factor} x {text}"
+            raise ValueError(f"{where}.{key}: must be at most {limit}, got {_short(value)}")
 
 
 def _validate_quantity(value: Any) -> str | int | float:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
+from jobsched.spec import limits as lim
 from jobsched.spec import quantity as q
 from jobsched.spec.base import DNSLabel, Model
 from jobsched.spec.resources import Resources
@@ -13,18 +14,23 @@ from jobsched.spec.resources import Resources
 
 class QueueMeta(Model):
     name: DNSLabel
-    labels: dict[str, str] = Field(default_factory=dict)
-    uid: str | None = None
-    resource_version: str | None = None
-    generation: int | None = None
-    creation_timestamp: str | None = None
-    annotations: dict[str, str] = Field(default_factory=dict)
+    labels: dict[lim.LabelKey, lim.LabelValue] = Field(default_factory=dict, max_length=lim.MAX_LABELS)
+    uid: lim.ShortStr | None = None
+    resource_version: lim.ShortStr | None = None
+    generation: lim.Int64 | None = None
+    creation_timestamp: lim.ShortStr | None = None
+    annotations: dict[lim.LabelKey, str] = Field(default_factory=dict)
+
+    @field_validator("annotations")
+    @classmethod
+    def _annotations_size(cls, v: dict[str, str]) -> dict[str, str]:
+        return lim.check_annotations(v)
 
 
 class QueueSpec(Model):
     # Missing resource: unlimited. Quota is on the sum of requests of all admitted replicas.
     quota: dict[str, q.Quantity] = Field(default_factory=dict)
-    weight: float = Field(1.0, gt=0)
+    weight: float = Field(1.0, gt=0, le=1e6, allow_inf_nan=False)
     # BestEffortFIFO lets a smaller job behind a blocked head go first; StrictFIFO never does.
     strategy: Literal["BestEffortFIFO", "StrictFIFO"] = "BestEffortFIFO"
     # Memory request and limit of a replica that declares none (like a LimitRange default).
@@ -43,7 +49,14 @@ class QueueSpec(Model):
     def _at_least_1mi(cls, v: str | int | float) -> str | int | float:
         if q.memory_bytes(v) < q.MIN_MEMORY:
             raise ValueError(f"must be at least 1Mi, got {v!r}")
+        if q.memory_bytes(v) > lim.MAX_MEMORY:
+            raise ValueError(f"must be at most 1Pi, got {v!r}")
         return v
+
+    @model_validator(mode="after")
+    def _quota_bounds(self) -> QueueSpec:
+        q.check_bounds(self.quota, "quota", factor=lim.QUOTA_FACTOR)
+        return self
 
 
 class Queue(Model):

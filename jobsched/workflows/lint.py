@@ -11,9 +11,9 @@ import json
 import re
 from typing import Any
 
-import yaml
 from pydantic import ValidationError
 
+from jobsched.spec import yamlsafe
 from jobsched.spec.errors import SpecError, format_validation_error
 from jobsched.workflows import expr
 from jobsched.workflows.model import UNSUPPORTED_KINDS, DagTask, Template, Workflow, ignored_fields
@@ -26,14 +26,12 @@ class LintError(SpecError):
         super().__init__("\n".join(errors))
 
 
-def parse_yaml(text: str, source: str = "<manifest>") -> dict[str, Any]:
+def parse_yaml(text: str | bytes, source: str = "<manifest>") -> dict[str, Any]:
+    """Safely, within bounds (:mod:`jobsched.spec.yamlsafe`)."""
     try:
-        doc = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark else source
-        problem = getattr(e, "problem", None) or str(e)
-        raise LintError([f"{where}: malformed YAML: {problem}"]) from None
+        doc, _ = yamlsafe.loads(text, source)
+    except SpecError as e:
+        raise LintError([str(e)]) from None
     if not isinstance(doc, dict):
         raise LintError([f"{source}: expected a mapping (an Argo Workflow manifest)"])
     return doc
@@ -105,9 +103,9 @@ def _check(wf: Workflow, parameters: dict[str, str]) -> list[str]:
 def _patch_ok(path: str, patch: str | None, errs: list[str]) -> None:
     if patch and "{{" not in patch:
         try:
-            doc = yaml.safe_load(patch)
-        except yaml.YAMLError as e:
-            errs.append(f"{path}: not JSON or YAML: {e}")
+            doc, _ = yamlsafe.loads(patch, path)
+        except SpecError as e:
+            errs.append(f"{path}: not JSON or YAML: {str(e).removeprefix(path + ': ')}")
             return
         if not isinstance(doc, dict):
             errs.append(f"{path}: must be a mapping (a partial pod spec)")

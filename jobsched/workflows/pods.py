@@ -14,9 +14,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from jobsched.spec import yamlsafe
 from jobsched.spec.api import JobStatus
+from jobsched.spec.errors import SpecError
 from jobsched.spec.quantity import memory_bytes
 from jobsched.workflows.model import Template
 from jobsched.workflows.util import (
@@ -44,7 +44,10 @@ def job_name(workflow: str, node_name: str, retry: int) -> str:
 
 
 def parse_patch(text: str) -> dict[str, Any]:
-    doc = yaml.safe_load(text)  # JSON is YAML
+    try:
+        doc, _ = yamlsafe.loads(text, "podSpecPatch")  # JSON is YAML
+    except SpecError as e:
+        raise ValueError(str(e)) from None
     if not isinstance(doc, dict):
         raise ValueError("podSpecPatch must be a mapping (a partial pod spec)")
     return doc

@@ -4,6 +4,7 @@ real memory cgroups, real SQLite."""
 
 from __future__ import annotations
 
+import re
 import time
 from typing import Any
 
@@ -102,16 +103,21 @@ def test_missing_working_dir_fails_at_once(runtime, tmp_path):
     assert f"spec.template.workingDir: {tmp_path / 'gone'} does not exist" in st.message
 
 
-@pytest.mark.parametrize("env,expected", [
-    ({"BAD": "a\0b"}, "the value of BAD contains a NUL byte"),
-    ({"A=B": "x"}, "variable name 'A=B' contains '='"),
+@pytest.mark.parametrize("env,field,expected", [
+    ({"BAD": "a\0b"}, "spec.template.env[0].value", "the value of BAD contains a NUL byte"),
+    ({"A=B": "x"}, "spec.template.env[0].name", "variable name 'A=B' contains '='"),
 ])
-def test_invalid_env_fails_at_once(runtime, env, expected):
+def test_invalid_env_is_refused_at_submit_and_at_start(runtime, env, field, expected):
+    from jobsched.backends.prestart import check_env
+    from jobsched.spec.errors import SpecError
+
     m = manifest("badenv", [PY, "-c", "pass"], maxRetries=3)
     m["spec"]["template"]["env"] = env
-    runtime.service.submit(m)
-    st = _start_failed(runtime, "badenv")
-    assert f"spec.template.env: {expected}" in st.message
+    with pytest.raises(SpecError, match=re.escape(field)):
+        runtime.service.submit(m)
+    assert runtime.service.list() == []
+    # The pre-start check stays as defence in depth (a job stored before submit validated env).
+    assert check_env(env) == f"spec.template.env: {expected}"
 
 
 def test_exec_failure_in_the_shim_is_start_failed_not_an_error_exit(runtime, tmp_path):
