@@ -3,14 +3,29 @@ not exist is skipped, but an error inside one that exists is not hidden.
 
 Start-up imports are kept light (typer only): the SDK, rich tables and the server are imported by the
 commands that need them, so ``jobsched --help`` stays fast.
+
+Ctrl-C: the first statements below make SIGINT raise KeyboardInterrupt even when the process was
+started with SIGINT ignored (a background job of a non-interactive shell, as CI runners start tests:
+Python then keeps the inherited SIG_IGN and a ``--wait`` would never stop). ``main`` turns a
+KeyboardInterrupt that no command handled, e.g. one during start-up imports, into exit code 130
+without a traceback.
 """
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
+import signal
 
-import typer
+signal.signal(signal.SIGINT, signal.default_int_handler)  # before anything slow is imported
+
+import importlib  # noqa: E402
+import importlib.util  # noqa: E402
+import sys  # noqa: E402
+from typing import TYPE_CHECKING  # noqa: E402
+
+if TYPE_CHECKING:
+    import typer
+
+EXIT_INTERRUPTED = 130
 
 COMMAND_MODULES = [
     "jobsched.cli.jobs",
@@ -22,6 +37,8 @@ COMMAND_MODULES = [
 
 
 def build_app() -> typer.Typer:
+    import typer
+
     app = typer.Typer(
         name="jobsched",
         help="Gang scheduler for ML training jobs, with memory right-sizing. "
@@ -39,7 +56,11 @@ def build_app() -> typer.Typer:
 
 
 def main() -> None:
-    build_app()(prog_name="jobsched")
+    try:
+        build_app()(prog_name="jobsched")
+    except KeyboardInterrupt:
+        print("\ninterrupted", file=sys.stderr)
+        sys.exit(EXIT_INTERRUPTED)
 
 
 if __name__ == "__main__":
