@@ -49,6 +49,13 @@ def server(ctx: typer.Context, home: Path | None = HOME,
            local_nodes: Path | None = typer.Option(None, help="YAML list of virtual nodes to split this "
                                                    "machine into: [{name, cpu, memory, gpus, gpuModel, gpuMemory, labels}] "
                                                    "(--backend local)."),
+           max_loop_items: int | None = typer.Option(None, help="Items per workflow loop (withItems, "
+                                                     "withParam, withSequence); more is an error "
+                                                     "naming the field. Default 10000 "
+                                                     "($JOBSCHED_MAX_LOOP_ITEMS)."),
+           max_live_steps: int | None = typer.Option(None, help="Workflow step jobs in flight at once "
+                                                     "on this server; loops expand as earlier steps "
+                                                     "finish. Default 500 ($JOBSCHED_MAX_LIVE_STEPS)."),
            ) -> None:
     """Run the server in the foreground until SIGTERM/SIGINT."""
     if ctx.invoked_subcommand is not None:
@@ -97,6 +104,7 @@ def server(ctx: typer.Context, home: Path | None = HOME,
         options["nodes_config"] = _local_nodes(local_nodes)  # type: ignore[assignment]
     if provision_delay < 0:
         fail("--provision-delay: must not be negative")
+    _workflow_limits(max_loop_items, max_live_steps)
     try:
         port = default_port() if port is None else port
     except ValueError as e:
@@ -107,6 +115,25 @@ def server(ctx: typer.Context, home: Path | None = HOME,
               runtime_options={"node_pool": node_pool, "provision_delay": provision_delay, "policy": policy})
     except ServerStartError as e:
         fail(str(e), EXIT_INVALID)
+
+
+def _workflow_limits(max_loop_items: int | None, max_live_steps: int | None) -> None:
+    """Check the workflow limits and hand them to the workflow controller (it reads them from the
+    environment, where they may also be set)."""
+    import os
+
+    from jobsched.workflows.loops import ENV_MAX_LIVE_STEPS, ENV_MAX_LOOP_ITEMS, Limits
+
+    for flag, value, env in (("--max-loop-items", max_loop_items, ENV_MAX_LOOP_ITEMS),
+                             ("--max-live-steps", max_live_steps, ENV_MAX_LIVE_STEPS)):
+        if value is not None:
+            if value < 1:
+                fail(f"{flag}: must be at least 1, got {value}")
+            os.environ[env] = str(value)
+    try:
+        Limits.from_env()
+    except ValueError as e:
+        fail(str(e))
 
 
 def _local_nodes(path: Path) -> list[dict[str, object]]:
