@@ -202,14 +202,12 @@ def main() -> None:
                 rows.append(("SIGTERM to exit (s)", "still running after 60 s (SIGKILL)"))
                 rows.append(("step jobs created after SIGTERM", str(step_jobs(db) - at_ack)))
     finally:
-        probe_procs = []
         if proc.poll() is None:
-            probe_procs = [c for c in server.children(recursive=True)
-                           if "default__probe" in " ".join(c.cmdline()) or c.cmdline()[:2] == ["sleep", "600"]]
             proc.kill()
             proc.wait(30)
-        for c in probe_procs:  # the probe job's shim outlives a killed server
-            c.kill()
+        for c in psutil.process_iter(["cmdline"]):  # the probe job's shim (this run's home) outlives
+            if f"{home}/runs/default__probe" in " ".join(c.info["cmdline"] or []):  # a killed server
+                c.terminate()
         log.close()
     width = max(len(k) for k, _ in rows)
     print(f"fan-out of {args.items} `true` steps, max-live-steps {args.max_live_steps}, "
