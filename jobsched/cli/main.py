@@ -13,19 +13,24 @@ without a traceback.
 
 from __future__ import annotations
 
-import signal
-
-signal.signal(signal.SIGINT, signal.default_int_handler)  # before anything slow is imported
-
-import importlib  # noqa: E402
-import importlib.util  # noqa: E402
-import sys  # noqa: E402
-from typing import TYPE_CHECKING  # noqa: E402
-
-if TYPE_CHECKING:
-    import typer
+import sys
 
 EXIT_INTERRUPTED = 130
+
+try:  # a Ctrl-C from here on never prints a traceback
+    import signal
+
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # before anything slow is imported
+
+    import importlib
+    import importlib.util
+except KeyboardInterrupt:
+    print("\ninterrupted", file=sys.stderr)
+    sys.exit(EXIT_INTERRUPTED)
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import typer
 
 COMMAND_MODULES = [
     "jobsched.cli.jobs",
