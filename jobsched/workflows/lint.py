@@ -97,8 +97,10 @@ def _check(wf: Workflow, parameters: dict[str, str], max_loop_items: int = loops
     for name in parameters:
         if name not in declared:
             errs.append(f"arguments: parameter {name!r} is not declared in spec.arguments.parameters")
+    values = {p.name: parameters.get(p.name, p.value) for p in spec.arguments.parameters}
+    known = {k: v for k, v in values.items() if v is not None}
     for i, t in enumerate(spec.templates):
-        errs.extend(_check_template(f"spec.templates[{i}]", t, ref, parameters, max_loop_items))
+        errs.extend(_check_template(f"spec.templates[{i}]", t, ref, known, max_loop_items))
         errs.extend(_check_refs(f"spec.templates[{i}]", t, declared))
     _patch_ok("spec.podSpecPatch", spec.pod_spec_patch, errs)
     return errs
