@@ -5,11 +5,12 @@ Heavy modules are imported lazily so that ``jobsched --help`` stays fast.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
 from jobsched.version import __version__
 
+TYPE_CHECKING = False  # not `typing`: every CLI start imports this first, before its Ctrl-C handling
 if TYPE_CHECKING:  # pragma: no cover
+    from typing import Any
+
     from jobsched.sdk.client import Client
 
 __all__ = ["Client", "__version__"]

@@ -3,17 +3,36 @@ not exist is skipped, but an error inside one that exists is not hidden.
 
 Start-up imports are kept light (typer only): the SDK, rich tables and the server are imported by the
 commands that need them, so ``jobsched --help`` stays fast.
+
+Ctrl-C: the first statements below make SIGINT raise KeyboardInterrupt even when the process was
+started with SIGINT ignored (a background job of a non-interactive shell, as CI runners start tests:
+Python then keeps the inherited SIG_IGN and a ``--wait`` would never stop). ``main`` turns a
+KeyboardInterrupt that no command handled, e.g. one during start-up imports, into exit code 130
+without a traceback.
 """
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import os
 import sys
 from pathlib import Path
 
-import typer
+EXIT_INTERRUPTED = 130
+
+try:  # a Ctrl-C from here on never prints a traceback
+    import signal
+
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # before anything slow is imported
+
+    import importlib
+    import importlib.util
+except KeyboardInterrupt:
+    print("\ninterrupted", file=sys.stderr)
+    sys.exit(EXIT_INTERRUPTED)
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import typer
 
 COMMAND_MODULES = [
     "jobsched.cli.jobs",
@@ -27,6 +46,8 @@ COMMAND_MODULES = [
 
 
 def build_app() -> typer.Typer:
+    import typer
+
     app = typer.Typer(
         name="jobsched",
         help="Gang scheduler for ML training jobs, with memory right-sizing. "
@@ -56,7 +77,11 @@ def _global_options(ca: Path | None = typer.Option(
 
 
 def main() -> None:
-    build_app()(prog_name="jobsched")
+    try:
+        build_app()(prog_name="jobsched")
+    except KeyboardInterrupt:
+        print("\ninterrupted", file=sys.stderr)
+        sys.exit(EXIT_INTERRUPTED)
 
 
 if __name__ == "__main__":

@@ -67,6 +67,13 @@ def server(ctx: typer.Context, home: Path | None = HOME,
                                                  "store to HOME/backups (0: none)."),
            backup_keep: int = typer.Option(5, help="How many backups to keep."),
            max_body: int = typer.Option(1 << 20, help="Largest request body in bytes (413 beyond)."),
+           max_loop_items: int | None = typer.Option(None, help="Items per workflow loop (withItems, "
+                                                     "withParam, withSequence); more is an error "
+                                                     "naming the field. Default 10000 "
+                                                     "($JOBSCHED_MAX_LOOP_ITEMS)."),
+           max_live_steps: int | None = typer.Option(None, help="Workflow step jobs in flight at once "
+                                                     "on this server; loops expand as earlier steps "
+                                                     "finish. Default 500 ($JOBSCHED_MAX_LIVE_STEPS)."),
            ) -> None:
     """Run the server in the foreground until SIGTERM/SIGINT."""
     if ctx.invoked_subcommand is not None:
@@ -126,6 +133,7 @@ def server(ctx: typer.Context, home: Path | None = HOME,
                     else ("restore", restore_backup) if restore_backup is not None else None)
     if max_body < 1:
         fail("--max-body: must be at least 1 byte")
+    _workflow_limits(max_loop_items, max_live_steps)
     try:
         port = default_port() if port is None else port
     except ValueError as e:
@@ -140,6 +148,25 @@ def server(ctx: typer.Context, home: Path | None = HOME,
         fail(str(e), EXIT_INVALID)
     except StoreDamaged as e:
         fail(str(e), EXIT_STORE_DAMAGED)
+
+
+def _workflow_limits(max_loop_items: int | None, max_live_steps: int | None) -> None:
+    """Check the workflow limits and hand them to the workflow controller (it reads them from the
+    environment, where they may also be set)."""
+    import os
+
+    from jobsched.workflows.loops import ENV_MAX_LIVE_STEPS, ENV_MAX_LOOP_ITEMS, Limits
+
+    for flag, value, env in (("--max-loop-items", max_loop_items, ENV_MAX_LOOP_ITEMS),
+                             ("--max-live-steps", max_live_steps, ENV_MAX_LIVE_STEPS)):
+        if value is not None:
+            if value < 1:
+                fail(f"{flag}: must be at least 1, got {value}")
+            os.environ[env] = str(value)
+    try:
+        Limits.from_env()
+    except ValueError as e:
+        fail(str(e))
 
 
 def _local_nodes(path: Path) -> list[dict[str, object]]:

@@ -94,7 +94,8 @@ def submit(file: Path = typer.Argument(..., help="Argo Workflow manifest (YAML).
 
     params = _params(parameter)
     with sdk_errors():
-        lint_workflow(file, params)  # errors before anything is sent
+        lint_workflow(file, params, max_loop_items=None)  # errors before anything is sent (the
+        # server checks loop sizes against its own --max-loop-items)
         api = _api()
         st = api.submit(file, params)
         for w in st.get("warnings", []):

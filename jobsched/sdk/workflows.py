@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -43,13 +44,18 @@ def load_workflow(source: WorkflowLike) -> dict[str, Any]:
         raise InvalidSpec(str(e)) from None
 
 
-def lint(source: WorkflowLike, parameters: dict[str, str] | None = None) -> list[str]:
-    """Check a workflow locally (no server) like ``argo lint``; returns warnings, raises InvalidSpec."""
+def lint(source: WorkflowLike, parameters: dict[str, str] | None = None,
+         max_loop_items: int | None = -1) -> list[str]:
+    """Check a workflow locally (no server) like ``argo lint``; returns warnings, raises InvalidSpec.
+    Loops are checked against ``max_loop_items`` (-1: the default server limit; None: not at all,
+    leaving it to the server, whose limit may differ)."""
     from jobsched.workflows.lint import LintError, load
+    from jobsched.workflows.loops import MAX_LOOP_ITEMS
 
     manifest = load_workflow(source)
+    limit = MAX_LOOP_ITEMS if max_loop_items == -1 else (max_loop_items or sys.maxsize)
     try:
-        return load(manifest, parameters)[1]
+        return load(manifest, parameters, limit)[1]
     except LintError as e:
         prefix = f"{source}: " if isinstance(source, (str, Path)) and "\n" not in str(source) else ""
         raise InvalidSpec("\n".join(prefix + line for line in e.errors)) from None

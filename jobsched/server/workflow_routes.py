@@ -50,7 +50,7 @@ def make_router(runtime: Any, controller: WorkflowController | None = None) -> A
 
     @r.get("/{namespace}/{name}")
     def get(namespace: str, name: str) -> dict[str, Any]:
-        return describe(call(ctl.get, namespace, name))
+        return call(ctl.status, namespace, name)
 
     @r.post("/{namespace}/{name}/cancel")
     def cancel(namespace: str, name: str) -> dict[str, Any]:

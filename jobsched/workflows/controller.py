@@ -1,5 +1,11 @@
 """WorkflowController: submit, lint, status, list, cancel and logs of Argo Workflows, and the loop
-that reconciles active workflows (every step is a jobsched TrainingJob run by a :class:`JobRunner`)."""
+that reconciles active workflows (every step is a jobsched TrainingJob run by a :class:`JobRunner`).
+
+Reads never wait on the loop: ``get``/``list``/``status`` answer from a snapshot published after
+each pass (or from the store), and ``cancel`` stores an intent and wakes the loop, which honours it
+before any further expansion. Across all workflows, at most ``limits.max_live_steps`` step jobs are
+in flight; loops expand lazily within that (``fanout.py``).
+"""
 
 from __future__ import annotations
 
@@ -15,9 +21,11 @@ from typing import Any
 from jobsched.spec.base import _dns_label
 from jobsched.workflows import lint
 from jobsched.workflows.engine import Operator
+from jobsched.workflows.fanout import Budget, Hooks
+from jobsched.workflows.loops import Limits
 from jobsched.workflows.model import Workflow
 from jobsched.workflows.runner import JobRunner, ServiceRunner
-from jobsched.workflows.state import WorkflowState, WorkflowSummary, summary
+from jobsched.workflows.state import WorkflowState, WorkflowSummary, describe, summary
 from jobsched.workflows.store import WorkflowStore
 
 
@@ -31,35 +39,45 @@ class WorkflowExists(ValueError):
 
 class WorkflowController:
     def __init__(self, runner: JobRunner, store_path: Path | str, workdir: Path | str,
-                 clock: Callable[[], float] = time.time, interval: float = 0.1) -> None:
+                 clock: Callable[[], float] = time.time, interval: float = 0.1,
+                 limits: Limits | None = None) -> None:
         self.runner, self.clock, self.interval = runner, clock, interval
+        self.limits = limits or Limits()
         self.workdir = Path(workdir)
         self.store = WorkflowStore(store_path)
-        self._lock = threading.RLock()
+        self._lock = threading.RLock()  # the loop's; API calls do not take it
+        self._submit_lock = threading.Lock()
         self._active: dict[tuple[str, str], tuple[WorkflowState, Workflow]] = {}
+        self._snap: dict[tuple[str, str], WorkflowState] = {}  # published after each pass
+        self._cancels = self.store.cancel_requests()  # intents, stored before they are acted on
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
+        self._passed = threading.Condition()  # notified after every pass
+        self.cancel_wait = 0.5  # seconds cancel waits for the loop to act before answering
         for ns, name in self.store.names(active_only=True):  # resume after a restart
             st = self.store.load(ns, name)
             if st is not None:
+                st.cancelled = st.cancelled or (ns, name) in self._cancels
                 self._active[(ns, name)] = (st, Workflow.model_validate(st.manifest))
+                self._snap[(ns, name)] = st.model_copy(deep=True)
 
     @classmethod
     def for_runtime(cls, runtime: Any, **kwargs: Any) -> WorkflowController:
+        kwargs.setdefault("limits", Limits.from_env())
         return cls(ServiceRunner(runtime.service), runtime.store_path,
                    Path(runtime.home) / "workflows", **kwargs)
 
     # ---- API ---------------------------------------------------------------------------------------
     def lint(self, manifest: dict[str, Any], parameters: dict[str, str] | None = None) -> list[str]:
-        _, warnings = lint.load(manifest, parameters)
+        _, warnings = lint.load(manifest, parameters, self.limits.max_loop_items)
         return warnings
 
     def submit(self, manifest: dict[str, Any], parameters: dict[str, str] | None = None) -> WorkflowState:
-        wf, warnings = lint.load(manifest, parameters)
+        wf, warnings = lint.load(manifest, parameters, self.limits.max_loop_items)
         params = {p.name: (parameters or {}).get(p.name, p.value or "") for p in wf.spec.arguments.parameters}
         ns = wf.metadata.namespace
-        with self._lock:
+        with self._submit_lock:
             name = wf.metadata.name
             if name is None:
                 prefix = wf.metadata.generate_name or "workflow-"
@@ -83,35 +101,62 @@ class WorkflowController:
             st = WorkflowState(name=name, namespace=ns, uid=str(uuid.uuid4()), manifest=stored,
                                parameters=params, created_at=self.clock(), warnings=warnings)
             self.store.save(st)
+            self._snap[(ns, name)] = st.model_copy(deep=True)
             self._active[(ns, name)] = (st, wf)
         self._wake.set()
         return st.model_copy(deep=True)
 
-    def get(self, namespace: str, name: str) -> WorkflowState:
-        with self._lock:
-            if (namespace, name) in self._active:
-                return self._active[(namespace, name)][0].model_copy(deep=True)
-        st = self.store.load(namespace, name)
+    def get(self, namespace: str, name: str, archived: int = 1000) -> WorkflowState:
+        """The workflow's state, with up to ``archived`` finished loop children put back into the
+        tree (a large fan-out keeps the rest in the store; ``status`` says how many are left out)."""
+        return self._get(namespace, name, archived)[0]
+
+    def _get(self, namespace: str, name: str, archived: int) -> tuple[WorkflowState, int]:
+        snap = self._snap.get((namespace, name))
+        st = snap.model_copy(deep=True) if snap is not None else self.store.load(namespace, name)
         if st is None:
             raise WorkflowNotFound(f"workflow {namespace}/{name} not found")
-        return st
+        omitted = 0
+        if archived and any(n.loop is not None for n in st.nodes.values()):
+            for n in self.store.archived(namespace, name, limit=archived):
+                st.nodes.setdefault(n.name, n)
+                parent = st.nodes.get(n.parent) if n.parent else None
+                if parent is not None and n.name not in parent.children:
+                    parent.children.append(n.name)
+            omitted = max(0, self.store.archived_count(namespace, name) - archived)
+        return st, omitted
 
     def list(self, namespace: str | None = None) -> list[WorkflowSummary]:
-        return [summary(self.get(ns, name)) for ns, name in self.store.names(namespace)]
+        return [summary(self.get(ns, name, archived=0)) for ns, name in self.store.names(namespace)]
+
+    def status(self, namespace: str, name: str, archived: int = 1000) -> dict[str, Any]:
+        """``workflow status``: the live tree plus up to ``archived`` finished loop children."""
+        return describe(*self._get(namespace, name, archived))
 
     def cancel(self, namespace: str, name: str) -> WorkflowState:
-        with self._lock:
-            entry = self._active.get((namespace, name))
-            if entry is None:
-                return self.get(namespace, name)  # finished already (or NotFound)
-            entry[0].cancelled = True
-            self._reconcile_one(*entry)
-            return entry[0].model_copy(deep=True)
+        """Store the intent, wake the loop and answer at once; the loop stops every step and
+        expands nothing further (the workflow ends Failed, "Workflow terminated by user")."""
+        st = self.get(namespace, name, archived=0)  # NotFound
+        if st.done:
+            return st
+        self.store.request_cancel(namespace, name, self.clock())
+        self._cancels.add((namespace, name))
+        if self._thread is None:  # no loop running (tests, tools): act on it here
+            self.reconcile()
+            return self.get(namespace, name)
+        self._wake.set()
+        deadline = time.monotonic() + self.cancel_wait
+        with self._passed:  # usually the next pass ends it; never wait long for a busy loop
+            while not (st := self.get(namespace, name, archived=0)).done and time.monotonic() < deadline:
+                self._passed.wait(max(0.0, deadline - time.monotonic()))
+        st.cancelled = True
+        return st
 
     def logs(self, namespace: str, name: str) -> str:
-        st = self.get(namespace, name)
+        st = self.get(namespace, name, archived=0)
         out: list[str] = []
-        pods = sorted((n for n in st.nodes.values() if n.attempts), key=lambda n: n.started_at or 0)
+        nodes = [*st.nodes.values(), *self.store.archived(namespace, name)]
+        pods = sorted((n for n in nodes if n.attempts), key=lambda n: n.started_at or 0)
         for n in pods:
             for job in dict.fromkeys(a.job for a in n.attempts):
                 try:
@@ -124,9 +169,9 @@ class WorkflowController:
     def wait(self, namespace: str, name: str, timeout: float = 60.0) -> WorkflowState:
         deadline = time.monotonic() + timeout
         while True:
-            st = self.get(namespace, name)
+            st = self.get(namespace, name, archived=0)
             if st.done or time.monotonic() > deadline:
-                return st
+                return self.get(namespace, name)
             if self._thread is None:
                 self.reconcile()
             time.sleep(self.interval / 2)
@@ -135,25 +180,36 @@ class WorkflowController:
     def reconcile(self) -> int:
         """One pass over every active workflow; returns how many are still active."""
         with self._lock:
-            for key, (st, wf) in list(self._active.items()):
-                self._reconcile_one(st, wf)
+            entries = list(self._active.items())
+            live = sum(1 for _, (st, _) in entries for n in st.nodes.values() if n.job is not None)
+            budget = Budget(self.limits.max_live_steps - live)  # shared by every workflow this pass
+            for key, (st, wf) in entries:
+                if self._stop.is_set():
+                    break
+                self._reconcile_one(st, wf, budget)
                 if st.done:
                     del self._active[key]
+                    self._snap.pop(key, None)  # the store has the final state
                     self.store.forget(*key)
             return len(self._active)
 
-    def _reconcile_one(self, st: WorkflowState, wf: Workflow) -> None:
+    def _reconcile_one(self, st: WorkflowState, wf: Workflow, budget: Budget | None = None) -> None:
         before = st.model_dump_json()
+        key = (st.namespace, st.name)
+        hooks = Hooks(self.limits, budget or Budget(self.limits.max_live_steps),
+                      cancel_requested=lambda: key in self._cancels, stopping=self._stop.is_set,
+                      archived=lambda parent: self.store.archived(st.namespace, st.name, parent))
         try:
-            Operator(st, wf, self.runner, self.clock(), self.workdir).operate()
+            Operator(st, wf, self.runner, self.clock(), self.workdir, hooks).operate()
         except Exception as e:  # noqa: BLE001 - a bug must not stop the other workflows
             st.phase, st.message, st.finished_at = "Error", f"internal error: {e!r}", self.clock()
             for n in st.nodes.values():  # leave no step running for a workflow that ended
                 if n.job is not None:
                     self.runner.cancel(st.namespace, n.job)
                     n.job = None
-        if st.model_dump_json() != before:
+        if st.model_dump_json() != before or st._archive:
             self.store.save(st)
+            self._snap[key] = st.model_copy(deep=True)
 
     def start(self) -> None:
         if self._thread is None:
@@ -165,6 +221,8 @@ class WorkflowController:
         while not self._stop.is_set():
             t = time.monotonic()
             self.reconcile()
+            with self._passed:
+                self._passed.notify_all()
             # At most half the time reconciling, however large the workflows get.
             self._wake.wait(max(self.interval, time.monotonic() - t))
             self._wake.clear()
@@ -174,5 +232,7 @@ class WorkflowController:
         self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout=10)
+            if self._thread.is_alive():  # still in a pass: it stops at its next check; keep its store
+                return
             self._thread = None
         self.store.close()

@@ -14,23 +14,26 @@ from pathlib import Path
 from typing import Any
 
 from jobsched.workflows import expr
+from jobsched.workflows.fanout import Budget, Hooks, LoopMixin, loop_result
 from jobsched.workflows.leaf import LeafMixin
 from jobsched.workflows.lint import dag_deps
+from jobsched.workflows.loops import Limits
 from jobsched.workflows.model import DagTask, Template, Workflow, WorkflowStep
 from jobsched.workflows.pods import node_id
 from jobsched.workflows.render import Unresolved, substitute, substitute_all
 from jobsched.workflows.runner import JobRunner
 from jobsched.workflows.state import FAILED, NodeStatus, WorkflowState
-from jobsched.workflows.util import item_label, item_text
 
 MAX_DEPTH = 60
 _TYPES = {"container": "Pod", "script": "Pod", "dag": "DAG", "steps": "Steps"}
 
 
-class Operator(LeafMixin):
+class Operator(LoopMixin, LeafMixin):
     def __init__(self, st: WorkflowState, wf: Workflow, runner: JobRunner, now: float,
-                 workdir: Path) -> None:
+                 workdir: Path, hooks: Hooks | None = None) -> None:
         self.st, self.wf, self.runner, self.now, self.workdir = st, wf, runner, now, workdir
+        self.hooks = hooks or Hooks(Limits(), Budget(Limits().max_live_steps))
+        self._running: list[NodeStatus] | None = None  # nodes with a job in flight (may_start)
         self.gscope: dict[str, str] = {
             "workflow.name": st.name, "workflow.namespace": st.namespace, "workflow.uid": st.uid,
             "workflow.creationTimestamp": str(st.created_at),
@@ -56,6 +59,8 @@ class Operator(LeafMixin):
         if st.phase == "Pending":
             st.phase, st.started_at = "Running", self.now
         main = st.nodes.get(st.name)
+        if self.hooks.cancel_requested():
+            st.cancelled = True
         if st.cancelled:
             for top in [n for n in st.nodes.values() if n.parent is None]:  # main and onExit
                 self.kill(top, "Failed", "Workflow terminated by user")
@@ -67,6 +72,9 @@ class Operator(LeafMixin):
             self.kill(main, "Failed", "Max duration limit exceeded")
         assert spec.entrypoint is not None
         main = self.run_template(st.name, spec.entrypoint, dict(st.parameters), None, st.name, 0)
+        if self.hooks.cancel_requested():  # asked while this pass ran: stop now, expand no further
+            st.cancelled = True
+            return self.operate()
         if not main.fulfilled:
             return
         phase = "Succeeded" if main.phase in ("Succeeded", "Skipped") else main.phase
@@ -228,55 +236,6 @@ class Operator(LeafMixin):
             args, tmpl_name = {}, n.template or ""
         return self.run_template(name, tmpl_name, args, parent, display, depth + 1)
 
-    def run_loop(self, name: str, inv: DagTask | WorkflowStep, scope: dict[str, str],
-                 parent: NodeStatus, display: str, depth: int) -> NodeStatus:
-        group = self.st.nodes.get(name) or self.node(name, display, "TaskGroup", inv.template, parent,
-                                                     "Running")
-        try:
-            items = self.expand(inv, scope)
-        except (Unresolved, ValueError) as e:
-            return self.set_phase(group, "Error", f"{name}: {e}")
-        done = True
-        for i, item in enumerate(items):
-            label = item_label(i, item)
-            iscope = {**scope, "item": item_text(item)}
-            if isinstance(item, dict):
-                iscope.update({f"item.{k}": item_text(v) for k, v in item.items()})
-            child = self.run_one(f"{name}{label}", inv, iscope, group, f"{display}{label}", depth)
-            done = done and child.fulfilled
-        if not done:
-            return group
-        kids = [self.st.nodes[c] for c in group.children]
-        failed = [k for k in kids if k.failed and not _continues(inv, k.phase)]
-        group.outputs = {"result": json.dumps([k.outputs.get("result") for k in kids
-                                               if "result" in k.outputs]),
-                         "parameters": [k.outputs.get("parameters", {}) for k in kids]}
-        if failed:
-            return self.set_phase(group, failed[0].phase, f"child {failed[0].name} {failed[0].phase.lower()}")
-        return self.set_phase(group, "Succeeded")
-
-    def expand(self, inv: DagTask | WorkflowStep, scope: dict[str, str]) -> list[Any]:
-        if inv.with_items is not None:
-            return list(substitute_all(inv.with_items, scope))
-        if inv.with_param is not None:
-            text = substitute(inv.with_param, scope)
-            try:
-                items = json.loads(text)
-            except json.JSONDecodeError:
-                raise ValueError(f"withParam: not a JSON list: {text[:200]!r}") from None
-            if not isinstance(items, list):
-                raise ValueError(f"withParam: not a JSON list: {text[:200]!r}")
-            return items
-        seq = inv.with_sequence
-        assert seq is not None
-        start = int(substitute(seq.start or "0", scope))
-        if seq.end is not None:
-            end = int(substitute(seq.end, scope))
-            nums = list(range(start, end + 1)) if end >= start else list(range(start, end - 1, -1))
-        else:
-            nums = list(range(start, start + int(substitute(seq.count or "0", scope))))
-        return [(seq.format % i) if seq.format else str(i) for i in nums]
-
     # ---- scopes ------------------------------------------------------------------------------
     def exports(self, prefix: str, n: NodeStatus) -> dict[str, str]:
         out = {f"{prefix}.status": n.phase, f"{prefix}.id": n.id,
@@ -319,6 +278,8 @@ class Operator(LeafMixin):
         def result(t: str, res: str) -> bool:
             x = tnode(t)
             ph = x.phase if x is not None else ""
+            if x is not None and res in ("AnySucceeded", "AllFailed") and (lr := loop_result(x, res)) is not None:
+                return lr
             kids = [self.st.nodes[c] for c in x.children] if x is not None and x.type == "TaskGroup" else []
             return {"Succeeded": ph == "Succeeded", "Failed": ph == "Failed", "Errored": ph == "Error",
                     "Skipped": ph == "Skipped", "Omitted": ph == "Omitted", "Daemoned": False,

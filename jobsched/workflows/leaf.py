@@ -36,6 +36,11 @@ class LeafMixin:
     runner: JobRunner
     now: float
     workdir: Path
+    hooks: Any  # fanout.Hooks
+    _running: list[NodeStatus] | None
+
+    def halted(self) -> bool:
+        raise NotImplementedError
 
     def set_phase(self, n: NodeStatus, phase: str, message: str | None = None) -> NodeStatus:
         raise NotImplementedError
@@ -105,6 +110,9 @@ class LeafMixin:
         from jobsched.spec.quantity import memory_bytes
 
         n.job = job
+        self.hooks.budget.left -= 1
+        if self._running is not None:
+            self._running.append(n)
         n.attempts.append(AttemptRecord(job=job, index=retry, phase="Pending",
                                         memory_limit=memory_bytes(limits["memory"]) if "memory" in limits else None))
         ads = pod.get("activeDeadlineSeconds")
@@ -112,7 +120,13 @@ class LeafMixin:
         return n
 
     def may_start(self, n: NodeStatus, tmpl: Template) -> bool:
-        running = [x for x in self.st.nodes.values() if x.job is not None]
+        """Within the server's live-step budget, the workflow's and every enclosing template's
+        parallelism, and not once a cancel or shutdown is requested."""
+        if self.hooks.budget.left <= 0 or self.halted():
+            return False
+        if self._running is None:  # scanned once per pass, then kept up to date
+            self._running = [x for x in self.st.nodes.values() if x.job is not None]
+        self._running = running = [x for x in self._running if x.job is not None]
         limit = self.wf.spec.parallelism
         if limit and len(running) >= limit:
             return False

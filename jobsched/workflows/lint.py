@@ -15,7 +15,7 @@ from pydantic import ValidationError
 
 from jobsched.spec import yamlsafe
 from jobsched.spec.errors import SpecError, format_validation_error
-from jobsched.workflows import expr
+from jobsched.workflows import expr, loops
 from jobsched.workflows.model import UNSUPPORTED_KINDS, DagTask, Template, Workflow, ignored_fields
 from jobsched.workflows.util import ANN_MEMORY_POLICY, ANN_PLACEMENT, ANN_REPLICAS, parse_duration
 
@@ -37,8 +37,10 @@ def parse_yaml(text: str | bytes, source: str = "<manifest>") -> dict[str, Any]:
     return doc
 
 
-def load(manifest: dict[str, Any], parameters: dict[str, str] | None = None) -> tuple[Workflow, list[str]]:
-    """Validate; return the workflow and warnings (ignored Argo fields)."""
+def load(manifest: dict[str, Any], parameters: dict[str, str] | None = None,
+         max_loop_items: int = loops.MAX_LOOP_ITEMS) -> tuple[Workflow, list[str]]:
+    """Validate; return the workflow and warnings (ignored Argo fields). A loop known at submit to
+    have more than ``max_loop_items`` items is an error naming its field."""
     if manifest.get("apiVersion") != "argoproj.io/v1alpha1" or manifest.get("kind") != "Workflow":
         raise LintError([f"apiVersion/kind: expected argoproj.io/v1alpha1 Workflow, got "
                          f"{manifest.get('apiVersion')!r} {manifest.get('kind')!r}"])
@@ -46,7 +48,7 @@ def load(manifest: dict[str, Any], parameters: dict[str, str] | None = None) -> 
         wf = Workflow.model_validate(manifest)
     except ValidationError as e:
         raise LintError(format_validation_error(e).splitlines()) from None
-    errors = _check(wf, parameters or {})
+    errors = _check(wf, parameters or {}, max_loop_items)
     if errors:
         raise LintError(errors)
     warnings = [f"{p}: accepted but not acted on by jobsched (ignored)" for p in ignored_fields(wf)]
@@ -57,7 +59,7 @@ def load(manifest: dict[str, Any], parameters: dict[str, str] | None = None) -> 
     return wf, warnings
 
 
-def _check(wf: Workflow, parameters: dict[str, str]) -> list[str]:
+def _check(wf: Workflow, parameters: dict[str, str], max_loop_items: int = loops.MAX_LOOP_ITEMS) -> list[str]:
     errs: list[str] = []
     spec = wf.spec
     if not wf.metadata.name and not wf.metadata.generate_name:
@@ -93,8 +95,10 @@ def _check(wf: Workflow, parameters: dict[str, str]) -> list[str]:
     for name in parameters:
         if name not in declared:
             errs.append(f"arguments: parameter {name!r} is not declared in spec.arguments.parameters")
+    values = {p.name: parameters.get(p.name, p.value) for p in spec.arguments.parameters}
+    known = {k: v for k, v in values.items() if v is not None}
     for i, t in enumerate(spec.templates):
-        errs.extend(_check_template(f"spec.templates[{i}]", t, ref))
+        errs.extend(_check_template(f"spec.templates[{i}]", t, ref, known, max_loop_items))
         errs.extend(_check_refs(f"spec.templates[{i}]", t, declared))
     _patch_ok("spec.podSpecPatch", spec.pod_spec_patch, errs)
     return errs
@@ -111,7 +115,8 @@ def _patch_ok(path: str, patch: str | None, errs: list[str]) -> None:
             errs.append(f"{path}: must be a mapping (a partial pod spec)")
 
 
-def _check_template(path: str, t: Template, ref: Any) -> list[str]:
+def _check_template(path: str, t: Template, ref: Any, parameters: dict[str, str] | None = None,
+                    max_loop_items: int = loops.MAX_LOOP_ITEMS) -> list[str]:
     errs: list[str] = []
     kinds = t.kinds()
     if len(kinds) > 1:
@@ -190,13 +195,15 @@ def _check_template(path: str, t: Template, ref: Any) -> list[str]:
             errs.append(f"{ipath}.template: required")
         ref(f"{ipath}.template", inv.template)
         ref(f"{ipath}.onExit", inv.on_exit)
-        loops = [n for n, v in (("withItems", inv.with_items), ("withParam", inv.with_param),
+        kinds = [n for n, v in (("withItems", inv.with_items), ("withParam", inv.with_param),
                                 ("withSequence", inv.with_sequence)) if v is not None]
-        if len(loops) > 1:
-            errs.append(f"{ipath}: only one of {', '.join(loops)}")
+        if len(kinds) > 1:
+            errs.append(f"{ipath}: only one of {', '.join(kinds)}")
         seq = inv.with_sequence
         if seq is not None and seq.count is not None and seq.end is not None:
             errs.append(f"{ipath}.withSequence: count and end are mutually exclusive")
+        else:
+            errs.extend(loops.check_static(ipath, inv, parameters or {}, max_loop_items))
         if inv.when:
             try:
                 expr.tokenize(re.sub(r"{{[^}]*}}", "x", inv.when), dashes=False)

@@ -1,4 +1,9 @@
-"""Workflow state in its own tables of the runtime's SQLite file (WAL), so a restart resumes."""
+"""Workflow state in its own tables of the runtime's SQLite file (WAL), so a restart resumes.
+
+``workflow_nodes`` holds the live tree; finished loop children move to ``workflow_archive`` (so a
+10,000-item loop never sits in memory); ``workflow_cancels`` holds cancel intents, written before
+the engine acts on them.
+"""
 
 from __future__ import annotations
 
@@ -17,6 +22,12 @@ CREATE TABLE IF NOT EXISTS workflows (
 CREATE TABLE IF NOT EXISTS workflow_nodes (
     namespace TEXT NOT NULL, workflow TEXT NOT NULL, name TEXT NOT NULL, node TEXT NOT NULL,
     PRIMARY KEY (namespace, workflow, name));
+CREATE TABLE IF NOT EXISTS workflow_archive (
+    namespace TEXT NOT NULL, workflow TEXT NOT NULL, parent TEXT NOT NULL, idx INTEGER NOT NULL,
+    name TEXT NOT NULL, node TEXT NOT NULL, PRIMARY KEY (namespace, workflow, name));
+CREATE INDEX IF NOT EXISTS workflow_archive_parent ON workflow_archive (namespace, workflow, parent, idx);
+CREATE TABLE IF NOT EXISTS workflow_cancels (
+    namespace TEXT NOT NULL, name TEXT NOT NULL, at REAL NOT NULL, PRIMARY KEY (namespace, name));
 """
 
 
@@ -46,6 +57,15 @@ class WorkflowStore:
                     "state=excluded.state",
                     (st.namespace, st.name, st.uid, st.phase, st.created_at, st.finished_at,
                      json.dumps(head)))
+                for group, idx, sub in st._archive:
+                    for node in sub:
+                        key = (st.namespace, st.name, node.name)
+                        self._db.execute("INSERT OR REPLACE INTO workflow_archive VALUES (?,?,?,?,?,?)",
+                                         (*key[:2], group if node is sub[0] else node.parent or group,
+                                          idx if node is sub[0] else -1, node.name, node.model_dump_json()))
+                        self._db.execute("DELETE FROM workflow_nodes WHERE namespace=? AND workflow=? "
+                                         "AND name=?", key)
+                        self._saved.pop(key, None)
                 for name, node in st.nodes.items():
                     key = (st.namespace, st.name, name)
                     text = node.model_dump_json()
@@ -54,6 +74,7 @@ class WorkflowStore:
                                          (*key, text))
                         self._saved[key] = text
                 self._db.execute("COMMIT")
+                st._archive.clear()
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
@@ -93,3 +114,31 @@ class WorkflowStore:
         with self._lock:
             return self._db.execute("SELECT 1 FROM workflows WHERE namespace=? AND name=?",
                                     (namespace, name)).fetchone() is not None
+
+    def archived(self, namespace: str, workflow: str, parent: str | None = None,
+                 limit: int = -1) -> list[NodeStatus]:
+        """Finished loop children moved out of the live tree: those of ``parent`` in item order (the
+        loop's aggregate outputs), or all of them (logs, status) up to ``limit``."""
+        sql = "SELECT node FROM workflow_archive WHERE namespace=? AND workflow=?"
+        args: list[object] = [namespace, workflow]
+        if parent is not None:
+            sql += " AND parent=? AND idx>=0 ORDER BY idx"
+            args.append(parent)
+        with self._lock:
+            rows = self._db.execute(sql + " LIMIT ?", [*args, limit]).fetchall()
+        return [NodeStatus.model_validate_json(r[0]) for r in rows]
+
+    def archived_count(self, namespace: str, workflow: str) -> int:
+        with self._lock:
+            row = self._db.execute("SELECT count(*) FROM workflow_archive WHERE namespace=? AND workflow=?",
+                                   (namespace, workflow)).fetchone()
+        return int(row[0])
+
+    def request_cancel(self, namespace: str, name: str, at: float) -> None:
+        """Store a cancel intent (it survives a restart; the engine acts on it before expanding)."""
+        with self._lock:
+            self._db.execute("INSERT OR IGNORE INTO workflow_cancels VALUES (?,?,?)", (namespace, name, at))
+
+    def cancel_requests(self) -> set[tuple[str, str]]:
+        with self._lock:
+            return {(r[0], r[1]) for r in self._db.execute("SELECT namespace, name FROM workflow_cancels")}

@@ -20,7 +20,6 @@ import psutil
 import pytest
 
 from jobsched import Client
-from jobsched.sdk import NotFoundError
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
@@ -126,22 +125,24 @@ def test_server_cli_and_sdk(server: tuple[str, Path, subprocess.Popen[bytes]], t
         if (ROOT / "jobsched/server/workflow_routes.py").exists():  # mounted when present
             assert c.workflows.list() == []
 
-    # Ctrl-C under --wait stops waiting, not the job
+    # Ctrl-C under --wait stops waiting, not the job. The waiter starts with SIGINT ignored, as a
+    # background job of a non-interactive shell (a CI runner) inherits it; SIGINT is sent once the
+    # waiter reports the job Running, i.e. once it is waiting (a condition, not a delay).
     waiter = subprocess.Popen([sys.executable, "-m", "jobsched.cli.main", "run", "--name", "long", "--wait",
                                "--", sys.executable, "-c", "import time; time.sleep(120)"],
-                              env=env, cwd=tmp_path, stderr=subprocess.PIPE, text=True)
+                              env=env, cwd=tmp_path, stderr=subprocess.PIPE, text=True,
+                              preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    assert waiter.stderr is not None
+    seen = []
+    for line in waiter.stderr:  # blocks until the next progress line; EOF if the waiter died
+        seen.append(line)
+        if " Running " in line:
+            break
+    assert seen and " Running " in seen[-1], seen
+    waiter.send_signal(signal.SIGINT)
+    err = waiter.stderr.read()  # until the waiter exits
+    assert waiter.wait(30) == 130 and "keeps running" in err and "Traceback" not in err
     with Client(url=url, token=token) as c:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                if c.get("long").phase.value == "Running":
-                    break
-            except NotFoundError:
-                pass
-            time.sleep(0.2)
-        waiter.send_signal(signal.SIGINT)
-        _, err = waiter.communicate(timeout=30)
-        assert waiter.returncode == 130 and "keeps running" in err
         assert c.get("long").phase.value == "Running"
         assert jobsched("cancel", "long", env=env, cwd=tmp_path).returncode == 0
         assert c.wait("long", timeout=60).phase.value == "Cancelled"
