@@ -93,13 +93,25 @@ def _finish(client: Client, st: JobStatus, wait: bool, output: Format) -> None:
         raise typer.Exit(EXIT_JOB_FAILED)
 
 
+DRY_RUN = typer.Option(False, "--dry-run", help="Validate, size memory and check never-fits and quota "
+                       "against the current cluster; store nothing.")
+
+
+def _submit(client: Client, job: Any, wait: bool, output: Format, dry_run: bool) -> None:
+    if dry_run:
+        from jobsched.cli.lifecycle import show_dry_run
+
+        show_dry_run(client.dry_run(job), output)
+        return
+    _finish(client, client.submit(job), wait, output)
+
+
 def submit(file: Path = typer.Argument(..., help="TrainingJob manifest (YAML)."),
            wait: bool = typer.Option(False, "--wait", "-w", help="Wait until the job ends."),
-           output: Format = OUT) -> None:
+           output: Format = OUT, dry_run: bool = DRY_RUN) -> None:
     """Submit a TrainingJob manifest."""
     with sdk_errors():
-        client = _client()
-        _finish(client, client.submit(file), wait, output)
+        _submit(_client(), file, wait, output, dry_run)
 
 
 def run(command: list[str] = typer.Argument(..., help="The command, after '--'."),
@@ -120,7 +132,7 @@ def run(command: list[str] = typer.Argument(..., help="The command, after '--'."
         factory_kwargs: str | None = typer.Option(None, help="JSON object of keyword arguments for "
                                                   "--factory."),
         wait: bool = typer.Option(False, "--wait", "-w", help="Wait until the job ends."),
-        output: Format = OUT) -> None:
+        output: Format = OUT, dry_run: bool = DRY_RUN) -> None:
     """Run a command as a job: jobsched run [OPTIONS] -- CMD ARGS..."""
     requests: dict[str, Any] = {}
     limits: dict[str, Any] = {}
@@ -149,8 +161,7 @@ def run(command: list[str] = typer.Argument(..., help="The command, after '--'."
                               "resources": {"requests": requests, "limits": limits}}},
     }
     with sdk_errors():
-        client = _client()
-        _finish(client, client.submit(manifest), wait, output)
+        _submit(_client(), manifest, wait, output, dry_run)
 
 
 def _right_sizing(factory: str | None, factory_kwargs: str | None) -> dict[str, Any]:

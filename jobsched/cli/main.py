@@ -18,6 +18,7 @@ COMMAND_MODULES = [
     "jobsched.cli.estimate",
     "jobsched.cli.simulate",
     "jobsched.cli.workflow",
+    "jobsched.cli.lifecycle",
 ]
 
 

@@ -31,7 +31,7 @@ from jobsched.sdk.errors import (
 from jobsched.sdk.manifest import load_manifest, load_yaml, validate
 from jobsched.server import daemon
 from jobsched.server.auth import default_home, default_local_url, read_client_token
-from jobsched.spec.api import EventInfo, JobList, JobStatus, NodeStatus, QueueStatus, ServerInfo
+from jobsched.spec.api import DryRunResult, EventInfo, JobList, JobStatus, NodeStatus, QueueStatus, ServerInfo
 from jobsched.spec.job import TrainingJob
 from jobsched.spec.queue import Queue
 
@@ -41,6 +41,7 @@ if TYPE_CHECKING:  # pragma: no cover
 JobLike = TrainingJob | dict[str, Any] | str | Path
 QueueLike = Queue | dict[str, Any] | str | Path
 AUTOSTART_TIMEOUT = 60.0
+DELETE_TIMEOUT = 90.0  # the server waits up to 60 s for a running job's replicas to stop
 
 
 def _is_training_job(manifest: dict[str, Any]) -> bool:
@@ -158,7 +159,24 @@ class Client:
     def submit(self, job: JobLike) -> JobStatus:
         """Submit a TrainingJob (model, manifest dict, or path to a YAML file), validated locally
         first; returns its status (Pending). Kubeflow PyTorchJob/MXJob manifests are converted by
-        the server."""
+        the server. ``metadata.generateName`` instead of a name: the server picks a free name."""
+        manifest = self._manifest(job)
+        return JobStatus.model_validate(self._request("POST", "/v1/jobs", json=manifest).json())
+
+    def dry_run(self, job: JobLike) -> DryRunResult:
+        """What submitting the job would do (validation, memory and why, never-fits, quota, where
+        it would start); nothing is stored (``POST /v1/jobs?dryRun=true``)."""
+        manifest = self._manifest(job)
+        resp = self._request("POST", "/v1/jobs", json=manifest, params={"dryRun": "true"})
+        return DryRunResult.model_validate(resp.json())
+
+    def delete(self, name: str, namespace: str = "default") -> JobStatus:
+        """Cancel the job if it runs, wait until it stopped, then remove it with its attempts,
+        events, logs and checkpoints; returns its last status."""
+        resp = self._request("DELETE", _path(namespace, name), timeout=DELETE_TIMEOUT)
+        return JobStatus.model_validate(resp.json())
+
+    def _manifest(self, job: JobLike) -> dict[str, Any]:
         if isinstance(job, TrainingJob):
             manifest: dict[str, Any] = job.to_manifest()
         elif isinstance(job, dict):
@@ -170,7 +188,7 @@ class Client:
             if _is_training_job(manifest):
                 validate(TrainingJob, manifest, job, node)
                 _working_dir_from_file(manifest, Path(job).resolve().parent)
-        return JobStatus.model_validate(self._request("POST", "/v1/jobs", json=manifest).json())
+        return manifest
 
     def get(self, name: str, namespace: str = "default") -> JobStatus:
         return JobStatus.model_validate(self._request("GET", _path(namespace, name)).json())

@@ -43,6 +43,7 @@ class Runtime:
         self.controller = Controller(self.store, self.backend, self.metrics, self.home, self.clock, policy,
                                      provisioning=provisioning)
         self.service = JobService(self.store, self.backend, str(self.home), self.controller.wake, self.clock)
+        self.service.controller = self.controller
         self.estimator = Estimator(self.store, self.controller, self.clock, estimate_timeout)
         if "default" not in self.store.queues():
             self.store.put_queue("default", default_queue().to_manifest())

@@ -109,6 +109,23 @@ class JobStatus(ApiModel):
     manifest: dict[str, Any] | None = None
 
 
+class DryRunResult(ApiModel):
+    """What ``POST /v1/jobs?dryRun=true`` found; nothing was stored."""
+
+    name: str  # with generateName: the prefix and '?????' (the name is picked at submit)
+    namespace: str = "default"
+    queue: str = "default"
+    name_generated: bool = False
+    fits: bool = True  # False: it can never run as specified (cluster or quota too small)
+    admit_now: bool = False
+    verdict: str = ""  # would start now on ... | would wait: ... | never fits: ...
+    quota: str | None = None
+    memory: int | None = None  # per-replica request admission sizing would choose
+    memory_reason: str = ""
+    skipped: list[str] = Field(default_factory=list)  # checks not run, and why
+    warnings: list[str] = Field(default_factory=list)
+
+
 class JobList(ApiModel):
     items: list[JobStatus]
 
