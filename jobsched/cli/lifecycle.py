@@ -45,10 +45,5 @@ def delete(name: str = typer.Argument(..., help="The job's name."),
           + (f"; kept your checkpointDir {kept}" if kept else ""))
 
 
-EXAMPLES = {
-    "delete": "jobsched delete train-x7k2q\n\n  jobsched delete train -n research",
-}
-
-
 def register(app: typer.Typer) -> None:
-    app.command(epilog="Examples:\n\n  " + EXAMPLES["delete"])(delete)
+    app.command()(delete)

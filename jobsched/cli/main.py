@@ -19,6 +19,7 @@ COMMAND_MODULES = [
     "jobsched.cli.simulate",
     "jobsched.cli.workflow",
     "jobsched.cli.lifecycle",
+    "jobsched.cli.shell",
 ]
 
 
@@ -36,10 +37,19 @@ def build_app() -> typer.Typer:
         if importlib.util.find_spec(name) is None:
             continue
         importlib.import_module(name).register(app)
+    from jobsched.cli.shell import add_examples
+
+    add_examples(app)
     return app
 
 
 def main() -> None:
+    import os
+
+    if os.environ.get("_JOBSCHED_COMPLETE"):  # the shell asks for completions (jobsched completion)
+        from typer._completion_classes import completion_init
+
+        completion_init()
     build_app()(prog_name="jobsched")
 
 
