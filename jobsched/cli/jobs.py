@@ -20,6 +20,7 @@ import typer
 from jobsched.cli.output import (
     EXIT_JOB_FAILED,
     Format,
+    ListFormat,
     emit,
     progress_line,
     sdk_errors,
@@ -187,13 +188,18 @@ def list_jobs(namespace: str | None = typer.Option(None, "--namespace", "-n",
                                                    help="Only this namespace (default: all)."),
               phase: str | None = typer.Option(None, help="Only this phase, e.g. Running."),
               queue: str | None = typer.Option(None, help="Only this queue."),
-              output: Format = OUT) -> None:
-    """List jobs."""
+              output: ListFormat = typer.Option(ListFormat.table, "--output", "-o",
+                                                help="Output format (wide: node, memory request and "
+                                                     "limit).")) -> None:
+    """List jobs with their phase, attempts, memory, cost and reason."""
     from jobsched.cli.output import jobs_table
 
     with sdk_errors():
         jobs = _client().list(namespace=namespace, phase=phase, queue=queue)
-    emit(jobs, output) if output is not Format.table else jobs_table(jobs)
+    if output in (ListFormat.table, ListFormat.wide):
+        jobs_table(jobs, wide=output is ListFormat.wide)
+    else:
+        emit(jobs, Format(output.value))
 
 
 def status(name: str, namespace: str = NS, output: Format = OUT) -> None:

@@ -31,6 +31,13 @@ class Format(StrEnum):
     yaml = "yaml"
 
 
+class ListFormat(StrEnum):
+    table = "table"
+    wide = "wide"
+    json = "json"
+    yaml = "yaml"
+
+
 def console(stderr: bool = False) -> Console:
     """A rich console; piped output is not squeezed to 80 columns (greppable rows, whole names)."""
     import os
@@ -136,13 +143,24 @@ def _phase(p: str) -> str:
     return f"[{style}]{p}[/{style}]" if style else p
 
 
-def jobs_table(jobs: Sequence[JobStatus]) -> None:
-    t = _table("NAME", "NAMESPACE", "QUEUE", "PHASE", "ATTEMPTS", "MEMORY", "AGE", "REASON",
-               keep=max((len(j.name) for j in jobs), default=4))
+def fmt_cost(cost: float) -> str:
+    return f"${cost:.4f}" if cost else "-"
+
+
+def jobs_table(jobs: Sequence[JobStatus], wide: bool = False) -> None:
+    """The jobs; ``wide`` (``-o wide``) adds the node, memory request and limit of the last attempt."""
+    cols = ["NAME", "NAMESPACE", "QUEUE", "PHASE", "ATTEMPTS"]
+    cols += ["NODE", "MEMORY REQUEST", "MEMORY LIMIT"] if wide else ["MEMORY"]
+    t = _table(*cols, "COST", "AGE", "REASON", keep=max((len(j.name) for j in jobs), default=4))
     for j in jobs:
-        mem = j.attempts[-1].resources.requests.get("memory") if j.attempts else None
-        t.add_row(j.name, j.namespace, j.queue, _phase(j.phase.value), str(len(j.attempts)),
-                  fmt_bytes(mem), fmt_age(j.created_at), j.reason or "")
+        last = j.attempts[-1] if j.attempts else None
+        mem = last.resources.requests.get("memory") if last else j.sizing.chosen_memory
+        row = [j.name, j.namespace, j.queue, _phase(j.phase.value), str(len(j.attempts)), fmt_bytes(mem)]
+        if wide:
+            nodes = ",".join(dict.fromkeys(last.nodes)) if last and last.nodes else (last.node if last else None)
+            row[5:5] = [nodes or "-"]
+            row.append(fmt_bytes(last.resources.limits.get("memory")) if last else "-")
+        t.add_row(*row, fmt_cost(j.cost), fmt_age(j.created_at), j.reason or "")
     console().print(t)
 
 
@@ -195,7 +213,7 @@ def job_detail(job: JobStatus) -> None:
                else None),
               ("memory (chosen)", fmt_bytes(job.sizing.chosen_memory) if job.sizing.chosen_memory
                else None), ("sizing", job.sizing.why),
-              ("cost", f"${job.cost:.4f}" if job.cost else None)]
+              ("cost", fmt_cost(job.cost) if job.cost else None)]
     for k, v in fields:
         if v not in (None, ""):
             c.print(f"  {k:<16}{v}")

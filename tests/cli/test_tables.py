@@ -1,0 +1,59 @@
+"""Snapshot tests of the CLI's tables: what a user sees for a fixed set of jobs."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+
+from jobsched.cli import output
+from jobsched.spec.api import AttemptInfo, AttemptResources, EventInfo, JobStatus
+
+MI = 2**20
+
+
+def job(name: str, phase: str, attempts: list[dict[str, Any]], cost: float = 0.0, reason: str | None = None,
+        age: float = 120) -> JobStatus:
+    return JobStatus(name=name, phase=phase, reason=reason, cost=cost, created_at=time.time() - age,
+                     attempts=[AttemptInfo(index=i, **a) for i, a in enumerate(attempts)])
+
+
+def res(req: int, lim: int) -> AttemptResources:
+    return AttemptResources(requests={"memory": req * MI, "cpu": 1000}, limits={"memory": lim * MI})
+
+
+JOBS = [
+    job("train-a", "Succeeded", [{"resources": res(100, 100), "node": "local", "nodes": ["local"],
+                                  "reason": "OOMKilled", "peak_memory_bytes": 100 * MI},
+                                 {"resources": res(150, 150), "node": "local", "nodes": ["local"],
+                                  "reason": "Completed"}], cost=0.0123, reason="Completed"),
+    job("pending-b", "Pending", [], reason="QuotaExceeded", age=30),
+]
+
+
+@pytest.fixture(autouse=True)
+def _columns(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COLUMNS", "200")
+
+
+def lines(capsys: pytest.CaptureFixture[str]) -> list[str]:
+    return [ln.rstrip() for ln in capsys.readouterr().out.splitlines()]
+
+
+def test_list_table(capsys: pytest.CaptureFixture[str]) -> None:
+    output.jobs_table(JOBS)
+    assert lines(capsys) == [
+        "NAME       NAMESPACE  QUEUE    PHASE      ATTEMPTS  MEMORY  COST     AGE  REASON",
+        "train-a    default    default  Succeeded  2         150Mi   $0.0123  2m   Completed",
+        "pending-b  default    default  Pending    0         -       -        30s  QuotaExceeded",
+    ]
+
+
+def test_list_wide(capsys: pytest.CaptureFixture[str]) -> None:
+    output.jobs_table(JOBS, wide=True)
+    assert lines(capsys) == [
+        "NAME       NAMESPACE  QUEUE    PHASE      ATTEMPTS  NODE   MEMORY REQUEST  MEMORY LIMIT  COST     AGE  REASON",
+        "train-a    default    default  Succeeded  2         local  150Mi           150Mi         $0.0123  2m   Completed",
+        "pending-b  default    default  Pending    0         -      -               -             -        30s  QuotaExceeded",
+    ]
