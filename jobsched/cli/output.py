@@ -16,6 +16,11 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import typer
 
+from jobsched.cli.listing import PHASE_COLOR as _PHASE_STYLE  # one table, two renderers (listing.py)
+from jobsched.cli.listing import fmt_age as fmt_age
+from jobsched.cli.listing import fmt_bytes as fmt_bytes
+from jobsched.cli.listing import fmt_cost as fmt_cost
+
 if TYPE_CHECKING:  # pragma: no cover
     from rich.console import Console
     from rich.table import Table
@@ -94,25 +99,6 @@ def emit(data: Any, fmt: Format) -> None:
         sys.stdout.write(json.dumps(obj, indent=2) + "\n")
 
 
-def fmt_bytes(n: int | None) -> str:
-    """``1.5Gi``; ``-`` for None and 0 (no memory declared)."""
-    from jobsched.spec.quantity import format_bytes
-
-    return format_bytes(n) if n else "-"
-
-
-def fmt_age(t: float | None, now: float | None = None) -> str:
-    if t is None:
-        return "-"
-    s = max(0, int((now or time.time()) - t))
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if s >= size:
-            return f"{s // size}{unit}"
-    return f"{s}s"
-
-
-_PHASE_STYLE = {"Succeeded": "green", "Failed": "red", "Cancelled": "yellow", "Running": "cyan"}
-
 
 def _table(*columns: str, title: str | None = None, keep: int = 0) -> Table:
     """A borderless table; the first column is never wrapped or cut (names get copy-pasted)."""
@@ -143,24 +129,17 @@ def _phase(p: str) -> str:
     return f"[{style}]{p}[/{style}]" if style else p
 
 
-def fmt_cost(cost: float) -> str:
-    return f"${cost:.4f}" if cost else "-"
-
-
 def jobs_table(jobs: Sequence[JobStatus], wide: bool = False) -> None:
-    """The jobs; ``wide`` (``-o wide``) adds the node, memory request and limit of the last attempt."""
-    cols = ["NAME", "NAMESPACE", "QUEUE", "PHASE", "ATTEMPTS"]
-    cols += ["NODE", "MEMORY REQUEST", "MEMORY LIMIT"] if wide else ["MEMORY"]
-    t = _table(*cols, "COST", "AGE", "REASON", keep=max((len(j.name) for j in jobs), default=4))
+    """The jobs; ``wide`` (``-o wide``) adds the node, memory request and limit of the last attempt.
+    The cells come from :mod:`jobsched.cli.listing`, which also draws them on ``list``'s fast path."""
+    from jobsched.cli.listing import columns, row
+
+    t = _table(*columns(wide), keep=max((len(j.name) for j in jobs), default=4))
+    now = time.time()
     for j in jobs:
-        last = j.attempts[-1] if j.attempts else None
-        mem = last.resources.requests.get("memory") if last else j.sizing.chosen_memory
-        row = [j.name, j.namespace, j.queue, _phase(j.phase.value), str(len(j.attempts)), fmt_bytes(mem)]
-        if wide:
-            nodes = ",".join(dict.fromkeys(last.nodes)) if last and last.nodes else (last.node if last else None)
-            row[5:5] = [nodes or "-"]
-            row.append(fmt_bytes(last.resources.limits.get("memory")) if last else "-")
-        t.add_row(*row, fmt_cost(j.cost), fmt_age(j.created_at), j.reason or "")
+        cells = row(j.model_dump(mode="json"), wide, now)
+        cells[3] = _phase(cells[3])
+        t.add_row(*cells)
     console().print(t)
 
 

@@ -28,18 +28,20 @@ from jobsched.sdk.errors import (
     Unauthorized,
     WaitTimeout,
 )
-from jobsched.sdk.manifest import load_manifest, load_yaml, validate
-from jobsched.server import daemon
 from jobsched.server.auth import default_home, default_local_url, read_client_token
 from jobsched.spec.api import DryRunResult, EventInfo, JobList, JobStatus, NodeStatus, QueueStatus, ServerInfo
-from jobsched.spec.job import TrainingJob
-from jobsched.spec.queue import Queue
 
+# The manifest models, YAML and the daemon are imported where used: `jobsched list` and `status`
+# never need them, and a command's start-up time is mostly imports.
 if TYPE_CHECKING:  # pragma: no cover
-    from jobsched.sdk.workflows import WorkflowsAPI
+    from typing import TypeAlias
 
-JobLike = TrainingJob | dict[str, Any] | str | Path
-QueueLike = Queue | dict[str, Any] | str | Path
+    from jobsched.sdk.workflows import WorkflowsAPI
+    from jobsched.spec.job import TrainingJob
+    from jobsched.spec.queue import Queue
+
+JobLike: TypeAlias = "TrainingJob | dict[str, Any] | str | Path"
+QueueLike: TypeAlias = "Queue | dict[str, Any] | str | Path"
 AUTOSTART_TIMEOUT = 60.0
 DELETE_TIMEOUT = 90.0  # the server waits up to 60 s for a running job's replicas to stop
 
@@ -107,6 +109,8 @@ class Client:
         return True
 
     def _start_local_server(self) -> None:
+        from jobsched.server import daemon
+
         with daemon.autostart_lock(self.home):
             if self._ping():  # another client started it meanwhile
                 return
@@ -177,6 +181,9 @@ class Client:
         return JobStatus.model_validate(resp.json())
 
     def _manifest(self, job: JobLike) -> dict[str, Any]:
+        from jobsched.sdk.manifest import load_yaml, validate
+        from jobsched.spec.job import TrainingJob
+
         if isinstance(job, TrainingJob):
             manifest: dict[str, Any] = job.to_manifest()
         elif isinstance(job, dict):
@@ -272,6 +279,9 @@ class Client:
 
     def apply_queue(self, queue: QueueLike) -> QueueStatus:
         """Create or update a Queue (model, manifest dict, or path to a YAML file)."""
+        from jobsched.sdk.manifest import load_manifest, validate
+        from jobsched.spec.queue import Queue
+
         if isinstance(queue, Queue):
             manifest: dict[str, Any] = queue.to_manifest()
         elif isinstance(queue, dict):

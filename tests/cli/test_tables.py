@@ -57,3 +57,14 @@ def test_list_wide(capsys: pytest.CaptureFixture[str]) -> None:
         "train-a    default    default  Succeeded  2         local  150Mi           150Mi         $0.0123  2m   Completed",
         "pending-b  default    default  Pending    0         -      -               -             -        30s  QuotaExceeded",
     ]
+
+
+def test_fast_path_draws_the_same_table(capsys: pytest.CaptureFixture[str]) -> None:
+    from jobsched.cli.listing import columns, plain_table, row
+
+    for wide in (False, True):
+        output.jobs_table(JOBS, wide=wide)
+        rich_text = capsys.readouterr().out
+        now = time.time()
+        plain = plain_table(columns(wide), [row(j.model_dump(mode="json"), wide, now) for j in JOBS], color=False)
+        assert [ln.rstrip() for ln in plain.splitlines()] == [ln.rstrip() for ln in rich_text.splitlines()]
