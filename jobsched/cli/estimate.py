@@ -6,6 +6,9 @@ Calls :mod:`jobsched.rightsizing.estimator` (imported lazily: it may import torc
 from __future__ import annotations
 
 import json
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -72,19 +75,46 @@ def estimate(file: Path | None = typer.Argument(None, help="TrainingJob manifest
     from jobsched.rightsizing import estimator
     from jobsched.sdk.errors import InvalidSpec
 
-    try:
-        if file is not None:
-            from jobsched.sdk.manifest import load_manifest
-            from jobsched.spec.job import TrainingJob
+    with _stages() as stage:
+        try:
+            if file is not None:
+                from jobsched.sdk.manifest import load_manifest
+                from jobsched.spec.job import TrainingJob
 
-            _, manifest = load_manifest(TrainingJob, file)
-            result = estimator.estimate_manifest(manifest)
-        else:
-            result = estimator.estimate_factory_dict(str(factory), kw, device)
-    except (InvalidSpec, ValueError) as e:
-        fail(str(e))
+                stage(f"validating {file}")
+                _, manifest = load_manifest(TrainingJob, file)
+                stage("importing PyTorch")
+                estimator.load_torch()
+                stage(f"tracing one training step of {file} (fake tensors: no data, no real memory)")
+                result = estimator.estimate_manifest(manifest)
+            else:
+                stage("importing PyTorch")
+                estimator.load_torch()
+                stage(f"tracing one training step of {factory} on {device} (fake tensors: no data, no real memory)")
+                result = estimator.estimate_factory_dict(str(factory), kw, device)
+        except (InvalidSpec, ValueError) as e:
+            stage(None)
+            fail(str(e))
     data = _plain(result)
     emit(data, output) if output is not Format.table else _render(data)
+
+
+@contextmanager
+def _stages() -> Iterator[Callable[[str | None], None]]:
+    """A spinner on stderr naming the current stage (on a terminal only: piped output stays clean)."""
+    if not sys.stderr.isatty():
+        yield lambda _: None
+        return
+    status = console(stderr=True).status("estimating")
+    status.start()
+
+    def stage(text: str | None) -> None:
+        status.stop() if text is None else status.update(f"estimate: {text}")
+
+    try:
+        yield stage
+    finally:
+        status.stop()
 
 
 def register(app: typer.Typer) -> None:

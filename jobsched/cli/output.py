@@ -54,9 +54,16 @@ def console(stderr: bool = False) -> Console:
     return Console(stderr=stderr, highlight=False, soft_wrap=False, width=width)
 
 
-def fail(message: str, code: int = EXIT_INVALID) -> NoReturn:
+def fail(message: str, code: int = EXIT_INVALID, hint: str | None = None) -> NoReturn:
     print(f"error: {message}", file=sys.stderr)
+    if hint:
+        print(f"hint: {hint}", file=sys.stderr)
     raise typer.Exit(code)
+
+
+UNREACHABLE_HINT = ("start one with `jobsched server` (or `jobsched server --port PORT`), or point "
+                    "JOBSCHED_URL at a running server")
+NOT_FOUND_HINT = "`jobsched list` shows the jobs of every namespace (`-n NS` selects one)"
 
 
 @contextmanager
@@ -73,9 +80,13 @@ def sdk_errors() -> Iterator[None]:
 
     try:
         yield
-    except (InvalidSpec, NotFoundError, ConflictError) as e:
+    except NotFoundError as e:
+        fail(str(e), EXIT_INVALID, NOT_FOUND_HINT if str(e).startswith("job ") else None)
+    except (InvalidSpec, ConflictError) as e:
         fail(str(e), EXIT_INVALID)
-    except (ServerUnreachable, Unauthorized) as e:
+    except ServerUnreachable as e:
+        fail(str(e), EXIT_UNREACHABLE, UNREACHABLE_HINT)
+    except Unauthorized as e:
         fail(str(e), EXIT_UNREACHABLE)
     except JobschedError as e:
         fail(str(e), EXIT_JOB_FAILED)
@@ -236,17 +247,3 @@ def gpu_cell(n: NodeStatus) -> str:
     if n.gpu_model or n.gpu_memory:
         return " ".join(x for x in (n.gpu_model or "?", fmt_bytes(n.gpu_memory) if n.gpu_memory else "") if x)
     return f"none ({n.gpu_note})" if n.gpu_note else "-"
-
-
-def progress_line(job: JobStatus) -> str:
-    a = job.attempts[-1] if job.attempts else None
-    parts = [f"{job.namespace}/{job.name}", job.phase.value]
-    if a is not None:
-        parts.append(f"attempt {a.index}")
-        if a.resources.requests.get("memory"):
-            parts.append(f"memory {fmt_bytes(a.resources.requests['memory'])}")
-        if a.reason:
-            parts.append(f"last attempt: {a.reason}")
-    if job.reason:
-        parts.append(f"reason: {job.reason}")
-    return "  ".join(parts)

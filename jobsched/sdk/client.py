@@ -237,6 +237,12 @@ class Client:
         return (resp.text, int(resp.headers.get("X-Next-Offset", offset + len(resp.content))),
                 resp.headers.get("X-Job-Terminal") == "true")
 
+    def log_chunk(self, name: str, offset: int = 0, replica: int | None = None, attempt: int | None = None,
+                  namespace: str = "default") -> tuple[str, int, bool]:
+        """The log text from ``offset``, the offset to ask for next, and whether the job has ended
+        (to follow several things at once, e.g. the logs under ``jobsched run --wait --follow``)."""
+        return self._logs_chunk(namespace, name, replica, attempt, offset)
+
     @overload
     def logs(self, name: str, replica: int | None = None, attempt: int | None = None,
              follow: Literal[False] = False, namespace: str = "default", poll: float = 0.5) -> str: ...
