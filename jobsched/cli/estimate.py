@@ -41,11 +41,9 @@ def _render(data: dict[str, Any]) -> None:
 def _parts(breakdown: dict[str, int], total: int | None, label: str | None) -> None:
     if not breakdown:
         return
-    from rich.table import Table
+    from jobsched.cli.output import _table
 
-    t = Table(box=None, header_style="bold", pad_edge=False)
-    for col in (f"{label.upper()} PART" if label else "PART", "BYTES", "SHARE"):
-        t.add_column(col, justify="left" if col.endswith("PART") else "right")
+    t = _table(f"{label.upper()} PART" if label else "PART", "BYTES", "SHARE", right=("BYTES", "SHARE"))
     for part, n in breakdown.items():
         t.add_row(part, fmt_bytes(n), f"{100 * n / total:.0f}%" if total else "-")
     console().print(t)

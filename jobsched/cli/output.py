@@ -111,13 +111,22 @@ def emit(data: Any, fmt: Format) -> None:
 
 
 
-def _table(*columns: str, title: str | None = None, keep: int = 0) -> Table:
-    """A borderless table; the first column is never wrapped or cut (names get copy-pasted)."""
+# Free-text columns wrap at these widths instead of stretching the table (events: ~170 columns).
+CAPS = {"MESSAGE": 72, "TIMELINE": 60, "OUTPUTS": 48, "QUOTA": 40, "USAGE": 40, "ALLOCATABLE": 48,
+        "ALLOCATED": 48}
+
+
+def _table(*columns: str, title: str | None = None, keep: int = 0, right: tuple[str, ...] = ()) -> Table:
+    """The CLI's one table style: borderless, bold header, a bold title on the left; the first
+    column is never wrapped or cut (names get copy-pasted); free-text columns are capped (CAPS) and
+    wrap; ``right``: columns of figures, right-aligned."""
     from rich.table import Table
 
-    t = Table(title=title, box=None, header_style="bold", pad_edge=False)
+    t = Table(title=title, box=None, header_style="bold", pad_edge=False, title_justify="left",
+              title_style="bold")
     for i, c in enumerate(columns):
-        t.add_column(c, no_wrap=i == 0, min_width=keep if i == 0 else None)
+        t.add_column(c, no_wrap=i == 0, min_width=keep if i == 0 else None, max_width=CAPS.get(c),
+                     overflow="fold", justify="right" if c in right else "left")
     return t
 
 
@@ -154,12 +163,17 @@ def jobs_table(jobs: Sequence[JobStatus], wide: bool = False) -> None:
     console().print(t)
 
 
+def fmt_peak(peak: int | None, limit: int | None) -> str:
+    """A cgroup's peak can pass its limit (page cache is charged, then reclaimed): say so."""
+    return f"{fmt_bytes(peak)} (≥ limit)" if peak and limit and peak > limit else fmt_bytes(peak)
+
+
 def attempts_table(job: JobStatus) -> Table:
     t = _table("ATTEMPT", "REQUEST", "LIMIT", "MODE", "PEAK", "NODE", "EXIT", "REASON", title="Attempts")
     for a in job.attempts:
         t.add_row(str(a.index), fmt_bytes(a.resources.requests.get("memory")),
                   fmt_bytes(a.resources.limits.get("memory")), a.memory_mode or "-",
-                  fmt_bytes(a.peak_memory_bytes), a.node or "-",
+                  fmt_peak(a.peak_memory_bytes, a.resources.limits.get("memory")), a.node or "-",
                   "-" if a.exit_code is None else str(a.exit_code), a.reason or "")
     return t
 
@@ -179,12 +193,19 @@ def timelines_table(job: JobStatus) -> Table | None:
 
 
 def events_table(events: Sequence[EventInfo]) -> Table:
-    t = _table("AGE", "TYPE", "REASON", "MESSAGE")
+    t = _table("AGE", "TYPE", "REASON", "MESSAGE", title="Events")
     now = time.time()
     for e in events:
         typ = f"[yellow]{e.type}[/yellow]" if e.type == "Warning" else e.type
         t.add_row(fmt_age(e.time, now), typ, e.reason, e.message)
     return t
+
+
+def _chosen(job: JobStatus) -> str | None:
+    """The last attempt's memory request (what a resize after an OOM chose), else the sizing's."""
+    last = job.attempts[-1].resources.requests.get("memory") if job.attempts else None
+    mem = last or job.sizing.chosen_memory
+    return fmt_bytes(mem) if mem else None
 
 
 def job_detail(job: JobStatus) -> None:
@@ -201,8 +222,7 @@ def job_detail(job: JobStatus) -> None:
                else None),
               ("memory default", fmt_bytes(job.sizing.default_memory) if job.sizing.default_memory
                else None),
-              ("memory (chosen)", fmt_bytes(job.sizing.chosen_memory) if job.sizing.chosen_memory
-               else None), ("sizing", job.sizing.why),
+              ("memory (chosen)", _chosen(job)), ("sizing", job.sizing.why),
               ("cost", fmt_cost(job.cost) if job.cost else None)]
     for k, v in fields:
         if v not in (None, ""):

@@ -112,7 +112,7 @@ def dry_run(store: Store, controller: Controller | None, job: TrainingJob,
         res.quota = d.reason if "quota" in d.reason else "within quota"
     elif isinstance(d, Wait):
         res.verdict = f"would wait: {d.reason}"
-        res.quota = d.reason if "quota exceeded" in d.reason else "within quota"
+        res.quota = d.reason if d.quota else "within quota"
     elif isinstance(d, Admit):
         nodes = sorted({a.node for a in d.assignments})
         res.admit_now, res.quota = True, "within quota"

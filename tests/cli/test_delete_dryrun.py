@@ -106,3 +106,25 @@ def test_generate_name_twice_gives_two_jobs(live: Any, tmp_path: Path) -> None:
                  "spec:\n  template: {command: [echo, hi]}\n")
     r = cli("submit", str(f))
     assert r.exit_code == 2 and "metadata" in r.stderr and "generateName" in r.stderr
+
+
+def test_quota_wait_has_reason_quota_exceeded(live: Any, tmp_path: Path) -> None:
+    import time
+
+    q = tmp_path / "q.yaml"
+    q.write_text("apiVersion: jobsched.io/v1alpha1\nkind: Queue\nmetadata: {name: tight}\n"
+                 "spec: {quota: {memory: 100Mi}}\n")
+    assert cli("queue", "apply", str(q)).exit_code == 0
+    assert cli("run", "--name", "first", "--queue", "tight", "--memory", "64Mi", "--", *SLEEP).exit_code == 0
+    assert cli("run", "--name", "second", "--queue", "tight", "--memory", "64Mi", "--", *SLEEP).exit_code == 0
+    c = Client()
+    deadline = time.monotonic() + 60
+    while c.get("second").reason != "QuotaExceeded":
+        assert time.monotonic() < deadline, c.get("second")
+        time.sleep(0.1)
+    st = c.get("second")
+    assert st.phase.value == "Pending" and "quota exceeded for memory" in (st.message or "")
+    r = cli("run", "--dry-run", "-o", "json", "--queue", "tight", "--memory", "64Mi", "--", "true")
+    assert r.exit_code == 0 and "quota exceeded" in json.loads(r.stdout)["quota"]
+    for name in ("second", "first"):
+        assert cli("delete", name).exit_code == 0

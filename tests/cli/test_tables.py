@@ -68,3 +68,32 @@ def test_fast_path_draws_the_same_table(capsys: pytest.CaptureFixture[str]) -> N
         now = time.time()
         plain = plain_table(columns(wide), [row(j.model_dump(mode="json"), wide, now) for j in JOBS], color=False)
         assert [ln.rstrip() for ln in plain.splitlines()] == [ln.rstrip() for ln in rich_text.splitlines()]
+
+
+def test_events_table_caps_the_message(capsys: pytest.CaptureFixture[str]) -> None:
+    long = ("replica 0 OOMKilled: memory limit 67108864 bytes exceeded (cgroup-v1) — stopping the gang; "
+            "the next attempt asks for 96Mi (max(peak x 1.15, limit x 1.5))")
+    evs = [EventInfo(time=time.time() - 5, type="Normal", reason="Submitted", message="queue default"),
+           EventInfo(time=time.time() - 3, type="Warning", reason="OOMKilled", message=long)]
+    output.console().print(output.events_table(evs))
+    out = lines(capsys)
+    assert out[0] == "Events"
+    assert out[1].split() == ["AGE", "TYPE", "REASON", "MESSAGE"]
+    assert max(len(ln) for ln in out) <= 3 + 2 + 7 + 2 + 9 + 2 + 72
+    assert out[2].split()[1:] == ["Normal", "Submitted", "queue", "default"]
+    assert out[3].startswith("3s   Warning  OOMKilled  replica 0 OOMKilled: memory limit")
+    assert len(out) >= 5 and out[4].startswith(" " * 25)  # the message wraps in its own column
+    assert "".join(ln[25:].strip() + " " for ln in out[3:]).split() == long.split()
+
+
+def test_attempts_peak_above_limit_is_noted_and_chosen_is_the_last(capsys: pytest.CaptureFixture[str]) -> None:
+    j = JOBS[0].model_copy(deep=True)
+    j.attempts[0].peak_memory_bytes = 105 * MI  # the cgroup's peak passed the 100Mi limit (page cache)
+    j.sizing.chosen_memory = 100 * MI  # stale: the resize after the OOM chose 150Mi
+    output.job_detail(j)
+    out = lines(capsys)
+    assert "  memory (chosen) 150Mi" in out
+    head = out.index("Attempts")
+    assert out[head + 1].split() == ["ATTEMPT", "REQUEST", "LIMIT", "MODE", "PEAK", "NODE", "EXIT", "REASON"]
+    assert out[head + 2].split() == ["0", "100Mi", "100Mi", "-", "105Mi", "(≥", "limit)", "local", "-", "OOMKilled"]
+    assert out[head + 3].split() == ["1", "150Mi", "150Mi", "-", "-", "local", "-", "Completed"]
