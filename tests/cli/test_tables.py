@@ -23,13 +23,13 @@ def res(req: int, lim: int) -> AttemptResources:
     return AttemptResources(requests={"memory": req * MI, "cpu": 1000}, limits={"memory": lim * MI})
 
 
-JOBS = [
-    job("train-a", "Succeeded", [{"resources": res(100, 100), "node": "local", "nodes": ["local"],
-                                  "reason": "OOMKilled", "peak_memory_bytes": 100 * MI},
-                                 {"resources": res(150, 150), "node": "local", "nodes": ["local"],
-                                  "reason": "Completed"}], cost=0.0123, reason="Completed"),
-    job("pending-b", "Pending", [], reason="QuotaExceeded", age=30),
-]
+def make_jobs() -> list[JobStatus]:
+    """Built in each test, with ages (2m30s, 1m30s) far from a unit's edge."""
+    first = [{"resources": res(100, 100), "node": "local", "nodes": ["local"], "reason": "OOMKilled",
+              "peak_memory_bytes": 100 * MI},
+             {"resources": res(150, 150), "node": "local", "nodes": ["local"], "reason": "Completed"}]
+    return [job("train-a", "Succeeded", first, cost=0.0123, reason="Completed", age=150),
+            job("pending-b", "Pending", [], reason="QuotaExceeded", age=90)]
 
 
 @pytest.fixture(autouse=True)
@@ -42,31 +42,32 @@ def lines(capsys: pytest.CaptureFixture[str]) -> list[str]:
 
 
 def test_list_table(capsys: pytest.CaptureFixture[str]) -> None:
-    output.jobs_table(JOBS)
+    output.jobs_table(make_jobs())
     assert lines(capsys) == [
         "NAME       NAMESPACE  QUEUE    PHASE      ATTEMPTS  MEMORY  COST     AGE  REASON",
         "train-a    default    default  Succeeded  2         150Mi   $0.0123  2m   Completed",
-        "pending-b  default    default  Pending    0         -       -        30s  QuotaExceeded",
+        "pending-b  default    default  Pending    0         -       -        1m   QuotaExceeded",
     ]
 
 
 def test_list_wide(capsys: pytest.CaptureFixture[str]) -> None:
-    output.jobs_table(JOBS, wide=True)
+    output.jobs_table(make_jobs(), wide=True)
     assert lines(capsys) == [
         "NAME       NAMESPACE  QUEUE    PHASE      ATTEMPTS  NODE   MEMORY REQUEST  MEMORY LIMIT  COST     AGE  REASON",
         "train-a    default    default  Succeeded  2         local  150Mi           150Mi         $0.0123  2m   Completed",
-        "pending-b  default    default  Pending    0         -      -               -             -        30s  QuotaExceeded",
+        "pending-b  default    default  Pending    0         -      -               -             -        1m   QuotaExceeded",
     ]
 
 
 def test_fast_path_draws_the_same_table(capsys: pytest.CaptureFixture[str]) -> None:
     from jobsched.cli.listing import columns, plain_table, row
 
+    jobs = make_jobs()
     for wide in (False, True):
-        output.jobs_table(JOBS, wide=wide)
+        output.jobs_table(jobs, wide=wide)
         rich_text = capsys.readouterr().out
         now = time.time()
-        plain = plain_table(columns(wide), [row(j.model_dump(mode="json"), wide, now) for j in JOBS], color=False)
+        plain = plain_table(columns(wide), [row(j.model_dump(mode="json"), wide, now) for j in jobs], color=False)
         assert [ln.rstrip() for ln in plain.splitlines()] == [ln.rstrip() for ln in rich_text.splitlines()]
 
 
@@ -87,7 +88,7 @@ def test_events_table_caps_the_message(capsys: pytest.CaptureFixture[str]) -> No
 
 
 def test_attempts_peak_above_limit_is_noted_and_chosen_is_the_last(capsys: pytest.CaptureFixture[str]) -> None:
-    j = JOBS[0].model_copy(deep=True)
+    j = make_jobs()[0]
     j.attempts[0].peak_memory_bytes = 105 * MI  # the cgroup's peak passed the 100Mi limit (page cache)
     j.sizing.chosen_memory = 100 * MI  # stale: the resize after the OOM chose 150Mi
     output.job_detail(j)
