@@ -86,7 +86,7 @@ def test_dry_run_stores_nothing_and_reports(live: Any, tmp_path: Path) -> None:
     r = cli("run", "--dry-run", "-o", "json", "--queue", "small", "--memory-policy", "Auto",
             "--factory", "model:make", "--", sys.executable, "-c", "pass")
     out = json.loads(r.stdout)
-    assert r.exit_code == 0 and out["memory"] == 512 * 2**20 and "defaultMemory" in out["memory_reason"]
+    assert r.exit_code == 0 and out["memory"] == 512 * 2**20 and "defaultMemory" in out["memoryReason"]
     assert any("estimate" in s for s in out["skipped"])
     # invalid input is still exit 2 naming the field
     r = cli("run", "--dry-run", "--queue", "nosuch", "--", "true")
