@@ -49,6 +49,8 @@ def test_wait_prints_every_event_and_phase(live: Any) -> None:
     for reason in ("Submitted", "Admitted", "Succeeded"):
         assert any(ln.split()[1:2] == [reason] for ln in r.stderr.splitlines()), (reason, r.stderr)
     assert "default/quick  Succeeded" in r.stderr and "attempt 0  memory 64Mi" in r.stderr
+    reasons = [e.reason for e in Client().events("quick")]
+    assert not [x for x in reasons if "Estimate" in x], reasons  # no estimate noise under Fixed
 
 
 def test_not_found_and_unreachable_hints(live: Any, monkeypatch: Any) -> None:
