@@ -122,7 +122,8 @@ def fast_list(argv: list[str]) -> bool:
     rows = [row(j, wide, now) for j in data["items"]]
     text = plain_table(cols, rows, color=False)
     if tty:
-        if max(len(ln) for ln in text.splitlines()) > os.get_terminal_size().columns:
+        width = os.get_terminal_size().columns or sys.maxsize  # 0: a pty that does not say
+        if max(len(ln) for ln in text.splitlines()) > width:
             return False  # wider than the terminal: rich wraps the columns
         if not os.environ.get("NO_COLOR") and os.environ.get("TERM") != "dumb":
             text = plain_table(cols, rows, color=True)
