@@ -6,6 +6,9 @@ Calls :mod:`jobsched.rightsizing.estimator` (imported lazily: it may import torc
 from __future__ import annotations
 
 import json
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -38,11 +41,9 @@ def _render(data: dict[str, Any]) -> None:
 def _parts(breakdown: dict[str, int], total: int | None, label: str | None) -> None:
     if not breakdown:
         return
-    from rich.table import Table
+    from jobsched.cli.output import _table
 
-    t = Table(box=None, header_style="bold", pad_edge=False)
-    for col in (f"{label.upper()} PART" if label else "PART", "BYTES", "SHARE"):
-        t.add_column(col, justify="left" if col.endswith("PART") else "right")
+    t = _table(f"{label.upper()} PART" if label else "PART", "BYTES", "SHARE", right=("BYTES", "SHARE"))
     for part, n in breakdown.items():
         t.add_row(part, fmt_bytes(n), f"{100 * n / total:.0f}%" if total else "-")
     console().print(t)
@@ -72,19 +73,46 @@ def estimate(file: Path | None = typer.Argument(None, help="TrainingJob manifest
     from jobsched.rightsizing import estimator
     from jobsched.sdk.errors import InvalidSpec
 
-    try:
-        if file is not None:
-            from jobsched.sdk.manifest import load_manifest
-            from jobsched.spec.job import TrainingJob
+    with _stages() as stage:
+        try:
+            if file is not None:
+                from jobsched.sdk.manifest import load_manifest
+                from jobsched.spec.job import TrainingJob
 
-            _, manifest = load_manifest(TrainingJob, file)
-            result = estimator.estimate_manifest(manifest)
-        else:
-            result = estimator.estimate_factory_dict(str(factory), kw, device)
-    except (InvalidSpec, ValueError) as e:
-        fail(str(e))
+                stage(f"validating {file}")
+                _, manifest = load_manifest(TrainingJob, file)
+                stage("importing PyTorch")
+                estimator.load_torch()
+                stage(f"tracing one training step of {file} (fake tensors: no data, no real memory)")
+                result = estimator.estimate_manifest(manifest)
+            else:
+                stage("importing PyTorch")
+                estimator.load_torch()
+                stage(f"tracing one training step of {factory} on {device} (fake tensors: no data, no real memory)")
+                result = estimator.estimate_factory_dict(str(factory), kw, device)
+        except (InvalidSpec, ValueError) as e:
+            stage(None)
+            fail(str(e))
     data = _plain(result)
     emit(data, output) if output is not Format.table else _render(data)
+
+
+@contextmanager
+def _stages() -> Iterator[Callable[[str | None], None]]:
+    """A spinner on stderr naming the current stage (on a terminal only: piped output stays clean)."""
+    if not sys.stderr.isatty():
+        yield lambda _: None
+        return
+    status = console(stderr=True).status("estimating")
+    status.start()
+
+    def stage(text: str | None) -> None:
+        status.stop() if text is None else status.update(f"estimate: {text}")
+
+    try:
+        yield stage
+    finally:
+        status.stop()
 
 
 def register(app: typer.Typer) -> None:

@@ -20,8 +20,8 @@ import typer
 from jobsched.cli.output import (
     EXIT_JOB_FAILED,
     Format,
+    ListFormat,
     emit,
-    progress_line,
     sdk_errors,
 )
 
@@ -55,32 +55,21 @@ def default_job_name(argv: list[str]) -> str:
     return f"{base}-{suffix}"
 
 
-def _wait(client: Client, st: JobStatus) -> JobStatus:
+def _wait(client: Client, st: JobStatus, follow: bool = False) -> JobStatus:
     """Wait for the job with a live progress line on stderr. Ctrl-C stops waiting, not the job."""
+    from jobsched.cli.progress import watch
+
     try:
-        return _wait_progress(client, st)
+        return watch(client, st, follow)
     except KeyboardInterrupt:
         print(f"\nstopped waiting; {st.namespace}/{st.name} keeps running "
               f"(jobsched cancel {st.name} -n {st.namespace} stops it)", file=sys.stderr)
         raise typer.Exit(130) from None
 
 
-def _wait_progress(client: Client, st: JobStatus) -> JobStatus:
-    if sys.stderr.isatty():
-        from jobsched.cli.output import console
-
-        with console(stderr=True).status(progress_line(st)) as spinner:
-            final = client.wait(st.name, namespace=st.namespace,
-                                on_update=lambda s: spinner.update(progress_line(s)))
-    else:
-        final = client.wait(st.name, namespace=st.namespace,
-                            on_update=lambda s: print(progress_line(s), file=sys.stderr, flush=True))
-    return final
-
-
-def _finish(client: Client, st: JobStatus, wait: bool, output: Format) -> None:
+def _finish(client: Client, st: JobStatus, wait: bool, output: Format, follow: bool = False) -> None:
     if wait:
-        st = _wait(client, st)
+        st = _wait(client, st, follow)
     if output is not Format.table:
         emit(st, output)
     elif wait:
@@ -90,16 +79,40 @@ def _finish(client: Client, st: JobStatus, wait: bool, output: Format) -> None:
     else:
         print(f"{st.namespace}/{st.name} submitted to queue {st.queue} ({st.phase.value})")
     if wait and st.phase.value != "Succeeded":
+        from jobsched.cli.progress import failure_hint
+
+        hint = failure_hint(client, st)
+        if hint:
+            print(hint, file=sys.stderr)
         raise typer.Exit(EXIT_JOB_FAILED)
+
+
+DRY_RUN = typer.Option(False, "--dry-run", help="Validate, size memory and check never-fits and quota "
+                       "against the current cluster; store nothing.")
+
+
+FOLLOW = typer.Option(False, "--follow", "-f", help="With --wait: stream the logs meanwhile.")
+
+
+def _submit(client: Client, job: Any, wait: bool, output: Format, dry_run: bool, follow: bool = False) -> None:
+    if dry_run:
+        from jobsched.cli.lifecycle import show_dry_run
+
+        show_dry_run(client.dry_run(job), output)
+        return
+    if follow and not wait:
+        from jobsched.cli.output import fail
+
+        fail("--follow: needs --wait")
+    _finish(client, client.submit(job), wait, output, follow)
 
 
 def submit(file: Path = typer.Argument(..., help="TrainingJob manifest (YAML)."),
            wait: bool = typer.Option(False, "--wait", "-w", help="Wait until the job ends."),
-           output: Format = OUT) -> None:
+           output: Format = OUT, dry_run: bool = DRY_RUN, follow: bool = FOLLOW) -> None:
     """Submit a TrainingJob manifest."""
     with sdk_errors():
-        client = _client()
-        _finish(client, client.submit(file), wait, output)
+        _submit(_client(), file, wait, output, dry_run, follow)
 
 
 def run(command: list[str] = typer.Argument(..., help="The command, after '--'."),
@@ -120,7 +133,7 @@ def run(command: list[str] = typer.Argument(..., help="The command, after '--'."
         factory_kwargs: str | None = typer.Option(None, help="JSON object of keyword arguments for "
                                                   "--factory."),
         wait: bool = typer.Option(False, "--wait", "-w", help="Wait until the job ends."),
-        output: Format = OUT) -> None:
+        output: Format = OUT, dry_run: bool = DRY_RUN, follow: bool = FOLLOW) -> None:
     """Run a command as a job: jobsched run [OPTIONS] -- CMD ARGS..."""
     requests: dict[str, Any] = {}
     limits: dict[str, Any] = {}
@@ -149,8 +162,7 @@ def run(command: list[str] = typer.Argument(..., help="The command, after '--'."
                               "resources": {"requests": requests, "limits": limits}}},
     }
     with sdk_errors():
-        client = _client()
-        _finish(client, client.submit(manifest), wait, output)
+        _submit(_client(), manifest, wait, output, dry_run, follow)
 
 
 def _right_sizing(factory: str | None, factory_kwargs: str | None) -> dict[str, Any]:
@@ -176,13 +188,18 @@ def list_jobs(namespace: str | None = typer.Option(None, "--namespace", "-n",
                                                    help="Only this namespace (default: all)."),
               phase: str | None = typer.Option(None, help="Only this phase, e.g. Running."),
               queue: str | None = typer.Option(None, help="Only this queue."),
-              output: Format = OUT) -> None:
-    """List jobs."""
+              output: ListFormat = typer.Option(ListFormat.table, "--output", "-o",
+                                                help="Output format (wide: node, memory request and "
+                                                     "limit).")) -> None:
+    """List jobs with their phase, attempts, memory, cost and reason."""
     from jobsched.cli.output import jobs_table
 
     with sdk_errors():
         jobs = _client().list(namespace=namespace, phase=phase, queue=queue)
-    emit(jobs, output) if output is not Format.table else jobs_table(jobs)
+    if output in (ListFormat.table, ListFormat.wide):
+        jobs_table(jobs, wide=output is ListFormat.wide)
+    else:
+        emit(jobs, Format(output.value))
 
 
 def status(name: str, namespace: str = NS, output: Format = OUT) -> None:
@@ -190,8 +207,17 @@ def status(name: str, namespace: str = NS, output: Format = OUT) -> None:
     from jobsched.cli.output import job_detail
 
     with sdk_errors():
-        st = _client().get(name, namespace)
-    emit(st, output) if output is not Format.table else job_detail(st)
+        client = _client()
+        st = client.get(name, namespace)
+        if output is not Format.table:
+            emit(st, output)
+            return
+        job_detail(st)
+        from jobsched.cli.progress import failure_hint
+
+        hint = failure_hint(client, st)
+        if hint:
+            print(hint, file=sys.stderr)
 
 
 def logs(name: str, namespace: str = NS,

@@ -30,8 +30,9 @@ except KeyboardInterrupt:
     print("\ninterrupted", file=sys.stderr)
     sys.exit(EXIT_INTERRUPTED)
 
-TYPE_CHECKING = False
-if TYPE_CHECKING:
+from typing import TYPE_CHECKING  # noqa: E402
+
+if TYPE_CHECKING:  # pragma: no cover
     import typer
 
 COMMAND_MODULES = [
@@ -42,6 +43,8 @@ COMMAND_MODULES = [
     "jobsched.cli.workflow",
     "jobsched.cli.token",
     "jobsched.cli.dashboard",
+    "jobsched.cli.lifecycle",
+    "jobsched.cli.shell",
 ]
 
 
@@ -63,6 +66,9 @@ def build_app() -> typer.Typer:
         if importlib.util.find_spec(name) is None:
             continue
         importlib.import_module(name).register(app)
+    from jobsched.cli.shell import add_examples
+
+    add_examples(app)
     return app
 
 
@@ -78,6 +84,15 @@ def _global_options(ca: Path | None = typer.Option(
 
 def main() -> None:
     try:
+        if sys.argv[1:2] == ["list"]:  # the common read: a fast path without typer, rich, httpx, pydantic
+            from jobsched.cli.listing import fast_list
+
+            if fast_list(sys.argv[2:]):
+                return
+        if os.environ.get("_JOBSCHED_COMPLETE"):  # the shell asks for completions (jobsched completion)
+            from typer._completion_classes import completion_init
+
+            completion_init()
         build_app()(prog_name="jobsched")
     except KeyboardInterrupt:
         print("\ninterrupted", file=sys.stderr)

@@ -17,6 +17,11 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import typer
 
+from jobsched.cli.listing import PHASE_COLOR as _PHASE_STYLE  # one table, two renderers (listing.py)
+from jobsched.cli.listing import fmt_age as fmt_age
+from jobsched.cli.listing import fmt_bytes as fmt_bytes
+from jobsched.cli.listing import fmt_cost as fmt_cost
+
 if TYPE_CHECKING:  # pragma: no cover
     from rich.console import Console
     from rich.table import Table
@@ -32,6 +37,13 @@ class Format(StrEnum):
     yaml = "yaml"
 
 
+class ListFormat(StrEnum):
+    table = "table"
+    wide = "wide"
+    json = "json"
+    yaml = "yaml"
+
+
 def console(stderr: bool = False) -> Console:
     """A rich console; piped output is not squeezed to 80 columns (greppable rows, whole names)."""
     import os
@@ -43,9 +55,16 @@ def console(stderr: bool = False) -> Console:
     return Console(stderr=stderr, highlight=False, soft_wrap=False, width=width)
 
 
-def fail(message: str, code: int = EXIT_INVALID) -> NoReturn:
+def fail(message: str, code: int = EXIT_INVALID, hint: str | None = None) -> NoReturn:
     print(f"error: {message}", file=sys.stderr)
+    if hint:
+        print(f"hint: {hint}", file=sys.stderr)
     raise typer.Exit(code)
+
+
+UNREACHABLE_HINT = ("start one with `jobsched server` (or `jobsched server --port PORT`), or point "
+                    "JOBSCHED_URL at a running server")
+NOT_FOUND_HINT = "`jobsched list` shows the jobs of every namespace (`-n NS` selects one)"
 
 
 @contextmanager
@@ -63,9 +82,13 @@ def sdk_errors() -> Iterator[None]:
 
     try:
         yield
-    except (InvalidSpec, NotFoundError, ConflictError) as e:
+    except NotFoundError as e:
+        fail(str(e), EXIT_INVALID, NOT_FOUND_HINT if str(e).startswith("job ") else None)
+    except (InvalidSpec, ConflictError) as e:
         fail(str(e), EXIT_INVALID)
-    except (ServerUnreachable, Unauthorized) as e:
+    except ServerUnreachable as e:
+        fail(str(e), EXIT_UNREACHABLE, UNREACHABLE_HINT)
+    except Unauthorized as e:
         fail(str(e), EXIT_UNREACHABLE)
     except Forbidden as e:
         fail(str(e), EXIT_FORBIDDEN)
@@ -91,33 +114,23 @@ def emit(data: Any, fmt: Format) -> None:
         sys.stdout.write(json.dumps(obj, indent=2) + "\n")
 
 
-def fmt_bytes(n: int | None) -> str:
-    """``1.5Gi``; ``-`` for None and 0 (no memory declared)."""
-    from jobsched.spec.quantity import format_bytes
 
-    return format_bytes(n) if n else "-"
-
-
-def fmt_age(t: float | None, now: float | None = None) -> str:
-    if t is None:
-        return "-"
-    s = max(0, int((now or time.time()) - t))
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if s >= size:
-            return f"{s // size}{unit}"
-    return f"{s}s"
+# Free-text columns wrap at these widths instead of stretching the table (events: ~170 columns).
+CAPS = {"MESSAGE": 72, "TIMELINE": 60, "OUTPUTS": 48, "QUOTA": 40, "USAGE": 40, "ALLOCATABLE": 48,
+        "ALLOCATED": 48}
 
 
-_PHASE_STYLE = {"Succeeded": "green", "Failed": "red", "Cancelled": "yellow", "Running": "cyan"}
-
-
-def _table(*columns: str, title: str | None = None, keep: int = 0) -> Table:
-    """A borderless table; the first column is never wrapped or cut (names get copy-pasted)."""
+def _table(*columns: str, title: str | None = None, keep: int = 0, right: tuple[str, ...] = ()) -> Table:
+    """The CLI's one table style: borderless, bold header, a bold title on the left; the first
+    column is never wrapped or cut (names get copy-pasted); free-text columns are capped (CAPS) and
+    wrap; ``right``: columns of figures, right-aligned."""
     from rich.table import Table
 
-    t = Table(title=title, box=None, header_style="bold", pad_edge=False)
+    t = Table(title=title, box=None, header_style="bold", pad_edge=False, title_justify="left",
+              title_style="bold")
     for i, c in enumerate(columns):
-        t.add_column(c, no_wrap=i == 0, min_width=keep if i == 0 else None)
+        t.add_column(c, no_wrap=i == 0, min_width=keep if i == 0 else None, max_width=CAPS.get(c),
+                     overflow="fold", justify="right" if c in right else "left")
     return t
 
 
@@ -140,14 +153,23 @@ def _phase(p: str) -> str:
     return f"[{style}]{p}[/{style}]" if style else p
 
 
-def jobs_table(jobs: Sequence[JobStatus]) -> None:
-    t = _table("NAME", "NAMESPACE", "QUEUE", "PHASE", "ATTEMPTS", "MEMORY", "AGE", "REASON",
-               keep=max((len(j.name) for j in jobs), default=4))
+def jobs_table(jobs: Sequence[JobStatus], wide: bool = False) -> None:
+    """The jobs; ``wide`` (``-o wide``) adds the node, memory request and limit of the last attempt.
+    The cells come from :mod:`jobsched.cli.listing`, which also draws them on ``list``'s fast path."""
+    from jobsched.cli.listing import columns, row
+
+    t = _table(*columns(wide), keep=max((len(j.name) for j in jobs), default=4))
+    now = time.time()
     for j in jobs:
-        mem = j.attempts[-1].resources.requests.get("memory") if j.attempts else None
-        t.add_row(j.name, j.namespace, j.queue, _phase(j.phase.value), str(len(j.attempts)),
-                  fmt_bytes(mem), fmt_age(j.created_at), j.reason or "")
+        cells = row(j.model_dump(mode="json"), wide, now)
+        cells[3] = _phase(cells[3])
+        t.add_row(*cells)
     console().print(t)
+
+
+def fmt_peak(peak: int | None, limit: int | None) -> str:
+    """A cgroup's peak can pass its limit (page cache is charged, then reclaimed): say so."""
+    return f"{fmt_bytes(peak)} (≥ limit)" if peak and limit and peak > limit else fmt_bytes(peak)
 
 
 def attempts_table(job: JobStatus) -> Table:
@@ -155,7 +177,7 @@ def attempts_table(job: JobStatus) -> Table:
     for a in job.attempts:
         t.add_row(str(a.index), fmt_bytes(a.resources.requests.get("memory")),
                   fmt_bytes(a.resources.limits.get("memory")), a.memory_mode or "-",
-                  fmt_bytes(a.peak_memory_bytes), a.node or "-",
+                  fmt_peak(a.peak_memory_bytes, a.resources.limits.get("memory")), a.node or "-",
                   "-" if a.exit_code is None else str(a.exit_code), a.reason or "")
     return t
 
@@ -175,12 +197,19 @@ def timelines_table(job: JobStatus) -> Table | None:
 
 
 def events_table(events: Sequence[EventInfo]) -> Table:
-    t = _table("AGE", "TYPE", "REASON", "MESSAGE")
+    t = _table("AGE", "TYPE", "REASON", "MESSAGE", title="Events")
     now = time.time()
     for e in events:
         typ = f"[yellow]{e.type}[/yellow]" if e.type == "Warning" else e.type
         t.add_row(fmt_age(e.time, now), typ, e.reason, e.message)
     return t
+
+
+def _chosen(job: JobStatus) -> str | None:
+    """The last attempt's memory request (what a resize after an OOM chose), else the sizing's."""
+    last = job.attempts[-1].resources.requests.get("memory") if job.attempts else None
+    mem = last or job.sizing.chosen_memory
+    return fmt_bytes(mem) if mem else None
 
 
 def job_detail(job: JobStatus) -> None:
@@ -197,9 +226,8 @@ def job_detail(job: JobStatus) -> None:
                else None),
               ("memory default", fmt_bytes(job.sizing.default_memory) if job.sizing.default_memory
                else None),
-              ("memory (chosen)", fmt_bytes(job.sizing.chosen_memory) if job.sizing.chosen_memory
-               else None), ("sizing", job.sizing.why),
-              ("cost", f"${job.cost:.4f}" if job.cost else None)]
+              ("memory (chosen)", _chosen(job)), ("sizing", job.sizing.why),
+              ("cost", fmt_cost(job.cost) if job.cost else None)]
     for k, v in fields:
         if v not in (None, ""):
             c.print(f"  {k:<16}{v}")
@@ -243,17 +271,3 @@ def gpu_cell(n: NodeStatus) -> str:
     if n.gpu_model or n.gpu_memory:
         return " ".join(x for x in (n.gpu_model or "?", fmt_bytes(n.gpu_memory) if n.gpu_memory else "") if x)
     return f"none ({n.gpu_note})" if n.gpu_note else "-"
-
-
-def progress_line(job: JobStatus) -> str:
-    a = job.attempts[-1] if job.attempts else None
-    parts = [f"{job.namespace}/{job.name}", job.phase.value]
-    if a is not None:
-        parts.append(f"attempt {a.index}")
-        if a.resources.requests.get("memory"):
-            parts.append(f"memory {fmt_bytes(a.resources.requests['memory'])}")
-        if a.reason:
-            parts.append(f"last attempt: {a.reason}")
-    if job.reason:
-        parts.append(f"reason: {job.reason}")
-    return "  ".join(parts)

@@ -160,7 +160,8 @@ def _memory(pods: str | None, seeds: list[int]) -> dict[str, Any]:
 
 def _print_text(report: dict[str, Any]) -> None:
     from rich.console import Console
-    from rich.table import Table
+
+    from jobsched.cli.output import _table
 
     console = Console(width=max(Console().width, 132))
     if report.get("mode") == "memory":
@@ -175,19 +176,17 @@ def _print_text(report: dict[str, Any]) -> None:
         return
     if report.get("mode") == "packing":
         points = ("90", "100", "110", "120", "130")
-        t = Table(title=f"GPU allocated (% of capacity) vs arrived GPU requests - {report['pods']} "
-                        f"({len(report['seeds'])} seeds, mean ± std)")
-        t.add_column("policy")
-        for p in points:
-            t.add_column(f"{p}%", justify="right")
+        cols = [f"{p}%" for p in points]
+        t = _table("POLICY", *cols, right=tuple(cols),
+                   title=f"GPU allocated (% of capacity) vs arrived GPU requests - {report['pods']} "
+                         f"({len(report['seeds'])} seeds, mean ± std)")
         for name, pol in report["policies"].items():
             t.add_row(name, *(f"{pol['allocated_pct'][p]:.1f} ± {pol['spread'][p]:.1f}" for p in points))
         console.print(t)
     elif report.get("mode") == "replay":
-        t = Table(title=f"Replay of {report['pods']}")
-        for col in ("policy", "admitted", "rejected", "pending", "delay mean s", "delay p95 s", "JCT mean s",
-                    "GPU alloc %", "cost USD"):
-            t.add_column(col, justify="right")
+        cols = ("ADMITTED", "REJECTED", "PENDING", "DELAY MEAN S", "DELAY P95 S", "JCT MEAN S", "GPU ALLOC %",
+                "COST USD")
+        t = _table("POLICY", *cols, right=cols, title=f"Replay of {report['pods']}")
         for name, r in report["policies"].items():
             d, j = r["queueing_delay_s"], r["jct_s"]
             t.add_row(name, str(r["admitted"]), str(r["rejected"]), str(r["pending_at_end"]),

@@ -52,6 +52,7 @@ class Wait:
     key: str
     reason: str
     for_capacity: bool = False  # pending for lack of nodes: the provisioner may add some
+    quota: bool = False  # pending because the queue's quota is used up (reason QuotaExceeded)
 
 
 Decision = Admit | Preempt | Reject | Wait
@@ -152,7 +153,7 @@ class Scheduler:
             if out:
                 return out
         if over:
-            return [Wait(g.key, f"queue {g.queue!r} quota exceeded for {', '.join(over)}")]
+            return [Wait(g.key, f"queue {g.queue!r} quota exceeded for {', '.join(over)}", quota=True)]
         return [Wait(g.key, self._why_not(table, g, allowed), for_capacity=True)]
 
     def _why_not(self, table: NodeTable, g: PodGroup, allowed: npt.NDArray[np.bool_]) -> str:

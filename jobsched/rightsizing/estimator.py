@@ -200,6 +200,11 @@ def trace_peak(factory: str, kwargs: dict[str, Any], device: str) -> dict[str, i
     return t.tensors["device" if torch_device_type(device) == "cuda" else torch_device_type(device)]
 
 
+def load_torch() -> None:
+    """Import PyTorch now (seconds on a cold start), so a caller can show that as its own stage."""
+    import torch  # noqa: F401
+
+
 def torch_device_type(device: str) -> str:
     return device.split(":")[0]
 

@@ -29,20 +29,23 @@ from jobsched.sdk.errors import (
     Unauthorized,
     WaitTimeout,
 )
-from jobsched.sdk.manifest import load_manifest, load_yaml, validate
-from jobsched.server import daemon
 from jobsched.server.auth import default_home, default_local_url, read_client_token
-from jobsched.spec.api import EventInfo, JobList, JobStatus, NodeStatus, QueueStatus, ServerInfo
-from jobsched.spec.job import TrainingJob
-from jobsched.spec.queue import Queue
+from jobsched.spec.api import DryRunResult, EventInfo, JobList, JobStatus, NodeStatus, QueueStatus, ServerInfo
 
+# The manifest models, YAML and the daemon are imported where used: `jobsched list` and `status`
+# never need them, and a command's start-up time is mostly imports.
 if TYPE_CHECKING:  # pragma: no cover
+    from typing import TypeAlias
+
     from jobsched.sdk.admin import AdminAPI
     from jobsched.sdk.workflows import WorkflowsAPI
+    from jobsched.spec.job import TrainingJob
+    from jobsched.spec.queue import Queue
 
-JobLike = TrainingJob | dict[str, Any] | str | Path
-QueueLike = Queue | dict[str, Any] | str | Path
+JobLike: TypeAlias = "TrainingJob | dict[str, Any] | str | Path"
+QueueLike: TypeAlias = "Queue | dict[str, Any] | str | Path"
 AUTOSTART_TIMEOUT = 60.0
+DELETE_TIMEOUT = 90.0  # the server waits up to 60 s for a running job's replicas to stop
 
 
 def _is_training_job(manifest: dict[str, Any]) -> bool:
@@ -115,6 +118,8 @@ class Client:
         return True
 
     def _start_local_server(self) -> None:
+        from jobsched.server import daemon
+
         with daemon.autostart_lock(self.home):
             if self._ping():  # another client started it meanwhile
                 return
@@ -170,7 +175,27 @@ class Client:
     def submit(self, job: JobLike) -> JobStatus:
         """Submit a TrainingJob (model, manifest dict, or path to a YAML file), validated locally
         first; returns its status (Pending). Kubeflow PyTorchJob/MXJob manifests are converted by
-        the server."""
+        the server. ``metadata.generateName`` instead of a name: the server picks a free name."""
+        manifest = self._manifest(job)
+        return JobStatus.model_validate(self._request("POST", "/v1/jobs", json=manifest).json())
+
+    def dry_run(self, job: JobLike) -> DryRunResult:
+        """What submitting the job would do (validation, memory and why, never-fits, quota, where
+        it would start); nothing is stored (``POST /v1/jobs?dryRun=true``)."""
+        manifest = self._manifest(job)
+        resp = self._request("POST", "/v1/jobs", json=manifest, params={"dryRun": "true"})
+        return DryRunResult.model_validate(resp.json())
+
+    def delete(self, name: str, namespace: str = "default") -> JobStatus:
+        """Cancel the job if it runs, wait until it stopped, then remove it with its attempts,
+        events, logs and checkpoints; returns its last status."""
+        resp = self._request("DELETE", _path(namespace, name), timeout=DELETE_TIMEOUT)
+        return JobStatus.model_validate(resp.json())
+
+    def _manifest(self, job: JobLike) -> dict[str, Any]:
+        from jobsched.sdk.manifest import load_yaml, validate
+        from jobsched.spec.job import TrainingJob
+
         if isinstance(job, TrainingJob):
             manifest: dict[str, Any] = job.to_manifest()
         elif isinstance(job, dict):
@@ -182,7 +207,7 @@ class Client:
             if _is_training_job(manifest):  # workingDir first: a relative one is validated absolute
                 _working_dir_from_file(manifest, Path(job).resolve().parent)
                 validate(TrainingJob, manifest, job, node)
-        return JobStatus.model_validate(self._request("POST", "/v1/jobs", json=manifest).json())
+        return manifest
 
     def get(self, name: str, namespace: str = "default") -> JobStatus:
         return JobStatus.model_validate(self._request("GET", _path(namespace, name)).json())
@@ -223,6 +248,12 @@ class Client:
         resp = self._request("GET", _path(namespace, name, "logs"), params={**params, "offset": offset})
         return (resp.text, int(resp.headers.get("X-Next-Offset", offset + len(resp.content))),
                 resp.headers.get("X-Job-Terminal") == "true")
+
+    def log_chunk(self, name: str, offset: int = 0, replica: int | None = None, attempt: int | None = None,
+                  namespace: str = "default") -> tuple[str, int, bool]:
+        """The log text from ``offset``, the offset to ask for next, and whether the job has ended
+        (to follow several things at once, e.g. the logs under ``jobsched run --wait --follow``)."""
+        return self._logs_chunk(namespace, name, replica, attempt, offset)
 
     @overload
     def logs(self, name: str, replica: int | None = None, attempt: int | None = None,
@@ -273,6 +304,9 @@ class Client:
 
     def apply_queue(self, queue: QueueLike) -> QueueStatus:
         """Create or update a Queue (model, manifest dict, or path to a YAML file)."""
+        from jobsched.sdk.manifest import load_manifest, validate
+        from jobsched.spec.queue import Queue
+
         if isinstance(queue, Queue):
             manifest: dict[str, Any] = queue.to_manifest()
         elif isinstance(queue, dict):

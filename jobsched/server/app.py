@@ -30,7 +30,7 @@ from jobsched.server.errors import Conflict, Invalid, NotFound
 from jobsched.server.metrics import Metrics
 from jobsched.server.service import JobServiceAPI
 from jobsched.server.tenancy import Role
-from jobsched.spec.api import EventInfo, JobList, JobStatus, NodeStatus, QueueStatus, ServerInfo
+from jobsched.spec.api import DryRunResult, EventInfo, JobList, JobStatus, NodeStatus, QueueStatus, ServerInfo
 from jobsched.spec.errors import SpecError
 from jobsched.spec.limits import MAX_OFFSET
 from jobsched.store.sqlite import StoreFull, is_disk_full
@@ -84,9 +84,13 @@ def _install_error_handlers(app: FastAPI) -> None:
 def _routes(service: JobServiceAPI, metrics: Metrics) -> APIRouter:
     r = APIRouter()
 
-    @r.post("/v1/jobs", status_code=201, response_model=JobStatus, tags=["jobs"])
-    def submit(request: Request, manifest: dict[str, Any] = Body(..., description="TrainingJob manifest")) -> JobStatus:
+    @r.post("/v1/jobs", status_code=201, response_model=JobStatus, tags=["jobs"],
+            responses={200: {"model": DryRunResult, "description": "dryRun=true: nothing stored"}})
+    def submit(request: Request, manifest: dict[str, Any] = Body(..., description="TrainingJob manifest"),
+               dry_run: bool = Query(False, alias="dryRun")) -> Any:
         tenancy.authorize_namespace(request, manifest)
+        if dry_run:
+            return JSONResponse(service.dry_run(manifest).model_dump(mode="json"), status_code=200)
         return service.submit(manifest)
 
     @r.get("/v1/jobs", response_model=JobList, tags=["jobs"])
@@ -99,6 +103,10 @@ def _routes(service: JobServiceAPI, metrics: Metrics) -> APIRouter:
     @r.get("/v1/jobs/{namespace}/{name}", response_model=JobStatus, tags=["jobs"])
     def get_job(namespace: str, name: str) -> JobStatus:
         return service.get(namespace, name)
+
+    @r.delete("/v1/jobs/{namespace}/{name}", response_model=JobStatus, tags=["jobs"])
+    def delete(namespace: str, name: str) -> JobStatus:
+        return service.delete(namespace, name)
 
     @r.post("/v1/jobs/{namespace}/{name}/cancel", response_model=JobStatus, tags=["jobs"])
     def cancel(namespace: str, name: str) -> JobStatus:

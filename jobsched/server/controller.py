@@ -225,15 +225,17 @@ class Controller:
             elif isinstance(d, Reject):
                 self.lifecycle.fail(by_key[d.key], "Unschedulable", d.reason)
             elif isinstance(d, Wait):
-                self.note_wait(by_key[d.key], d.reason)
+                self.note_wait(by_key[d.key], d.reason, "QuotaExceeded" if d.quota else "Unschedulable")
         self.bind_all(assumed)
 
-    def note_wait(self, job: JobRow, reason: str) -> None:
+    def note_wait(self, job: JobRow, reason: str, code: str = "Unschedulable") -> None:
+        """A pending job's reason: ``code`` (QuotaExceeded for a quota wait, else Unschedulable) and
+        the message saying why."""
         if self._last_reason.get(job.uid) == reason:
             return
         self._last_reason[job.uid] = reason
         with self.store.tx() as c:
-            self.store.update_job(job.uid, conn=c, reason="Unschedulable", message=reason)
+            self.store.update_job(job.uid, conn=c, reason=code, message=reason)
             self.store.add_event(job.uid, self.clock(), "Normal", "Pending", reason, conn=c)
 
     def admit(self, job: JobRow, d: Admit, room: BurstRoom | None = None) -> GangLaunch:

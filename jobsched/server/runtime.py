@@ -48,6 +48,7 @@ class Runtime:
                                      provisioning=provisioning)
         self.service = JobService(self.store, self.backend, str(self.home), self.controller.wake, self.clock)
         self.service.health_checks.append(lambda: self.controller.failing)
+        self.service.controller = self.controller
         self.estimator = Estimator(self.store, self.controller, self.clock, estimate_timeout)
         if "default" not in self.store.queues():
             self.store.put_queue("default", default_queue().to_manifest())

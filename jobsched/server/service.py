@@ -8,12 +8,20 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-from jobsched.spec.api import EventInfo, JobStatus, NodeStatus, QueueStatus, ServerInfo
+from jobsched.spec.api import DryRunResult, EventInfo, JobStatus, NodeStatus, QueueStatus, ServerInfo
 
 
 class JobServiceAPI(Protocol):
     def submit(self, manifest: dict[str, Any]) -> JobStatus:
         """Validate and store a TrainingJob manifest (dict from YAML/JSON); the job starts Pending."""
+        ...
+
+    def dry_run(self, manifest: dict[str, Any]) -> DryRunResult:
+        """What submit would do (validation, memory, never-fits, quota); nothing is stored."""
+        ...
+
+    def delete(self, namespace: str, name: str) -> JobStatus:
+        """Cancel if live, wait until stopped, remove the job and everything it owns."""
         ...
 
     def get(self, namespace: str, name: str) -> JobStatus: ...

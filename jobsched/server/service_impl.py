@@ -6,14 +6,15 @@ import os
 import sqlite3
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
 
 from jobsched.backends.base import Backend
-from jobsched.server import convert
+from jobsched.server import convert, job_admin
 from jobsched.server.errors import Conflict, Invalid, NotFound
-from jobsched.spec.api import EventInfo, JobStatus, NodeStatus, QueueStatus, ServerInfo
+from jobsched.spec.api import DryRunResult, EventInfo, JobStatus, NodeStatus, QueueStatus, ServerInfo
 from jobsched.spec.errors import SpecError, format_validation_error
 from jobsched.spec.job import MemoryPolicy, TrainingJob
 from jobsched.spec.quantity import format_bytes
@@ -50,10 +51,12 @@ class JobService:
         self.store, self.backend, self.home, self.wake, self.clock = store, backend, home, wake, clock
         self.on_submitted: list[Callable[[dict[str, Any]], None]] = []
         self.health_checks: list[Callable[[], str | None]] = [store.check]
+        self.controller: Any = None  # set by the Runtime: the dry run asks it for a snapshot
 
     # jobs -------------------------------------------------------------------------------------
     def submit(self, manifest: dict[str, Any]) -> JobStatus:
         job, warnings = parse_job(manifest)
+        job_admin.pick_name(job, lambda ns, n: self.store.job(ns, n) is not None)
         queues = self.store.queues()
         if job.spec.queue not in queues:
             raise Invalid(f"spec.queue: queue {job.spec.queue!r} does not exist "
@@ -96,6 +99,20 @@ class JobService:
             hook(row.manifest)
         self.wake()
         return self.get(job.metadata.namespace, job.name)
+
+    def dry_run(self, manifest: dict[str, Any]) -> DryRunResult:
+        """Validate and size the job and run one scheduling cycle for it alone; store nothing."""
+        job, warnings = parse_job(manifest)
+        return job_admin.dry_run(self.store, self.controller, job, warnings, self.clock())
+
+    def delete(self, namespace: str, name: str) -> JobStatus:
+        """Cancel (if live), wait for the replicas to stop, then remove the job and what it owns."""
+        final = job_admin.stop(self.store, self._row(namespace, name), self.wake)
+        if final is None:
+            raise NotFound(f"job {namespace}/{name} not found")
+        st = convert.job_status(self.store, final, with_manifest=True, now=self.clock())
+        job_admin.remove(self.store, self.backend, Path(self.home), final)
+        return st
 
     def _row(self, namespace: str, name: str) -> JobRow:
         row = self.store.job(namespace, name)

@@ -1,16 +1,39 @@
-"""Models of the HTTP API, shared by the server and the SDK (and printed by the CLI as JSON)."""
+"""Models of the HTTP API, shared by the server and the SDK (and printed by the CLI as JSON).
+
+On the wire the fields are camelCase, as in the manifests (``peakMemoryBytes``, ``createdAt``);
+snake_case input is read too (``populate_by_name``), so an SDK parses both an older server's and
+this one's answers. ``peak_memory_bytes`` is still written next to ``peakMemoryBytes`` for one
+release (deprecated), so scripts reading it keep working."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic.alias_generators import to_camel
 
 from jobsched.spec.status import JobPhase
 
 
 class ApiModel(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", alias_generator=to_camel, populate_by_name=True,
+                              serialize_by_alias=True)
+
+
+class _LegacyPeak(ApiModel):
+    """``peak_memory_bytes`` (deprecated, removed in the next release): the same as
+    ``peakMemoryBytes``, for readers of the old snake_case JSON."""
+
+    peak_memory_bytes: int | None = None
+    legacy_peak_memory_bytes: int | None = Field(None, alias="peak_memory_bytes",
+                                                 description="deprecated: use peakMemoryBytes")
+
+    @model_validator(mode="after")
+    def _same_peak(self) -> _LegacyPeak:
+        if self.peak_memory_bytes is None:
+            self.peak_memory_bytes = self.legacy_peak_memory_bytes
+        self.legacy_peak_memory_bytes = self.peak_memory_bytes
+        return self
 
 
 class AttemptResources(ApiModel):
@@ -18,13 +41,12 @@ class AttemptResources(ApiModel):
     limits: dict[str, int] = Field(default_factory=dict)
 
 
-class ReplicaInfo(ApiModel):
+class ReplicaInfo(_LegacyPeak):
     rank: int
     node: str | None = None
     pid: int | None = None
     exit_code: int | None = None
     reason: str | None = None
-    peak_memory_bytes: int | None = None
     message: str | None = None
 
 
@@ -48,13 +70,12 @@ class MemoryTimeline(ApiModel):
     usage: list[int] = Field(default_factory=list)
 
 
-class AttemptInfo(ApiModel):
+class AttemptInfo(_LegacyPeak):
     index: int
     resources: AttemptResources = Field(default_factory=AttemptResources)
     exit_code: int | None = None
     reason: str | None = None  # AttemptReason value once ended
     message: str | None = None
-    peak_memory_bytes: int | None = None
     node: str | None = None  # node of rank 0 (all nodes in ``nodes``)
     nodes: list[str] = Field(default_factory=list)
     started_at: float | None = None
@@ -107,6 +128,23 @@ class JobStatus(ApiModel):
     cost: float = 0.0
     labels: dict[str, str] = Field(default_factory=dict)
     manifest: dict[str, Any] | None = None
+
+
+class DryRunResult(ApiModel):
+    """What ``POST /v1/jobs?dryRun=true`` found; nothing was stored."""
+
+    name: str  # with generateName: the prefix and '?????' (the name is picked at submit)
+    namespace: str = "default"
+    queue: str = "default"
+    name_generated: bool = False
+    fits: bool = True  # False: it can never run as specified (cluster or quota too small)
+    admit_now: bool = False
+    verdict: str = ""  # would start now on ... | would wait: ... | never fits: ...
+    quota: str | None = None
+    memory: int | None = None  # per-replica request admission sizing would choose
+    memory_reason: str = ""
+    skipped: list[str] = Field(default_factory=list)  # checks not run, and why
+    warnings: list[str] = Field(default_factory=list)
 
 
 class JobList(ApiModel):

@@ -12,7 +12,7 @@ from pydantic import AfterValidator, Field, field_validator, model_validator
 
 from jobsched.spec import limits as lim
 from jobsched.spec import quantity as q
-from jobsched.spec.base import DNSLabel, Model
+from jobsched.spec.base import DNSLabel, Model, _dns_label
 from jobsched.spec.duration import Duration, parse_duration
 from jobsched.spec.resources import Resources
 
@@ -20,8 +20,12 @@ API_VERSION = "jobsched.io/v1alpha1"
 _FACTORY = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*:[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*$")
 
 
+GENERATED_SUFFIX = 5  # metadata.generateName: the server appends this many random characters
+
+
 class ObjectMeta(Model):
-    name: DNSLabel
+    name: DNSLabel = ""  # empty only with generateName: the server then picks the name
+    generate_name: str | None = None  # a prefix; the server appends 5 random characters (as Kubernetes)
     namespace: DNSLabel = "default"
     labels: dict[lim.LabelKey, lim.LabelValue] = Field(default_factory=dict, max_length=lim.MAX_LABELS)
     annotations: dict[lim.LabelKey, str] = Field(default_factory=dict)
@@ -41,6 +45,17 @@ def _env_name(value: str) -> str:
     if "=" in value:
         raise ValueError(f"{value[:40]!r} is not a valid environment variable name: contains '='")
     return value
+
+    @model_validator(mode="after")
+    def _name_or_generate_name(self) -> ObjectMeta:
+        if self.generate_name is not None:
+            try:  # the prefix plus any suffix must make a valid name
+                _dns_label(self.generate_name[:63 - GENERATED_SUFFIX] + "x" * GENERATED_SUFFIX)
+            except ValueError as e:
+                raise ValueError(f"generateName: {e}") from None
+        elif not self.name:
+            raise ValueError("name: required (or generateName, a prefix the server completes)")
+        return self
 
 
 class EnvVar(Model):

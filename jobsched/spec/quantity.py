@@ -14,6 +14,8 @@ from typing import Annotated, Any
 from pydantic import BeforeValidator, PlainSerializer
 
 from jobsched.spec import limits
+from jobsched.spec.units import format_bytes as format_bytes  # re-exported (no pydantic there)
+from jobsched.spec.units import format_cpu as format_cpu
 
 CPU = "cpu"
 MEMORY = "memory"
@@ -97,19 +99,3 @@ def whole(value: Any, name: str) -> int:
     if q != q.to_integral_value():
         raise ValueError(f"{name} must be a whole number, got {value!r}")
     return int(q)
-
-
-def format_bytes(n: int | float | None) -> str:
-    """Human-readable binary size: 1536 MiB -> '1.5Gi'."""
-    if n is None:
-        return "-"
-    n = float(n)
-    for unit in ("", "Ki", "Mi", "Gi", "Ti"):
-        if abs(n) < 1024 or unit == "Ti":
-            return f"{n:.0f}{unit}" if unit == "" else f"{n:.1f}{unit}".replace(".0" + unit, unit)
-        n /= 1024
-    return f"{n:.1f}Ti"  # pragma: no cover
-
-
-def format_cpu(milli: int) -> str:
-    return f"{milli // 1000}" if milli % 1000 == 0 else f"{milli}m"

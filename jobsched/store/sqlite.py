@@ -250,6 +250,14 @@ class Store:
         rows = self._q("SELECT * FROM jobs WHERE namespace = ? AND name = ?", (namespace, name))
         return _job(rows[0]) if rows else None
 
+    def delete_job(self, uid: str) -> None:
+        """Remove a job with its attempts, events and timelines (one transaction); its family's
+        memory history stays: it is what later jobs are sized from."""
+        with self.tx() as c:
+            for table, col in (("timelines", "job_uid"), ("events", "job_uid"), ("attempts", "job_uid"),
+                               ("jobs", "uid")):
+                c.execute(f"DELETE FROM {table} WHERE {col} = ?", (uid,))
+
     def job_by_uid(self, uid: str) -> JobRow | None:
         rows = self._q("SELECT * FROM jobs WHERE uid = ?", (uid,))
         return _job(rows[0]) if rows else None

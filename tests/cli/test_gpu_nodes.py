@@ -62,8 +62,8 @@ def test_nodes_show_gpu_model_and_memory_and_shares_add_up(gpu_server, tmp_path)
     row = next(ln for ln in r.output.splitlines() if ln.startswith("l4-0"))
     assert "L4 24Gi" in row and "nvidia.com/gpu=0.5" in row  # two shares of 250/1000 on one GPU
     nodes = {n["name"]: n for n in json.loads(cli("nodes", "-o", "json").output)}
-    assert nodes["l4-0"]["gpu_model"] == "L4" and nodes["l4-0"]["gpu_memory"] == 24 * 2**30
-    assert nodes["cpu-0"]["gpu_model"] is None
+    assert nodes["l4-0"]["gpuModel"] == "L4" and nodes["l4-0"]["gpuMemory"] == 24 * 2**30
+    assert nodes["cpu-0"]["gpuModel"] is None
     st = json.loads(cli("status", "share-a", "-o", "json").output)
     req = st["attempts"][0]["resources"]["requests"]
     assert req["jobsched.io/gpu-memory"] == 6 * 2**30 and req["jobsched.io/gpu-milli"] == 250

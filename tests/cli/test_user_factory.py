@@ -139,7 +139,7 @@ def test_queues_show_the_default_memory(live: Any, tmp_path: Path) -> None:
     rows = {line.split()[0]: line for line in r.stdout.splitlines()[1:] if line.strip()}
     assert "1Gi" in rows["default"] and "256Mi" in rows["small"]
     qs = {q["name"]: q for q in json.loads(cli("queues", "-o", "json").stdout)}
-    assert qs["default"]["default_memory"] == 2**30 and qs["small"]["default_memory"] == 256 * 2**20
+    assert qs["default"]["defaultMemory"] == 2**30 and qs["small"]["defaultMemory"] == 256 * 2**20
     (tmp_path / "bad.yaml").write_text("apiVersion: jobsched.io/v1alpha1\nkind: Queue\n"
                                        "metadata: {name: tiny}\nspec: {defaultMemory: 0}\n")
     r = cli("queue", "apply", str(tmp_path / "bad.yaml"))

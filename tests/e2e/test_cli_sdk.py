@@ -103,8 +103,10 @@ def test_server_cli_and_sdk(server: tuple[str, Path, subprocess.Popen[bytes]], t
     assert {"name", "namespace", "queue", "phase", "reason", "attempts", "events"} <= set(st)
     a = st["attempts"][0]
     assert a["index"] == 0 and a["resources"]["requests"]["memory"] == 256 << 20
-    assert a["exit_code"] == 0 and a["reason"] == "Completed" and a["node"]
-    assert a["peak_memory_bytes"] is None or a["peak_memory_bytes"] > 0
+    assert a["exitCode"] == 0 and a["reason"] == "Completed" and a["node"]  # camelCase, as the manifests
+    assert a["peakMemoryBytes"] is None or a["peakMemoryBytes"] > 0
+    assert a["peak_memory_bytes"] == a["peakMemoryBytes"]  # the deprecated name, kept for one release
+    assert "createdAt" in st and "created_at" not in st
     assert jobsched("logs", "cli-job", env=env, cwd=tmp_path).stdout == "trained\n"
     assert "cli-job" in jobsched("list", env=env, cwd=tmp_path).stdout
 

@@ -320,6 +320,28 @@ class KubernetesBackend:
         for t in ts:
             self._delete_pod(t.namespace, t.pod, grace=int(grace_seconds))
 
+    def forget(self, job_key: str, job_uid: str) -> None:
+        """``jobsched delete``: remove the job's pods, headless Service and checkpoint claim (all
+        labelled with its uid) and its TrainingJob custom resource, if one mirrors it."""
+        from kubernetes.client.exceptions import ApiException
+
+        ns, name = job_key.split("/", 1)
+        sel = f"{P.L_UID}={job_uid}"
+        with self._lock:
+            for k in [k for k, t in self._tracked.items() if t.job_key == job_key]:
+                t = self._tracked.pop(k)
+                self._by_pod.pop(f"{t.namespace}/{t.pod}", None)
+        calls = [lambda: self.core.delete_collection_namespaced_pod(ns, label_selector=sel, grace_period_seconds=0),
+                 lambda: self.core.delete_namespaced_service(P.service_name(name), ns),
+                 lambda: self.core.delete_collection_namespaced_persistent_volume_claim(ns, label_selector=sel),
+                 lambda: self.custom.delete_namespaced_custom_object(GROUP, VERSION, ns, "trainingjobs", name)]
+        for call in calls:
+            try:
+                call()
+            except ApiException as e:
+                if e.status != 404:
+                    log.warning("delete %s: %s", job_key, e.reason)
+
     def _delete_pod(self, ns: str, pod: str, grace: int) -> None:
         from kubernetes.client.exceptions import ApiException
 

@@ -277,6 +277,15 @@ class LocalBackend:
         return dict(sorted(out.items()))
 
     # logs -------------------------------------------------------------------------------------
+    def forget(self, job_key: str, job_uid: str) -> None:
+        """``jobsched delete``: drop the (ended) job's replicas and its run directory (logs, results)."""
+        import shutil
+
+        with self._lock:
+            for k in [k for k in self._replicas if k[0] == job_key]:
+                del self._replicas[k]
+        shutil.rmtree(self.run_dir / job_key.replace("/", "__"), ignore_errors=True)
+
     def log_paths(self, job_key: str, attempt: int) -> dict[int, str]:
         adir = self._attempt_dir(job_key, attempt)
         out = {}
