@@ -61,7 +61,12 @@ def build_app() -> typer.Typer:
         pretty_exceptions_enable=False,
         rich_markup_mode=None,
     )
-    app.callback()(_global_options)
+    def global_options(ca: Path | None = typer.Option(
+            None, "--ca", help="CA certificates (PEM) for an https:// JOBSCHED_URL with a self-signed "
+            "certificate (default $JOBSCHED_CA_FILE).")) -> None:
+        _global_options(ca)
+
+    app.callback()(global_options)
     for name in COMMAND_MODULES:
         if importlib.util.find_spec(name) is None:
             continue
@@ -72,13 +77,12 @@ def build_app() -> typer.Typer:
     return app
 
 
-def _global_options(ca: Path | None = typer.Option(
-        None, "--ca", help="CA certificates (PEM) for an https:// JOBSCHED_URL with a self-signed "
-        "certificate (default $JOBSCHED_CA_FILE).")) -> None:
+def _global_options(ca: Path | None = None) -> None:
+    """--ca: CA certificates for an https:// JOBSCHED_URL (declared as a typer option in build_app)."""
     if ca is not None:
         if not ca.is_file():
             print(f"error: --ca: no such file: {ca}", file=sys.stderr)
-            raise typer.Exit(2)
+            raise SystemExit(2)
         os.environ["JOBSCHED_CA_FILE"] = str(ca.expanduser().resolve())
 
 
