@@ -20,7 +20,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from rich.console import Console
     from rich.table import Table
 
-    from jobsched.spec.api import EventInfo, JobStatus, NodeStatus, QueueStatus
+    from jobsched.spec.api import EventInfo, JobStatus, JobSummary, NodeStatus, QueueStatus
 
 EXIT_OK, EXIT_JOB_FAILED, EXIT_INVALID, EXIT_UNREACHABLE = 0, 1, 2, 3
 
@@ -136,13 +136,12 @@ def _phase(p: str) -> str:
     return f"[{style}]{p}[/{style}]" if style else p
 
 
-def jobs_table(jobs: Sequence[JobStatus]) -> None:
+def jobs_table(jobs: Sequence[JobSummary]) -> None:
     t = _table("NAME", "NAMESPACE", "QUEUE", "PHASE", "ATTEMPTS", "MEMORY", "AGE", "REASON",
                keep=max((len(j.name) for j in jobs), default=4))
-    for j in jobs:
-        mem = j.attempts[-1].resources.requests.get("memory") if j.attempts else None
-        t.add_row(j.name, j.namespace, j.queue, _phase(j.phase.value), str(len(j.attempts)),
-                  fmt_bytes(mem), fmt_age(j.created_at), j.reason or "")
+    for j in jobs:  # MEMORY: the latest attempt's request
+        t.add_row(j.name, j.namespace, j.queue, _phase(j.phase.value), str(j.attempts),
+                  fmt_bytes(j.memory), fmt_age(j.created_at), j.reason or "")
     console().print(t)
 
 

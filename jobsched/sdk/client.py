@@ -31,7 +31,7 @@ from jobsched.sdk.errors import (
 from jobsched.sdk.manifest import load_manifest, load_yaml, validate
 from jobsched.server import daemon
 from jobsched.server.auth import default_home, default_local_url, read_client_token
-from jobsched.spec.api import EventInfo, JobList, JobStatus, NodeStatus, QueueStatus, ServerInfo
+from jobsched.spec.api import EventInfo, JobList, JobStatus, JobSummary, NodeStatus, QueueStatus, ServerInfo
 from jobsched.spec.job import TrainingJob
 from jobsched.spec.queue import Queue
 
@@ -150,7 +150,7 @@ class Client:
             raise NotFoundError(detail)
         if code == 409:
             raise ConflictError(detail)
-        if code in (400, 422):
+        if code in (400, 413, 422):
             raise InvalidSpec(detail)
         raise JobschedError(f"HTTP {code} from {self.url}: {detail}")
 
@@ -175,10 +175,30 @@ class Client:
     def get(self, name: str, namespace: str = "default") -> JobStatus:
         return JobStatus.model_validate(self._request("GET", _path(namespace, name)).json())
 
+    def list_page(self, namespace: str | None = None, phase: str | None = None, queue: str | None = None,
+                  limit: int = 500, continue_: str | None = None) -> JobList:
+        """One page of job summaries (``get`` has the whole status); ``continue_``: the previous
+        page's ``continue_`` token, with the same filters. ``.remaining``: jobs after this page."""
+        params: dict[str, Any] = {k: v for k, v in (("namespace", namespace), ("phase", phase), ("queue", queue),
+                                                   ("continue", continue_)) if v}
+        params["limit"] = limit
+        return JobList.model_validate(self._request("GET", "/v1/jobs", params=params).json())
+
+    def iter_jobs(self, namespace: str | None = None, phase: str | None = None, queue: str | None = None,
+                  page_size: int = 500) -> Iterator[JobSummary]:
+        """Every matching job, one page (``page_size`` jobs) per request."""
+        token: str | None = None
+        while True:
+            page = self.list_page(namespace, phase, queue, page_size, token)
+            yield from page.items
+            token = page.continue_
+            if token is None:
+                return
+
     def list(self, namespace: str | None = None, phase: str | None = None,
-             queue: str | None = None) -> builtins.list[JobStatus]:
-        params = {k: v for k, v in (("namespace", namespace), ("phase", phase), ("queue", queue)) if v}
-        return JobList.model_validate(self._request("GET", "/v1/jobs", params=params).json()).items
+             queue: str | None = None) -> builtins.list[JobSummary]:
+        """Every matching job as a summary, fetched page by page."""
+        return builtins.list(self.iter_jobs(namespace, phase, queue))
 
     def cancel(self, name: str, namespace: str = "default") -> JobStatus:
         return JobStatus.model_validate(self._request("POST", _path(namespace, name, "cancel")).json())

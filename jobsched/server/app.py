@@ -1,7 +1,9 @@
 """The HTTP API (FastAPI): thin routes over :class:`JobServiceAPI`, bearer-token auth on every path.
 
-Errors map to ``{"detail": "<field path>: <message>"}``: SpecError/Invalid 422, NotFound 404,
-Conflict 409, a missing or wrong token 401.
+Errors map to ``{"detail": "<field path>: <message>"}``: SpecError/Invalid 422, TooLarge 413,
+NotFound 404, Conflict 409, a missing or wrong token 401. Routes are plain ``def``: FastAPI runs
+them in its thread pool, so a slow one never blocks the event loop, and the store serves their
+reads on connections of their own (never behind a controller transaction).
 """
 
 from __future__ import annotations
@@ -17,8 +19,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from jobsched.server.auth import token_matches
-from jobsched.server.errors import Conflict, Invalid, NotFound
+from jobsched.server.errors import Conflict, Invalid, NotFound, TooLarge
 from jobsched.server.metrics import Metrics
+from jobsched.server.paging import DEFAULT_PAGE, MAX_PAGE
 from jobsched.server.service import JobServiceAPI
 from jobsched.spec.api import EventInfo, JobList, JobStatus, NodeStatus, QueueStatus, ServerInfo
 from jobsched.spec.errors import SpecError
@@ -57,7 +60,7 @@ def _install_error_handlers(app: FastAPI) -> None:
             return JSONResponse({"detail": str(exc)}, status_code=code)
         return handle
 
-    for exc_type, code in ((SpecError, 422), (Invalid, 422), (NotFound, 404), (Conflict, 409)):
+    for exc_type, code in ((SpecError, 422), (Invalid, 422), (TooLarge, 413), (NotFound, 404), (Conflict, 409)):
         app.add_exception_handler(exc_type, handler(code))
 
     def request_invalid(_: Request, exc: Exception) -> JSONResponse:
@@ -84,9 +87,11 @@ def _routes(service: JobServiceAPI, metrics: Metrics) -> APIRouter:
         return service.submit(manifest)
 
     @r.get("/v1/jobs", response_model=JobList, tags=["jobs"])
-    def list_jobs(namespace: str | None = None, phase: str | None = None,
-                  queue: str | None = None) -> JobList:
-        return JobList(items=service.list(namespace=namespace, phase=phase, queue=queue))
+    def list_jobs(namespace: str | None = None, phase: str | None = None, queue: str | None = None,
+                  limit: int = Query(DEFAULT_PAGE, ge=1, le=MAX_PAGE, description="jobs per page"),
+                  continue_: str | None = Query(None, alias="continue", max_length=2048,
+                                                description="the previous page's continue token")) -> JobList:
+        return service.list_page(namespace=namespace, phase=phase, queue=queue, limit=limit, continue_=continue_)
 
     @r.get("/v1/jobs/{namespace}/{name}", response_model=JobStatus, tags=["jobs"])
     def get_job(namespace: str, name: str) -> JobStatus:

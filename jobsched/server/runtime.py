@@ -18,7 +18,8 @@ from jobsched.store import Store
 class Runtime:
     def __init__(self, home: Path | str, backend: str = "local", backend_options: dict[str, Any] | None = None,
                  policy: str = "jobsched", estimate_timeout: float = 180.0,
-                 node_pool: str | Path | None = None, provision_delay: float = 0.0) -> None:
+                 node_pool: str | Path | None = None, provision_delay: float = 0.0,
+                 start_timeout: float = 120.0, max_manifest_bytes: int | None = None) -> None:
         self.home = Path(home).expanduser()
         self.home.mkdir(parents=True, exist_ok=True)
         self.store_path = self.home / "state.db"
@@ -41,8 +42,9 @@ class Runtime:
                 provider = LocalVirtualProvider(pool, delay=provision_delay, now=self.clock())
             provisioning = Provisioning(pool, provider, self.clock)
         self.controller = Controller(self.store, self.backend, self.metrics, self.home, self.clock, policy,
-                                     provisioning=provisioning)
-        self.service = JobService(self.store, self.backend, str(self.home), self.controller.wake, self.clock)
+                                     provisioning=provisioning, start_timeout=start_timeout)
+        self.service = JobService(self.store, self.backend, str(self.home), self.controller.wake, self.clock,
+                                  max_manifest_bytes=max_manifest_bytes)
         self.estimator = Estimator(self.store, self.controller, self.clock, estimate_timeout)
         if "default" not in self.store.queues():
             self.store.put_queue("default", default_queue().to_manifest())

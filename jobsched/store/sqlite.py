@@ -1,6 +1,8 @@
 """The state store: one SQLite file (WAL) under $JOBSCHED_HOME holding jobs, attempts, events,
-queues and the memory history. Thread-safe (one connection, one lock); every write is a
-transaction, so a crash (even SIGKILL) never leaves a half-written job."""
+queues and the memory history. Thread-safe: writes go through one connection behind one lock, and
+every write is a transaction, so a crash (even SIGKILL) never leaves a half-written job. Reads
+outside a transaction use a connection of their own per thread (WAL lets readers run beside the
+writer), so an API read never waits for a controller transaction."""
 
 from __future__ import annotations
 
@@ -37,6 +39,7 @@ CREATE TABLE IF NOT EXISTS jobs (
     UNIQUE(namespace, name)
 );
 CREATE INDEX IF NOT EXISTS jobs_phase ON jobs(phase);
+CREATE INDEX IF NOT EXISTS jobs_order ON jobs(created_at, name, namespace);  -- list pages
 CREATE TABLE IF NOT EXISTS attempts (
     job_uid TEXT NOT NULL REFERENCES jobs(uid),
     idx INTEGER NOT NULL,
@@ -150,6 +153,8 @@ class Store:
                                      timeout=30)
         self._conn.row_factory = sqlite3.Row
         self._lock = threading.RLock()
+        self._local = threading.local()  # per thread: transaction depth, reader connection
+        self._readers: dict[int, sqlite3.Connection] = {}  # thread id -> its reader connection
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute("PRAGMA synchronous=NORMAL")
         self._conn.execute("PRAGMA foreign_keys=ON")
@@ -157,22 +162,46 @@ class Store:
 
     def close(self) -> None:
         with self._lock:
+            for reader in list(self._readers.values()):
+                reader.close()
+            self._readers.clear()
             self._conn.close()
 
     @contextmanager
     def tx(self) -> Iterator[sqlite3.Connection]:
         with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
+            self._local.depth = getattr(self._local, "depth", 0) + 1
             try:
-                yield self._conn
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
-            self._conn.execute("COMMIT")
+                self._conn.execute("BEGIN IMMEDIATE")
+                try:
+                    yield self._conn
+                except BaseException:
+                    self._conn.execute("ROLLBACK")
+                    raise
+                self._conn.execute("COMMIT")
+            finally:
+                self._local.depth -= 1
+
+    def _reader(self) -> sqlite3.Connection:
+        """This thread's read connection (read-only), made on first use."""
+        conn: sqlite3.Connection | None = getattr(self._local, "reader", None)
+        if conn is None:
+            conn = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None, timeout=30)
+            conn.row_factory = sqlite3.Row
+            conn.execute("PRAGMA query_only=ON")
+            with self._lock:  # drop the connections of threads that have ended
+                alive = {t.ident for t in threading.enumerate()}
+                for ident in [i for i in self._readers if i not in alive]:
+                    self._readers.pop(ident).close()
+                self._readers[threading.get_ident()] = conn
+            self._local.reader = conn
+        return conn
 
     def _q(self, sql: str, args: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
-        with self._lock:
-            return list(self._conn.execute(sql, args).fetchall())
+        if getattr(self._local, "depth", 0):  # inside this thread's transaction: see its writes
+            with self._lock:
+                return list(self._conn.execute(sql, args).fetchall())
+        return list(self._reader().execute(sql, args).fetchall())
 
     # jobs -------------------------------------------------------------------------------------
     def insert_job(self, row: JobRow) -> None:
@@ -201,18 +230,44 @@ class Store:
         return _job(rows[0]) if rows else None
 
     def jobs(self, phases: tuple[str, ...] | None = None, namespace: str | None = None,
-             queue: str | None = None) -> list[JobRow]:
-        sql, args = "SELECT * FROM jobs WHERE 1=1", []
-        if phases:
-            sql += f" AND phase IN ({', '.join('?' for _ in phases)})"
-            args += list(phases)
-        if namespace:
-            sql += " AND namespace = ?"
-            args.append(namespace)
-        if queue:
-            sql += " AND queue = ?"
-            args.append(queue)
-        return [_job(r) for r in self._q(sql + " ORDER BY created_at, name", tuple(args))]
+             queue: str | None = None, cancel_requested: bool | None = None) -> list[JobRow]:
+        where, args = _where(phases, namespace, queue)
+        if cancel_requested is not None:
+            where += " AND cancel_requested = ?"
+            args.append(int(cancel_requested))
+        return [_job(r) for r in self._q(f"SELECT * FROM jobs WHERE {where} ORDER BY created_at, name",
+                                         tuple(args))]
+
+    def job_page(self, phases: tuple[str, ...] | None = None, namespace: str | None = None,
+                 queue: str | None = None, limit: int = 500,
+                 after: tuple[float, str, str] | None = None) -> tuple[list[dict[str, Any]], int]:
+        """One page of job summaries in (created_at, name, namespace) order, after ``after``: only
+        the columns a listing shows (no manifest), the attempt count and the latest attempt's
+        requests. Returns the rows and how many more match."""
+        where, args = _where(phases, namespace, queue, prefix="j.")
+        if after is not None:
+            where += " AND (j.created_at, j.name, j.namespace) > (?, ?, ?)"
+            args += list(after)
+        rows = self._q(
+            f"SELECT {', '.join('j.' + c for c in SUMMARY_COLUMNS)}, "
+            "(SELECT COUNT(*) FROM attempts a WHERE a.job_uid = j.uid) AS attempts, "
+            "(SELECT a.requests FROM attempts a WHERE a.job_uid = j.uid ORDER BY a.idx DESC LIMIT 1) "
+            f"AS last_requests FROM jobs j WHERE {where} ORDER BY j.created_at, j.name, j.namespace LIMIT ?",
+            (*args, limit))
+        out = [dict(r) for r in rows]
+        remaining = 0
+        if len(out) == limit:
+            last = out[-1]
+            rest = self._q(f"SELECT COUNT(*) AS n FROM jobs j WHERE {where} AND "
+                           "(j.created_at, j.name, j.namespace) > (?, ?, ?)",
+                           (*args, last["created_at"], last["name"], last["namespace"]))
+            remaining = int(rest[0]["n"])
+        return out, remaining
+
+    def job_counts(self) -> dict[tuple[str, str], int]:
+        """(phase, queue) -> number of jobs."""
+        return {(r["phase"], r["queue"]): int(r["n"])
+                for r in self._q("SELECT phase, queue, COUNT(*) AS n FROM jobs GROUP BY phase, queue")}
 
     def jobs_by_uid(self, uids: set[str]) -> dict[str, JobRow]:
         if not uids:
@@ -292,6 +347,25 @@ class Store:
 
     def history(self, family: str, limit: int = 50) -> list[sqlite3.Row]:
         return self._q("SELECT * FROM history WHERE family = ? ORDER BY time DESC LIMIT ?", (family, limit))
+
+
+SUMMARY_COLUMNS = ("uid", "namespace", "name", "queue", "priority", "phase", "reason", "message", "created_at",
+                   "admitted_at", "finished_at", "cost")
+
+
+def _where(phases: tuple[str, ...] | None, namespace: str | None, queue: str | None,
+           prefix: str = "") -> tuple[str, list[Any]]:
+    sql, args = "1=1", list[Any]()
+    if phases:
+        sql += f" AND {prefix}phase IN ({', '.join('?' for _ in phases)})"
+        args += list(phases)
+    if namespace:
+        sql += f" AND {prefix}namespace = ?"
+        args.append(namespace)
+    if queue:
+        sql += f" AND {prefix}queue = ?"
+        args.append(queue)
+    return sql, args
 
 
 def _encode(d: dict[str, Any], json_cols: set[str]) -> dict[str, Any]:
