@@ -37,6 +37,7 @@ from jobsched.spec.status import JobPhase
 from jobsched.store import AttemptRow, JobRow, Store
 
 log = logging.getLogger("jobsched.controller")
+SCHEDULE_EVERY = 2.0  # s: a cycle at least this often, even when nothing changed (a safety net)
 
 
 def free_port() -> int:
@@ -62,6 +63,10 @@ class Controller:
         self.costs = CostAccumulator()
         self._cost_written = 0.0
         self._wake = threading.Event()
+        self._dirty = True  # something a cycle depends on may have changed since the last one
+        self._next_cycle = 0.0  # time.monotonic() of the next cycle due regardless (back-offs)
+        self._cycle_nodes: list[Node] | None = None
+        self._manifests: dict[str, dict[str, Any]] = {}  # uid -> manifest of pending jobs (parsed once)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._nodes: list[Node] = []
@@ -93,6 +98,8 @@ class Controller:
         self.binder.close()
 
     def wake(self) -> None:
+        """Something changed (a submit, a cancel, a queue, an estimate): run a cycle soon."""
+        self._dirty = True
         self._wake.set()
 
     def _run(self) -> None:
@@ -105,11 +112,18 @@ class Controller:
             self._wake.clear()
 
     def tick(self) -> None:
-        self.collect_binds()
-        for ev in self.backend.poll():
+        changed = self.collect_binds()
+        events = self.backend.poll()
+        for ev in events:
             self.lifecycle.on_event(ev)
         self.lifecycle.process_cancellations()
-        self.schedule()
+        # A cycle over many pending jobs is not free: run one only when its inputs may have changed.
+        if changed or events or self._dirty or self.nodes() is not self._cycle_nodes \
+                or time.monotonic() >= self._next_cycle:
+            self._dirty = False
+            self._cycle_nodes = self.nodes()
+            self._next_cycle = time.monotonic() + SCHEDULE_EVERY
+            self.schedule()
         if self.provisioning is not None or self._nodes_priced():
             self.account()
         self.update_gauges()
@@ -191,8 +205,13 @@ class Controller:
         if is_leader is not None and not is_leader():
             return  # another scheduler replica holds the lease: never bind twice
         now = self.clock()  # a job backing off after a failure waits until its retry_after
-        pending = [j for j in self.store.jobs(phases=(JobPhase.PENDING.value,))
-                   if j.sizing_ready and not j.cancel_requested and j.sizing.get("retry_after", 0) <= now]
+        pending = []
+        for j in self.store.pending_jobs(self._manifests):
+            retry_after = float(j.sizing.get("retry_after") or 0)
+            if retry_after > now:  # the next cycle comes no later than its retry
+                self._next_cycle = min(self._next_cycle, time.monotonic() + retry_after - now)
+            elif j.sizing_ready and not j.cancel_requested:
+                pending.append(j)
         if not pending:
             return
         t0 = time.perf_counter()
@@ -309,17 +328,20 @@ class Controller:
         for job, gang in assumed:
             self.binder.submit(job, gang)
 
-    def collect_binds(self) -> None:
-        """Record finished binds; unreserve failed ones and those past the start timeout."""
-        for b in self.binder.finished():
+    def collect_binds(self) -> bool:
+        """Record finished binds; unreserve failed ones and those past the start timeout. Returns
+        whether there were any."""
+        finished, overdue = self.binder.finished(), self.binder.overdue()
+        for b in finished:
             err = b.error()
             if err is not None:
                 self._unreserve(b.job, b.gang.attempt, str(err), err.permanent)
                 continue
             self.bound(b.job, b.gang.attempt, b.future.result())
-        for b in self.binder.overdue():
+        for b in overdue:
             self._unreserve(b.job, b.gang.attempt, f"could not start {b.gang.job_key}: the start did not "
                             f"finish within {self.binder.timeout:g} s (its replicas are stopped)", False)
+        return bool(finished or overdue)
 
     def _unreserve(self, job: JobRow, idx: int, message: str, permanent: bool) -> None:
         att = self._attempt(job.uid, idx)

@@ -238,6 +238,22 @@ class Store:
         return [_job(r) for r in self._q(f"SELECT * FROM jobs WHERE {where} ORDER BY created_at, name",
                                          tuple(args))]
 
+    def pending_jobs(self, manifests: dict[str, dict[str, Any]]) -> list[JobRow]:
+        """Pending jobs, as :meth:`jobs` gives them, but each manifest (never changed after submit)
+        is read and parsed once: ``manifests`` caches uid -> manifest and is pruned to these jobs."""
+        cols = ", ".join(f for f in JobRow.__dataclass_fields__ if f != "manifest")
+        rows = self._q(f"SELECT {cols} FROM jobs WHERE phase = 'Pending' ORDER BY created_at, name")
+        missing = [r["uid"] for r in rows if r["uid"] not in manifests]
+        for i in range(0, len(missing), 500):
+            part = missing[i:i + 500]
+            for r in self._q(f"SELECT uid, manifest FROM jobs WHERE uid IN ({', '.join('?' for _ in part)})",
+                             tuple(part)):
+                manifests[r["uid"]] = json.loads(r["manifest"])
+        uids = {r["uid"] for r in rows}
+        for uid in [u for u in manifests if u not in uids]:
+            del manifests[uid]
+        return [_job(r, manifests[r["uid"]]) for r in rows if r["uid"] in manifests]
+
     def job_page(self, phases: tuple[str, ...] | None = None, namespace: str | None = None,
                  queue: str | None = None, limit: int = 500,
                  after: tuple[float, str, str] | None = None) -> tuple[list[dict[str, Any]], int]:
@@ -380,10 +396,10 @@ def _encode(d: dict[str, Any], json_cols: set[str]) -> dict[str, Any]:
     return out
 
 
-def _job(r: sqlite3.Row) -> JobRow:
+def _job(r: sqlite3.Row, manifest: dict[str, Any] | None = None) -> JobRow:
     d = dict(r)
     for k in _JSON_JOB:
-        d[k] = json.loads(d[k])
+        d[k] = manifest if k == "manifest" and manifest is not None else json.loads(d[k])
     d["sizing_ready"] = bool(d["sizing_ready"])
     d["cancel_requested"] = bool(d["cancel_requested"])
     return JobRow(**d)
