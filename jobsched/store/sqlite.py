@@ -155,13 +155,14 @@ class Store:
         self._lock = threading.RLock()
         self._local = threading.local()  # per thread: transaction depth, reader connection
         self._readers: dict[int, sqlite3.Connection] = {}  # thread id -> its reader connection
+        self._readers_lock = threading.Lock()  # not the write lock: a reader never waits for a writer
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute("PRAGMA synchronous=NORMAL")
         self._conn.execute("PRAGMA foreign_keys=ON")
         self._conn.executescript(SCHEMA)
 
     def close(self) -> None:
-        with self._lock:
+        with self._lock, self._readers_lock:
             for reader in list(self._readers.values()):
                 reader.close()
             self._readers.clear()
@@ -189,7 +190,7 @@ class Store:
             conn = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None, timeout=30)
             conn.row_factory = sqlite3.Row
             conn.execute("PRAGMA query_only=ON")
-            with self._lock:  # drop the connections of threads that have ended
+            with self._readers_lock:  # drop the connections of threads that have ended
                 alive = {t.ident for t in threading.enumerate()}
                 for ident in [i for i in self._readers if i not in alive]:
                     self._readers.pop(ident).close()
