@@ -27,13 +27,13 @@ from jobsched.server import convert
 from jobsched.server.binder import Binder
 from jobsched.server.burst import BurstRoom
 from jobsched.server.gpu_env import mps_running, replica_gpu
-from jobsched.server.lifecycle import Lifecycle
+from jobsched.server.lifecycle import FAILURES, Lifecycle
 from jobsched.server.metrics import Metrics
 from jobsched.spec.node import Node
 from jobsched.spec.quantity import format_bytes
 from jobsched.spec.queue import Queue
 from jobsched.spec.resources import Resources
-from jobsched.spec.status import JobPhase
+from jobsched.spec.status import AttemptReason, JobPhase
 from jobsched.store import AttemptRow, JobRow, Store
 
 log = logging.getLogger("jobsched.controller")
@@ -360,9 +360,10 @@ class Controller:
                 self.store.update_job(job.uid, conn=c, phase=JobPhase.RUNNING.value)
             else:
                 self.store.update_attempt(job.uid, idx, conn=c, handles=handles)
-        if att.state == "stopping":
-            reason = (att.stop_reason or "Cancelled").split(":", 1)[0]
-            self.binder.stop(job.key, idx, reason, grace_seconds=5)
+        if att.state == "stopping":  # cancelled, preempted, or a replica failed meanwhile
+            cause = (att.stop_reason or "Cancelled").split(":", 1)[0]
+            self.binder.stop(job.key, idx, AttemptReason.GANG_STOPPED.value if cause in FAILURES else cause,
+                             grace_seconds=5)
 
     def _attempt(self, uid: str, idx: int) -> AttemptRow | None:
         return next((a for a in self.store.attempts(uid) if a.idx == idx), None)

@@ -114,8 +114,10 @@ class JobService:
             self.store.add_event(row.uid, now, "Warning", "DefaultMemory", defaulted)
         for hook in self.on_submitted:
             hook(row.manifest)
+        # The job as stored (Pending): the controller, woken now, may admit it at once.
+        status = convert.job_status(self.store, row, with_manifest=True, now=now)
         self.wake()
-        return self.get(job.metadata.namespace, job.name)
+        return status
 
     def _row(self, namespace: str, name: str) -> JobRow:
         row = self.store.job(namespace, name)
