@@ -231,11 +231,15 @@ class Store:
         return _job(rows[0]) if rows else None
 
     def jobs(self, phases: tuple[str, ...] | None = None, namespace: str | None = None,
-             queue: str | None = None, cancel_requested: bool | None = None) -> list[JobRow]:
+             queue: str | None = None, cancel_requested: bool | None = None,
+             unsized: bool = False) -> list[JobRow]:
+        """``unsized``: only jobs whose sizing has no ``estimated`` entry yet (the estimator's)."""
         where, args = _where(phases, namespace, queue)
         if cancel_requested is not None:
             where += " AND cancel_requested = ?"
             args.append(int(cancel_requested))
+        if unsized:
+            where += " AND json_type(sizing, '$.estimated') IS NULL"
         return [_job(r) for r in self._q(f"SELECT * FROM jobs WHERE {where} ORDER BY created_at, name",
                                          tuple(args))]
 
