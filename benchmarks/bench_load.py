@@ -12,8 +12,8 @@ with plain httpx clients (threads):
    and nothing else runs; ``--jobs`` tiny jobs from ``--clients`` clients: submits/s, p50/p99 submit
    latency; meanwhile a sampler times ``status``, ``list`` (first page) and ``cancel``. Then lost
    (acknowledged, not listed), duplicated (listed twice) and stuck (not Cancelled after every job
-   is cancelled) counts; ``list`` first-page and all-pages latency and bytes, and ``jobsched list``
-   (the CLI process) with that many jobs.
+   is cancelled) counts; ``list`` first-page and all-pages latency and bytes, ``jobsched list``
+   (the CLI process) with that many jobs, and the server's CPU while they wait (no requests).
 2. **head-of-line**: a fresh server whose backend's start of ``slow-*`` jobs sleeps ``--slow-start``
    seconds first (the only double: that slowness; the rest is the real local backend). The time
    from submit to Succeeded of an unrelated ``true`` job, without and with a slow start in flight,
@@ -226,6 +226,12 @@ def load(server_path: Path, n_jobs: int, n_clients: int) -> dict[str, Any]:
             out["list_first_page_bytes"] = len(first[0][1].content)
             out["list_first_page_items"] = len(first[0][1].json()["items"])
             out["list_all_pages_s"] = round(timed(all_names, c)[0], 3)
+        import psutil
+
+        proc = psutil.Process(srv.proc.pid)  # the server's CPU with every job held Pending, no requests
+        t0, cpu0 = time.perf_counter(), sum(proc.cpu_times()[:2])
+        time.sleep(5)
+        out["server_cpu_idle_pct"] = round(100 * (sum(proc.cpu_times()[:2]) - cpu0) / (time.perf_counter() - t0))
         env = {**os.environ, "PYTHONPATH": str(server_path), "JOBSCHED_URL": srv.url,
                "JOBSCHED_TOKEN": srv.token, "COLUMNS": "200"}
         exe = str(Path(sys.executable).parent / "jobsched")
