@@ -188,18 +188,33 @@ def list_jobs(namespace: str | None = typer.Option(None, "--namespace", "-n",
                                                    help="Only this namespace (default: all)."),
               phase: str | None = typer.Option(None, help="Only this phase, e.g. Running."),
               queue: str | None = typer.Option(None, help="Only this queue."),
+              limit: int = typer.Option(500, "--limit", help="Jobs per page (1-1000), oldest first."),
+              continue_: str | None = typer.Option(None, "--continue", help="The next page: the token a "
+                                                   "previous list printed (same filters)."),
+              all_pages: bool = typer.Option(False, "--all", "-A", help="Every page."),
               output: ListFormat = typer.Option(ListFormat.table, "--output", "-o",
                                                 help="Output format (wide: node, memory request and "
                                                      "limit).")) -> None:
-    """List jobs with their phase, attempts, memory, cost and reason."""
+    """List jobs with their phase, attempts, memory, cost and reason: the first page (--limit), and
+    how to get the next; -A for all of them."""
     from jobsched.cli.output import jobs_table
 
     with sdk_errors():
-        jobs = _client().list(namespace=namespace, phase=phase, queue=queue)
+        client = _client()
+        if all_pages:
+            jobs, token, remaining = client.list(namespace=namespace, phase=phase, queue=queue), None, 0
+        else:
+            page = client.list_page(namespace, phase, queue, limit, continue_)
+            jobs, token, remaining = page.items, page.continue_, page.remaining
     if output in (ListFormat.table, ListFormat.wide):
         jobs_table(jobs, wide=output is ListFormat.wide)
     else:
         emit(jobs, Format(output.value))
+    if token:
+        filters = "".join(f" {flag} {v}" for flag, v in (("-n", namespace), ("--phase", phase),
+                                                           ("--queue", queue)) if v)
+        print(f"{len(jobs)} shown, {remaining} more: jobsched list{filters} --limit {limit} --continue {token}"
+              f"  (or -A for all)", file=sys.stderr)
 
 
 def status(name: str, namespace: str = NS, output: Format = OUT) -> None:

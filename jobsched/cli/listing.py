@@ -57,15 +57,20 @@ def columns(wide: bool) -> list[str]:
 def row(j: dict[str, Any], wide: bool, now: float) -> list[str]:
     """One job (the API's JSON) as table cells; PHASE is the 4th cell."""
     atts = j.get("attempts") or []
-    last = atts[-1] if atts else None
-    res = (last or {}).get("resources") or {}
-    mem = (res.get("requests") or {}).get("memory") if last else _get(j.get("sizing"), "chosen_memory")
+    if isinstance(atts, int):  # a JobSummary (GET /v1/jobs): counts and the latest attempt's figures
+        count, mem, limit, nodes = atts, j.get("memory"), _get(j, "memory_limit"), j.get("nodes") or []
+    else:  # a JobStatus
+        last = atts[-1] if atts else None
+        res = (last or {}).get("resources") or {}
+        count = len(atts)
+        mem = (res.get("requests") or {}).get("memory") if last else _get(j.get("sizing"), "chosen_memory")
+        limit = (res.get("limits") or {}).get("memory") if last else None
+        nodes = (last.get("nodes") or ([last["node"]] if last.get("node") else [])) if last else []
     out = [j["name"], j.get("namespace", "default"), j.get("queue", "default"), j.get("phase", ""),
-           str(len(atts)), fmt_bytes(mem)]
+           str(count), fmt_bytes(mem)]
     if wide:
-        nodes = last.get("nodes") or ([last["node"]] if last and last.get("node") else []) if last else []
         out[5:5] = [",".join(dict.fromkeys(nodes)) or "-"]
-        out.append(fmt_bytes((res.get("limits") or {}).get("memory")) if last else "-")
+        out.append(fmt_bytes(limit))
     return [*out, fmt_cost(j.get("cost")), fmt_age(_get(j, "created_at"), now), j.get("reason") or ""]
 
 

@@ -26,7 +26,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from rich.console import Console
     from rich.table import Table
 
-    from jobsched.spec.api import EventInfo, JobStatus, NodeStatus, QueueStatus
+    from jobsched.spec.api import EventInfo, JobStatus, JobSummary, NodeStatus, QueueStatus
 
 EXIT_OK, EXIT_JOB_FAILED, EXIT_INVALID, EXIT_UNREACHABLE, EXIT_FORBIDDEN = 0, 1, 2, 3, 4
 
@@ -153,7 +153,7 @@ def _phase(p: str) -> str:
     return f"[{style}]{p}[/{style}]" if style else p
 
 
-def jobs_table(jobs: Sequence[JobStatus], wide: bool = False) -> None:
+def jobs_table(jobs: Sequence[JobSummary] | Sequence[JobStatus], wide: bool = False) -> None:
     """The jobs; ``wide`` (``-o wide``) adds the node, memory request and limit of the last attempt.
     The cells come from :mod:`jobsched.cli.listing`, which also draws them on ``list``'s fast path."""
     from jobsched.cli.listing import columns, row

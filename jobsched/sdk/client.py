@@ -30,7 +30,16 @@ from jobsched.sdk.errors import (
     WaitTimeout,
 )
 from jobsched.server.auth import default_home, default_local_url, read_client_token
-from jobsched.spec.api import DryRunResult, EventInfo, JobList, JobStatus, NodeStatus, QueueStatus, ServerInfo
+from jobsched.spec.api import (
+    DryRunResult,
+    EventInfo,
+    JobList,
+    JobStatus,
+    JobSummary,
+    NodeStatus,
+    QueueStatus,
+    ServerInfo,
+)
 
 # The manifest models, YAML and the daemon are imported where used: `jobsched list` and `status`
 # never need them, and a command's start-up time is mostly imports.
@@ -212,10 +221,30 @@ class Client:
     def get(self, name: str, namespace: str = "default") -> JobStatus:
         return JobStatus.model_validate(self._request("GET", _path(namespace, name)).json())
 
+    def list_page(self, namespace: str | None = None, phase: str | None = None, queue: str | None = None,
+                  limit: int = 500, continue_: str | None = None) -> JobList:
+        """One page of job summaries (``get`` has the whole status); ``continue_``: the previous
+        page's ``continue_`` token, with the same filters. ``.remaining``: jobs after this page."""
+        params: dict[str, Any] = {k: v for k, v in (("namespace", namespace), ("phase", phase), ("queue", queue),
+                                                   ("continue", continue_)) if v}
+        params["limit"] = limit
+        return JobList.model_validate(self._request("GET", "/v1/jobs", params=params).json())
+
+    def iter_jobs(self, namespace: str | None = None, phase: str | None = None, queue: str | None = None,
+                  page_size: int = 500) -> Iterator[JobSummary]:
+        """Every matching job, one page (``page_size`` jobs) per request."""
+        token: str | None = None
+        while True:
+            page = self.list_page(namespace, phase, queue, page_size, token)
+            yield from page.items
+            token = page.continue_
+            if token is None:
+                return
+
     def list(self, namespace: str | None = None, phase: str | None = None,
-             queue: str | None = None) -> builtins.list[JobStatus]:
-        params = {k: v for k, v in (("namespace", namespace), ("phase", phase), ("queue", queue)) if v}
-        return JobList.model_validate(self._request("GET", "/v1/jobs", params=params).json()).items
+             queue: str | None = None) -> builtins.list[JobSummary]:
+        """Every matching job as a summary, fetched page by page."""
+        return builtins.list(self.iter_jobs(namespace, phase, queue))
 
     def cancel(self, name: str, namespace: str = "default") -> JobStatus:
         return JobStatus.model_validate(self._request("POST", _path(namespace, name, "cancel")).json())

@@ -2,10 +2,12 @@
 but ``/healthz``, roles and namespaces checked by :class:`jobsched.server.access.AccessControl`;
 the web dashboard (``/dashboard``, :mod:`jobsched.dashboard`) checks its own session cookie.
 
-Errors map to ``{"detail": "<field path>: <message>"}``: SpecError/Invalid 422, NotFound 404,
-Conflict 409, a missing or wrong token 401, a role or namespace the token lacks 403, a request body
-over the cap 413 (``bodylimit.py``); a full disk under the home 507 ("no space left on HOME", nothing
-stored), a store that fails 503.
+Errors map to ``{"detail": "<field path>: <message>"}``: SpecError/Invalid 422, TooLarge 413,
+NotFound 404, Conflict 409, a missing or wrong token 401, a role or namespace the token lacks 403, a
+request body over the cap 413 (``bodylimit.py``); a full disk under the home 507 ("no space left on
+HOME", nothing stored), a store that fails 503. Routes are plain ``def``: FastAPI runs them in its
+thread pool, so a slow one never blocks the event loop, and the store serves their reads on
+connections of their own (never behind a controller transaction).
 """
 
 from __future__ import annotations
@@ -26,8 +28,9 @@ from jobsched.server.access import AccessControl
 from jobsched.server.admin_routes import make_admin_router
 from jobsched.server.audit import AuditLog
 from jobsched.server.bodylimit import DEFAULT_MAX_BODY, BodyLimit
-from jobsched.server.errors import Conflict, Invalid, NotFound
+from jobsched.server.errors import Conflict, Invalid, NotFound, TooLarge
 from jobsched.server.metrics import Metrics
+from jobsched.server.paging import DEFAULT_PAGE, MAX_PAGE
 from jobsched.server.service import JobServiceAPI
 from jobsched.server.tenancy import Role
 from jobsched.spec.api import DryRunResult, EventInfo, JobList, JobStatus, NodeStatus, QueueStatus, ServerInfo
@@ -51,7 +54,7 @@ def _install_error_handlers(app: FastAPI) -> None:
             return JSONResponse({"detail": str(exc)}, status_code=code)
         return handle
 
-    for exc_type, code in ((SpecError, 422), (Invalid, 422), (NotFound, 404), (Conflict, 409)):
+    for exc_type, code in ((SpecError, 422), (Invalid, 422), (TooLarge, 413), (NotFound, 404), (Conflict, 409)):
         app.add_exception_handler(exc_type, handler(code))
 
     def request_invalid(_: Request, exc: Exception) -> JSONResponse:
@@ -95,10 +98,17 @@ def _routes(service: JobServiceAPI, metrics: Metrics) -> APIRouter:
 
     @r.get("/v1/jobs", response_model=JobList, tags=["jobs"])
     def list_jobs(request: Request, namespace: str | None = None, phase: str | None = None,
-                  queue: str | None = None) -> JobList:
-        return JobList(items=tenancy.scoped_list(
-            request, namespace, lambda ns: service.list(namespace=ns, phase=phase, queue=queue),
-            key=lambda j: (j.created_at or 0, j.namespace, j.name)))
+                  queue: str | None = None,
+                  limit: int = Query(DEFAULT_PAGE, ge=1, le=MAX_PAGE, description="jobs per page"),
+                  continue_: str | None = Query(None, alias="continue", max_length=2048,
+                                                description="the previous page's continue token")) -> JobList:
+        spaces = tenancy.readable_namespaces(request, namespace)  # 403 for an explicit other one
+        if spaces is not None and len(spaces) > 1:  # a user of several namespaces: each, merged
+            return JobList(items=sorted((j for ns in spaces for j in service.list(namespace=ns, phase=phase,
+                                                                                   queue=queue)),
+                                        key=lambda j: (j.created_at or 0, j.namespace, j.name)))
+        ns = spaces[0] if spaces else namespace
+        return service.list_page(namespace=ns, phase=phase, queue=queue, limit=limit, continue_=continue_)
 
     @r.get("/v1/jobs/{namespace}/{name}", response_model=JobStatus, tags=["jobs"])
     def get_job(namespace: str, name: str) -> JobStatus:

@@ -1,9 +1,10 @@
 """The controller: the impure loop around the pure core.
 
-Each tick: (1) apply replica events from the backend, (2) carry out cancellations, (3) build a
+Each tick: (0) record the binds that finished since the last tick and unreserve those past their
+timeout, (1) apply replica events from the backend, (2) carry out cancellations, (3) build a
 snapshot and run one scheduling cycle, (4) carry out its decisions: assume in the store first, then
-start through the backend; on failure unreserve and requeue. Side effects live here and in the
-backend only.
+hand the start to the binder's workers (``binder.py``); a failed start is unreserved and requeued on
+a later tick. Side effects live in the backend only, called here and from the binder's workers.
 """
 
 from __future__ import annotations
@@ -18,23 +19,25 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from jobsched.backends.base import Backend, GangLaunch, ReplicaLaunch, StartError
+from jobsched.backends.base import Backend, GangLaunch, ReplicaLaunch
 from jobsched.core import Admit, Preempt, Reject, Scheduler, Snapshot, Wait
 from jobsched.core.nodes import NodeTable
 from jobsched.core.snapshot import QueueInfo
 from jobsched.server import convert
+from jobsched.server.binder import Binder
 from jobsched.server.burst import BurstRoom
 from jobsched.server.gpu_env import mps_running, replica_gpu
-from jobsched.server.lifecycle import Lifecycle
+from jobsched.server.lifecycle import FAILURES, Lifecycle
 from jobsched.server.metrics import Metrics
 from jobsched.spec.node import Node
 from jobsched.spec.quantity import format_bytes
 from jobsched.spec.queue import Queue
 from jobsched.spec.resources import Resources
-from jobsched.spec.status import JobPhase
+from jobsched.spec.status import AttemptReason, JobPhase
 from jobsched.store import AttemptRow, JobRow, Store
 
 log = logging.getLogger("jobsched.controller")
+SCHEDULE_EVERY = 2.0  # s: a cycle at least this often, even when nothing changed (a safety net)
 
 
 def free_port() -> int:
@@ -46,10 +49,13 @@ def free_port() -> int:
 class Controller:
     def __init__(self, store: Store, backend: Backend, metrics: Metrics, home: Path,
                  clock: Callable[[], float] = time.time, policy: str = "jobsched",
-                 provisionable: tuple = (), provisioning: Any = None) -> None:  # type: ignore[type-arg]
+                 provisionable: tuple = (), provisioning: Any = None,  # type: ignore[type-arg]
+                 start_timeout: float = 120.0) -> None:
         self.store, self.backend, self.metrics, self.home, self.clock = store, backend, metrics, home, clock
         self.scheduler = Scheduler(policy)
+        self.binder = Binder(backend, int(getattr(backend, "parallel_starts", 4)), start_timeout)
         self.lifecycle = Lifecycle(store, backend, metrics, clock, self.max_node_memory, self.max_gpu_memory)
+        self.lifecycle.stop_gang = self.binder.stop
         self.provisionable = provisionable
         self.provisioning = provisioning  # jobsched.server.provisioning.Provisioning, optional
         from jobsched.rightsizing.cost import CostAccumulator
@@ -57,6 +63,10 @@ class Controller:
         self.costs = CostAccumulator()
         self._cost_written = 0.0
         self._wake = threading.Event()
+        self._dirty = True  # something a cycle depends on may have changed since the last one
+        self._next_cycle = 0.0  # time.monotonic() of the next cycle due regardless (back-offs)
+        self._cycle_nodes: list[Node] | None = None
+        self._manifests: dict[str, dict[str, Any]] = {}  # uid -> manifest of pending jobs (parsed once)
         self._stop = threading.Event()
         self.failing: str | None = None  # why the last ticks failed (for /healthz), None when fine
         self._thread: threading.Thread | None = None
@@ -81,8 +91,16 @@ class Controller:
         self._wake.set()
         if self._thread:
             self._thread.join(timeout=10)
+        self.binder.drain(timeout=5)  # record the starts that finish now; the rest readopt as Lost
+        try:
+            self.collect_binds()
+        except Exception:  # the store may be gone already
+            log.exception("recording the last binds failed")
+        self.binder.close()
 
     def wake(self) -> None:
+        """Something changed (a submit, a cancel, a queue, an estimate): run a cycle soon."""
+        self._dirty = True
         self._wake.set()
 
     def _run(self) -> None:
@@ -104,10 +122,18 @@ class Controller:
             self._wake.clear()
 
     def tick(self) -> None:
-        for ev in self.backend.poll():
+        changed = self.collect_binds()
+        events = self.backend.poll()
+        for ev in events:
             self.lifecycle.on_event(ev)
         self.lifecycle.process_cancellations()
-        self.schedule()
+        # A cycle over many pending jobs is not free: run one only when its inputs may have changed.
+        if changed or events or self._dirty or self.nodes() is not self._cycle_nodes \
+                or time.monotonic() >= self._next_cycle:
+            self._dirty = False
+            self._cycle_nodes = self.nodes()
+            self._next_cycle = time.monotonic() + SCHEDULE_EVERY
+            self.schedule()
         if self.provisioning is not None or self._nodes_priced():
             self.account()
         self.update_gauges()
@@ -189,8 +215,13 @@ class Controller:
         if is_leader is not None and not is_leader():
             return  # another scheduler replica holds the lease: never bind twice
         now = self.clock()  # a job backing off after a failure waits until its retry_after
-        pending = [j for j in self.store.jobs(phases=(JobPhase.PENDING.value,))
-                   if j.sizing_ready and not j.cancel_requested and j.sizing.get("retry_after", 0) <= now]
+        pending = []
+        for j in self.store.pending_jobs(self._manifests):
+            retry_after = float(j.sizing.get("retry_after") or 0)
+            if retry_after > now:  # the next cycle comes no later than its retry
+                self._next_cycle = min(self._next_cycle, time.monotonic() + retry_after - now)
+            elif j.sizing_ready and not j.cancel_requested:
+                pending.append(j)
         if not pending:
             return
         t0 = time.perf_counter()
@@ -304,35 +335,55 @@ class Controller:
         self._last_reason.pop(job.uid, None)
         return gang
 
-    def bind(self, job: JobRow, gang: GangLaunch) -> None:
-        """The side effect: start the gang. On failure, unreserve and requeue."""
-        try:
-            handles = self.backend.start(gang)
-        except StartError as e:
-            self.lifecycle.start_failed(job, gang.attempt, str(e), permanent=e.permanent)
+    def bind_all(self, assumed: list[tuple[JobRow, GangLaunch]]) -> None:
+        """The side effect, off this loop: each start goes to the binder's workers (at most the
+        backend's ``parallel_starts`` at once); :meth:`collect_binds` records the outcome."""
+        for job, gang in assumed:
+            self.binder.submit(job, gang)
+
+    def collect_binds(self) -> bool:
+        """Record finished binds; unreserve failed ones and those past the start timeout. Returns
+        whether there were any."""
+        finished, overdue = self.binder.finished(), self.binder.overdue()
+        for b in finished:
+            err = b.error()
+            if err is not None:
+                self._unreserve(b.job, b.gang.attempt, str(err), err.permanent)
+                continue
+            self.bound(b.job, b.gang.attempt, b.future.result())
+        for b in overdue:
+            self._unreserve(b.job, b.gang.attempt, f"could not start {b.gang.job_key}: the start did not "
+                            f"finish within {self.binder.timeout:g} s (its replicas are stopped)", False)
+        return bool(finished or overdue)
+
+    def _unreserve(self, job: JobRow, idx: int, message: str, permanent: bool) -> None:
+        att = self._attempt(job.uid, idx)
+        if att is not None and att.state != "ended":
+            self.lifecycle.start_failed(self.store.job_by_uid(job.uid) or job, idx, message, permanent=permanent)
+
+    def bound(self, job: JobRow, idx: int, handles: dict[int, dict[str, object]]) -> None:
+        """A start returned: the attempt runs, unless it was stopped (cancelled, preempted) or
+        ended meanwhile; a stopped one is stopped now that there is something to stop."""
+        att = self._attempt(job.uid, idx)
+        if att is None:
             return
         with self.store.tx() as c:
-            self.store.update_attempt(job.uid, gang.attempt, conn=c, state="running", handles=handles)
-            self.store.update_job(job.uid, conn=c, phase=JobPhase.RUNNING.value)
+            if att.state == "starting":
+                self.store.update_attempt(job.uid, idx, conn=c, state="running", handles=handles)
+                self.store.update_job(job.uid, conn=c, phase=JobPhase.RUNNING.value)
+            else:
+                self.store.update_attempt(job.uid, idx, conn=c, handles=handles)
+        if att.state == "stopping":  # cancelled, preempted, or a replica failed meanwhile
+            cause = (att.stop_reason or "Cancelled").split(":", 1)[0]
+            self.binder.stop(job.key, idx, AttemptReason.GANG_STOPPED.value if cause in FAILURES else cause,
+                             grace_seconds=5)
 
-    def bind_all(self, assumed: list[tuple[JobRow, GangLaunch]]) -> None:
-        """Backends whose start is a few API calls (Kubernetes) start several gangs at once."""
-        workers = int(getattr(self.backend, "parallel_starts", 1))
-        if workers <= 1 or len(assumed) <= 1:
-            for job, gang in assumed:
-                self.bind(job, gang)
-            return
-        from concurrent.futures import ThreadPoolExecutor
-
-        with ThreadPoolExecutor(max_workers=min(workers, len(assumed))) as pool:
-            list(pool.map(lambda jg: self.bind(*jg), assumed))
+    def _attempt(self, uid: str, idx: int) -> AttemptRow | None:
+        return next((a for a in self.store.attempts(uid) if a.idx == idx), None)
 
     def update_gauges(self) -> None:
-        counts: dict[tuple[str, str], int] = {}
-        for j in self.store.jobs():
-            counts[(j.phase, j.queue)] = counts.get((j.phase, j.queue), 0) + 1
         self.metrics.jobs.clear()
-        for (phase, queue), n in counts.items():
+        for (phase, queue), n in self.store.job_counts().items():
             self.metrics.jobs.labels(phase=phase, queue=queue).set(n)
 
 

@@ -13,3 +13,7 @@ class Conflict(ValueError):
 
 class Invalid(ValueError):
     """422/400: bad input; the message names the field path."""
+
+
+class TooLarge(Invalid):
+    """413: an input over a size limit (e.g. a manifest); the message names it and the limit."""

@@ -100,9 +100,8 @@ class Estimator:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            todo = [j for j in self.store.jobs(phases=(JobPhase.PENDING.value, JobPhase.ADMITTED.value,
-                                                       JobPhase.RUNNING.value))
-                    if "estimated" not in j.sizing and not j.cancel_requested]
+            todo = self.store.jobs(phases=(JobPhase.PENDING.value, JobPhase.ADMITTED.value,
+                                           JobPhase.RUNNING.value), cancel_requested=False, unsized=True)
             for job in todo:
                 if self._stop.is_set():
                     return

@@ -33,6 +33,7 @@ class Lifecycle:
         self.store, self.backend, self.metrics, self.clock = store, backend, metrics, clock
         self.max_node_memory = max_node_memory
         self.max_gpu_memory = max_gpu_memory  # the largest GPU a job could get (CUDA OOM resizing)
+        self.stop_gang: Callable[..., None] = backend.stop  # the controller's: off its loop (binder.py)
 
     # events -----------------------------------------------------------------------------------
     def _find(self, job_key: str, attempt: int) -> tuple[JobRow, AttemptRow] | None:
@@ -78,7 +79,7 @@ class Lifecycle:
         if ev.reason == "OOMKilled":
             self.metrics.oom_kills.labels(queue=job.queue).inc()
         if stop_reason is not None and att.stop_reason is None and ev.reason in FAILURES:
-            self.backend.stop(job.key, att.idx, AttemptReason.GANG_STOPPED.value, grace_seconds=5)
+            self.stop_gang(job.key, att.idx, AttemptReason.GANG_STOPPED.value, grace_seconds=5)
         n = len(att.assignments)
         if len([r for r in replicas.values() if r.get("reason")]) >= n:
             self.finish_attempt(job, att.idx)
@@ -145,14 +146,12 @@ class Lifecycle:
                 self.store.update_attempt(job.uid, att.idx, conn=c, state="stopping",
                                           stop_reason=f"Preempted:{preemptor}")
                 self.store.add_event(job.uid, self.clock(), "Warning", "Preempted", reason, conn=c)
-            self.backend.stop(job.key, att.idx, "Preempted")
+            self.stop_gang(job.key, att.idx, "Preempted")
         self.metrics.preemptions.inc()
 
     def process_cancellations(self) -> None:
         for job in self.store.jobs(phases=(JobPhase.PENDING.value, JobPhase.ADMITTED.value,
-                                           JobPhase.RUNNING.value)):
-            if not job.cancel_requested:
-                continue
+                                           JobPhase.RUNNING.value), cancel_requested=True):
             live = [a for a in self.store.attempts(job.uid) if a.state != "ended"]
             if not live:
                 with self.store.tx() as c:
@@ -164,7 +163,7 @@ class Lifecycle:
             for att in live:
                 if att.stop_reason is None or att.stop_reason.startswith("Preempted"):
                     self.store.update_attempt(job.uid, att.idx, state="stopping", stop_reason="Cancelled")
-                    self.backend.stop(job.key, att.idx, "Cancelled", grace_seconds=5)
+                    self.stop_gang(job.key, att.idx, "Cancelled", grace_seconds=5)
 
     def fail(self, job: JobRow, reason: str, message: str) -> None:
         with self.store.tx() as c:

@@ -20,7 +20,8 @@ class Runtime:
     def __init__(self, home: Path | str, backend: str = "local", backend_options: dict[str, Any] | None = None,
                  policy: str = "jobsched", estimate_timeout: float = 180.0,
                  node_pool: str | Path | None = None, provision_delay: float = 0.0,
-                 backup_interval: float = 300.0, backup_keep: int = 5) -> None:
+                 backup_interval: float = 300.0, backup_keep: int = 5,
+                 start_timeout: float = 120.0, max_manifest_bytes: int | None = None) -> None:
         self.home = Path(home).expanduser()
         self.home.mkdir(parents=True, exist_ok=True)
         self.store_path = self.home / "state.db"
@@ -45,8 +46,9 @@ class Runtime:
                 provider = LocalVirtualProvider(pool, delay=provision_delay, now=self.clock())
             provisioning = Provisioning(pool, provider, self.clock)
         self.controller = Controller(self.store, self.backend, self.metrics, self.home, self.clock, policy,
-                                     provisioning=provisioning)
-        self.service = JobService(self.store, self.backend, str(self.home), self.controller.wake, self.clock)
+                                     provisioning=provisioning, start_timeout=start_timeout)
+        self.service = JobService(self.store, self.backend, str(self.home), self.controller.wake, self.clock,
+                                  max_manifest_bytes=max_manifest_bytes)
         self.service.health_checks.append(lambda: self.controller.failing)
         self.service.controller = self.controller
         self.estimator = Estimator(self.store, self.controller, self.clock, estimate_timeout)

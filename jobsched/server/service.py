@@ -1,14 +1,24 @@
 """JobService: the application layer behind the HTTP API (FastAPI routes call only this).
 
 All methods are thread-safe. Errors: :class:`jobsched.spec.errors.SpecError` and
-:class:`jobsched.server.errors.Invalid` (bad input, 422), ``NotFound`` (404), ``Conflict`` (409).
+:class:`jobsched.server.errors.Invalid` (bad input, 422), ``NotFound`` (404), ``Conflict`` (409),
+``TooLarge`` (413).
 """
 
 from __future__ import annotations
 
 from typing import Any, Protocol
 
-from jobsched.spec.api import DryRunResult, EventInfo, JobStatus, NodeStatus, QueueStatus, ServerInfo
+from jobsched.spec.api import (
+    DryRunResult,
+    EventInfo,
+    JobList,
+    JobStatus,
+    JobSummary,
+    NodeStatus,
+    QueueStatus,
+    ServerInfo,
+)
 
 
 class JobServiceAPI(Protocol):
@@ -27,7 +37,14 @@ class JobServiceAPI(Protocol):
     def get(self, namespace: str, name: str) -> JobStatus: ...
 
     def list(self, namespace: str | None = None, phase: str | None = None,
-             queue: str | None = None) -> list[JobStatus]: ...
+             queue: str | None = None) -> list[JobSummary]:
+        """Every matching job (all pages)."""
+        ...
+
+    def list_page(self, namespace: str | None = None, phase: str | None = None, queue: str | None = None,
+                  limit: int = 500, continue_: str | None = None) -> JobList:
+        """One page of summaries in creation order; ``continue_``: the previous page's token."""
+        ...
 
     def cancel(self, namespace: str, name: str) -> JobStatus: ...
 

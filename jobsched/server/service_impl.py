@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 import uuid
@@ -12,9 +13,18 @@ from typing import Any
 from pydantic import ValidationError
 
 from jobsched.backends.base import Backend
-from jobsched.server import convert, job_admin
-from jobsched.server.errors import Conflict, Invalid, NotFound
-from jobsched.spec.api import DryRunResult, EventInfo, JobStatus, NodeStatus, QueueStatus, ServerInfo
+from jobsched.server import convert, job_admin, paging
+from jobsched.server.errors import Conflict, Invalid, NotFound, TooLarge
+from jobsched.spec.api import (
+    DryRunResult,
+    EventInfo,
+    JobList,
+    JobStatus,
+    JobSummary,
+    NodeStatus,
+    QueueStatus,
+    ServerInfo,
+)
 from jobsched.spec.errors import SpecError, format_validation_error
 from jobsched.spec.job import MemoryPolicy, TrainingJob
 from jobsched.spec.quantity import format_bytes
@@ -25,6 +35,26 @@ from jobsched.store import JobRow, Store
 from jobsched.version import __version__
 
 LIVE = (JobPhase.PENDING.value, JobPhase.ADMITTED.value, JobPhase.RUNNING.value)
+MAX_MANIFEST_BYTES = 256 * 1024  # default; JOBSCHED_MAX_MANIFEST_BYTES or Runtime(max_manifest_bytes=)
+
+
+def manifest_limit(configured: int | None = None) -> int:
+    if configured is not None:
+        return configured
+    raw = os.environ.get("JOBSCHED_MAX_MANIFEST_BYTES", "")
+    try:
+        return int(raw) if raw else MAX_MANIFEST_BYTES
+    except ValueError:
+        raise ValueError(f"JOBSCHED_MAX_MANIFEST_BYTES: expected a number of bytes, got {raw!r}") from None
+
+
+def check_manifest_size(manifest: Any, limit: int) -> None:
+    """A manifest over ``limit`` bytes (as compact JSON) is refused before it is parsed or stored:
+    every later read of the job would pay for it."""
+    size = len(json.dumps(manifest, separators=(",", ":"), ensure_ascii=False, default=str).encode())
+    if size > limit:
+        raise TooLarge(f"manifest: {size} bytes is over the limit of {limit} bytes "
+                       "(JOBSCHED_MAX_MANIFEST_BYTES on the server); keep data out of the manifest")
 
 
 def parse_job(manifest: Any) -> tuple[TrainingJob, list[str]]:
@@ -47,14 +77,16 @@ def parse_job(manifest: Any) -> tuple[TrainingJob, list[str]]:
 
 class JobService:
     def __init__(self, store: Store, backend: Backend, home: str, wake: Callable[[], None],
-                 clock: Callable[[], float]) -> None:
+                 clock: Callable[[], float], max_manifest_bytes: int | None = None) -> None:
         self.store, self.backend, self.home, self.wake, self.clock = store, backend, home, wake, clock
+        self.max_manifest_bytes = manifest_limit(max_manifest_bytes)
         self.on_submitted: list[Callable[[dict[str, Any]], None]] = []
         self.health_checks: list[Callable[[], str | None]] = [store.check]
         self.controller: Any = None  # set by the Runtime: the dry run asks it for a snapshot
 
     # jobs -------------------------------------------------------------------------------------
     def submit(self, manifest: dict[str, Any]) -> JobStatus:
+        check_manifest_size(manifest, self.max_manifest_bytes)
         job, warnings = parse_job(manifest)
         job_admin.pick_name(job, lambda ns, n: self.store.job(ns, n) is not None)
         queues = self.store.queues()
@@ -97,8 +129,10 @@ class JobService:
             raise
         for hook in self.on_submitted:
             hook(row.manifest)
+        # The job as stored (Pending): the controller, woken now, may admit it at once.
+        status = convert.job_status(self.store, row, with_manifest=True, now=now)
         self.wake()
-        return self.get(job.metadata.namespace, job.name)
+        return status
 
     def dry_run(self, manifest: dict[str, Any]) -> DryRunResult:
         """Validate and size the job and run one scheduling cycle for it alone; store nothing."""
@@ -130,19 +164,37 @@ class JobService:
                     timelines[att.idx] = live(row.key, att.idx)
         return convert.job_status(self.store, row, with_manifest=True, timelines=timelines, now=self.clock())
 
-    def list(self, namespace: str | None = None, phase: str | None = None,
-             queue: str | None = None) -> list[JobStatus]:
+    def list_page(self, namespace: str | None = None, phase: str | None = None, queue: str | None = None,
+                  limit: int = paging.DEFAULT_PAGE, continue_: str | None = None) -> JobList:
+        """One page of job summaries (see paging.py); ``continue_`` from the previous page."""
         if phase is not None and phase not in {p.value for p in JobPhase}:
             raise Invalid(f"phase: unknown phase {phase!r}")
-        rows = self.store.jobs(phases=(phase,) if phase else None, namespace=namespace, queue=queue)
-        now = self.clock()
-        return [convert.job_status(self.store, r, now=now) for r in rows]
+        paging.check_limit(limit)
+        filters = (namespace, phase, queue)
+        after = paging.decode(continue_, filters) if continue_ else None
+        rows, remaining = self.store.job_page(phases=(phase,) if phase else None, namespace=namespace,
+                                              queue=queue, limit=limit, after=after)
+        return paging.page(rows, remaining, filters)
+
+    def list(self, namespace: str | None = None, phase: str | None = None,
+             queue: str | None = None) -> list[JobSummary]:
+        """Every matching job, page by page."""
+        out: list[JobSummary] = []
+        token: str | None = None
+        while True:
+            page = self.list_page(namespace, phase, queue, paging.MAX_PAGE, token)
+            out += page.items
+            token = page.continue_
+            if token is None:
+                return out
 
     def cancel(self, namespace: str, name: str) -> JobStatus:
         row = self._row(namespace, name)
         if row.phase in LIVE and not row.cancel_requested:
-            self.store.update_job(row.uid, cancel_requested=True)
-            self.store.add_event(row.uid, self.clock(), "Normal", "CancelRequested", "cancel requested")
+            with self.store.tx() as c:
+                self.store.update_job(row.uid, conn=c, cancel_requested=True)
+                self.store.add_event(row.uid, self.clock(), "Normal", "CancelRequested", "cancel requested",
+                                     conn=c)
             self.wake()
         return self.get(namespace, name)
 

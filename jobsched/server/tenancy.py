@@ -177,3 +177,17 @@ def scoped_list(request: Request, namespace: str | None, fetch: Callable[[str | 
         return fetch(namespace)
     spaces = sorted(p.namespaces)
     return fetch(spaces[0]) if len(spaces) == 1 else sorted((x for ns in spaces for x in fetch(ns)), key=key)
+
+
+def readable_namespaces(request: Request, namespace: str | None) -> list[str] | None:
+    """The namespaces a listing covers for the caller: None for every one (admin, unscoped viewer,
+    or no principal), else the explicit ``namespace`` (403 if the caller may not read it) or the
+    caller's own."""
+    p = principal(request)
+    if p is None or not p.namespaces or p.role is Role.admin:
+        return None if namespace is None else [namespace]
+    if namespace is not None:
+        if not p.can_read(namespace):
+            raise HTTPException(403, f"forbidden: {p} may not read namespace {namespace!r}")
+        return [namespace]
+    return sorted(p.namespaces)

@@ -145,10 +145,38 @@ class DryRunResult(ApiModel):
     memory_reason: str = ""
     skipped: list[str] = Field(default_factory=list)  # checks not run, and why
     warnings: list[str] = Field(default_factory=list)
+class JobSummary(ApiModel):
+    """A job as a listing shows it: no manifest, attempts or events (``status`` has those).
+    ``attempts`` is their number; ``memory`` the latest attempt's memory request (bytes)."""
+
+    name: str
+    namespace: str = "default"
+    uid: str | None = None
+    queue: str = "default"
+    priority: int = 0
+    phase: JobPhase = JobPhase.PENDING
+    reason: str | None = None
+    message: str | None = None
+    created_at: float | None = None
+    admitted_at: float | None = None
+    finished_at: float | None = None
+    attempts: int = 0
+    memory: int | None = None
+    memory_limit: int | None = None  # the latest attempt's memory limit (bytes)
+    nodes: list[str] = Field(default_factory=list)  # the latest attempt's nodes
+    cost: float = 0.0
 
 
 class JobList(ApiModel):
-    items: list[JobStatus]
+    """One page of a listing, as kubectl pages: pass ``continue`` back (same filters) for the
+    next page; ``remaining`` jobs are after this page (0 on the last one, where ``continue`` is
+    null)."""
+
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+
+    items: list[JobSummary]
+    continue_: str | None = Field(None, alias="continue")
+    remaining: int = 0
 
 
 class QueueStatus(ApiModel):

@@ -1,6 +1,8 @@
 """The state store: one SQLite file (WAL) under $JOBSCHED_HOME holding jobs, attempts, events,
-queues and the memory history. Thread-safe (one connection, one lock); every write is a
-transaction, so a crash (even SIGKILL) never leaves a half-written job."""
+queues and the memory history. Thread-safe: writes go through one connection behind one lock, and
+every write is a transaction, so a crash (even SIGKILL) never leaves a half-written job. Reads
+outside a transaction use a connection of their own per thread (WAL lets readers run beside the
+writer), so an API read never waits for a controller transaction."""
 
 from __future__ import annotations
 
@@ -38,6 +40,7 @@ CREATE TABLE IF NOT EXISTS jobs (
     UNIQUE(namespace, name)
 );
 CREATE INDEX IF NOT EXISTS jobs_phase ON jobs(phase);
+CREATE INDEX IF NOT EXISTS jobs_order ON jobs(created_at, name, namespace);  -- list pages
 CREATE TABLE IF NOT EXISTS attempts (
     job_uid TEXT NOT NULL REFERENCES jobs(uid),
     idx INTEGER NOT NULL,
@@ -174,6 +177,9 @@ class Store:
         self._conn.row_factory = sqlite3.Row
         self._lock = threading.RLock()
         self.write_error: str | None = None
+        self._local = threading.local()  # per thread: transaction depth, reader connection
+        self._readers: dict[int, sqlite3.Connection] = {}  # thread id -> its reader connection
+        self._readers_lock = threading.Lock()  # not the write lock: a reader never waits for a writer
         self._conn.execute("PRAGMA journal_mode=WAL")
         # FULL: the WAL is fsynced at every commit, so an acknowledged write survives a power loss
         # (NORMAL only syncs at checkpoints). Cost measured in benchmarks/bench_store.py.
@@ -182,9 +188,12 @@ class Store:
         self._conn.executescript(SCHEMA)
 
     def close(self, before: Callable[[], None] | None = None) -> None:
-        with self._lock:
+        with self._lock, self._readers_lock:
             if before is not None:
                 before()
+            for reader in list(self._readers.values()):
+                reader.close()
+            self._readers.clear()
             with suppress(sqlite3.Error):  # fold the WAL into the database before it is removed
                 self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             self._conn.close()
@@ -193,6 +202,7 @@ class Store:
     def tx(self) -> Iterator[sqlite3.Connection]:
         """One transaction. A full disk raises :class:`StoreFull` with nothing written."""
         with self._lock:
+            self._local.depth = getattr(self._local, "depth", 0) + 1
             try:
                 self._conn.execute("BEGIN IMMEDIATE")
                 try:
@@ -209,6 +219,8 @@ class Store:
                     self.write_error = str(StoreFull(self.path, e))
                     raise StoreFull(self.path, e) from None
                 raise
+            finally:
+                self._local.depth -= 1
             self.write_error = None
 
     def check(self) -> str | None:
@@ -222,9 +234,26 @@ class Store:
             return f"the store ({self.path}) fails a read: {e}"
         return self.write_error
 
+    def _reader(self) -> sqlite3.Connection:
+        """This thread's read connection (read-only), made on first use."""
+        conn: sqlite3.Connection | None = getattr(self._local, "reader", None)
+        if conn is None:
+            conn = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None, timeout=30)
+            conn.row_factory = sqlite3.Row
+            conn.execute("PRAGMA query_only=ON")
+            with self._readers_lock:  # drop the connections of threads that have ended
+                alive = {t.ident for t in threading.enumerate()}
+                for ident in [i for i in self._readers if i not in alive]:
+                    self._readers.pop(ident).close()
+                self._readers[threading.get_ident()] = conn
+            self._local.reader = conn
+        return conn
+
     def _q(self, sql: str, args: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
-        with self._lock:
-            return list(self._conn.execute(sql, args).fetchall())
+        if getattr(self._local, "depth", 0):  # inside this thread's transaction: see its writes
+            with self._lock:
+                return list(self._conn.execute(sql, args).fetchall())
+        return list(self._reader().execute(sql, args).fetchall())
 
     # jobs -------------------------------------------------------------------------------------
     def insert_job(self, row: JobRow, conn: sqlite3.Connection | None = None) -> None:
@@ -263,18 +292,68 @@ class Store:
         return _job(rows[0]) if rows else None
 
     def jobs(self, phases: tuple[str, ...] | None = None, namespace: str | None = None,
-             queue: str | None = None) -> list[JobRow]:
-        sql, args = "SELECT * FROM jobs WHERE 1=1", []
-        if phases:
-            sql += f" AND phase IN ({', '.join('?' for _ in phases)})"
-            args += list(phases)
-        if namespace:
-            sql += " AND namespace = ?"
-            args.append(namespace)
-        if queue:
-            sql += " AND queue = ?"
-            args.append(queue)
-        return [_job(r) for r in self._q(sql + " ORDER BY created_at, name", tuple(args))]
+             queue: str | None = None, cancel_requested: bool | None = None,
+             unsized: bool = False) -> list[JobRow]:
+        """``unsized``: only jobs whose sizing has no ``estimated`` entry yet (the estimator's)."""
+        where, args = _where(phases, namespace, queue)
+        if cancel_requested is not None:
+            where += " AND cancel_requested = ?"
+            args.append(int(cancel_requested))
+        if unsized:
+            where += " AND json_type(sizing, '$.estimated') IS NULL"
+        return [_job(r) for r in self._q(f"SELECT * FROM jobs WHERE {where} ORDER BY created_at, name",
+                                         tuple(args))]
+
+    def pending_jobs(self, manifests: dict[str, dict[str, Any]]) -> list[JobRow]:
+        """Pending jobs, as :meth:`jobs` gives them, but each manifest (never changed after submit)
+        is read and parsed once: ``manifests`` caches uid -> manifest and is pruned to these jobs."""
+        cols = ", ".join(f for f in JobRow.__dataclass_fields__ if f != "manifest")
+        rows = self._q(f"SELECT {cols} FROM jobs WHERE phase = 'Pending' ORDER BY created_at, name")
+        missing = [r["uid"] for r in rows if r["uid"] not in manifests]
+        for i in range(0, len(missing), 500):
+            part = missing[i:i + 500]
+            for r in self._q(f"SELECT uid, manifest FROM jobs WHERE uid IN ({', '.join('?' for _ in part)})",
+                             tuple(part)):
+                manifests[r["uid"]] = json.loads(r["manifest"])
+        uids = {r["uid"] for r in rows}
+        for uid in [u for u in manifests if u not in uids]:
+            del manifests[uid]
+        return [_job(r, manifests[r["uid"]]) for r in rows if r["uid"] in manifests]
+
+    def job_page(self, phases: tuple[str, ...] | None = None, namespace: str | None = None,
+                 queue: str | None = None, limit: int = 500,
+                 after: tuple[float, str, str] | None = None) -> tuple[list[dict[str, Any]], int]:
+        """One page of job summaries in (created_at, name, namespace) order, after ``after``: only
+        the columns a listing shows (no manifest), the attempt count and the latest attempt's
+        requests. Returns the rows and how many more match."""
+        where, args = _where(phases, namespace, queue, prefix="j.")
+        if after is not None:
+            where += " AND (j.created_at, j.name, j.namespace) > (?, ?, ?)"
+            args += list(after)
+        rows = self._q(
+            f"SELECT {', '.join('j.' + c for c in SUMMARY_COLUMNS)}, "
+            "(SELECT COUNT(*) FROM attempts a WHERE a.job_uid = j.uid) AS attempts, "
+            "(SELECT a.requests FROM attempts a WHERE a.job_uid = j.uid ORDER BY a.idx DESC LIMIT 1) "
+            "AS last_requests, "
+            "(SELECT a.memory_limit FROM attempts a WHERE a.job_uid = j.uid ORDER BY a.idx DESC LIMIT 1) "
+            "AS last_limit, "
+            "(SELECT a.assignments FROM attempts a WHERE a.job_uid = j.uid ORDER BY a.idx DESC LIMIT 1) "
+            f"AS last_assignments FROM jobs j WHERE {where} ORDER BY j.created_at, j.name, j.namespace LIMIT ?",
+            (*args, limit))
+        out = [dict(r) for r in rows]
+        remaining = 0
+        if len(out) == limit:
+            last = out[-1]
+            rest = self._q(f"SELECT COUNT(*) AS n FROM jobs j WHERE {where} AND "
+                           "(j.created_at, j.name, j.namespace) > (?, ?, ?)",
+                           (*args, last["created_at"], last["name"], last["namespace"]))
+            remaining = int(rest[0]["n"])
+        return out, remaining
+
+    def job_counts(self) -> dict[tuple[str, str], int]:
+        """(phase, queue) -> number of jobs."""
+        return {(r["phase"], r["queue"]): int(r["n"])
+                for r in self._q("SELECT phase, queue, COUNT(*) AS n FROM jobs GROUP BY phase, queue")}
 
     def jobs_by_uid(self, uids: set[str]) -> dict[str, JobRow]:
         if not uids:
@@ -356,6 +435,25 @@ class Store:
         return self._q("SELECT * FROM history WHERE family = ? ORDER BY time DESC LIMIT ?", (family, limit))
 
 
+SUMMARY_COLUMNS = ("uid", "namespace", "name", "queue", "priority", "phase", "reason", "message", "created_at",
+                   "admitted_at", "finished_at", "cost")
+
+
+def _where(phases: tuple[str, ...] | None, namespace: str | None, queue: str | None,
+           prefix: str = "") -> tuple[str, list[Any]]:
+    sql, args = "1=1", list[Any]()
+    if phases:
+        sql += f" AND {prefix}phase IN ({', '.join('?' for _ in phases)})"
+        args += list(phases)
+    if namespace:
+        sql += f" AND {prefix}namespace = ?"
+        args.append(namespace)
+    if queue:
+        sql += f" AND {prefix}queue = ?"
+        args.append(queue)
+    return sql, args
+
+
 def _encode(d: dict[str, Any], json_cols: set[str]) -> dict[str, Any]:
     out = {}
     for k, v in d.items():
@@ -368,10 +466,10 @@ def _encode(d: dict[str, Any], json_cols: set[str]) -> dict[str, Any]:
     return out
 
 
-def _job(r: sqlite3.Row) -> JobRow:
+def _job(r: sqlite3.Row, manifest: dict[str, Any] | None = None) -> JobRow:
     d = dict(r)
     for k in _JSON_JOB:
-        d[k] = json.loads(d[k])
+        d[k] = manifest if k == "manifest" and manifest is not None else json.loads(d[k])
     d["sizing_ready"] = bool(d["sizing_ready"])
     d["cancel_requested"] = bool(d["cancel_requested"])
     return JobRow(**d)

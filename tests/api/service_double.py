@@ -9,7 +9,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from jobsched.server.errors import Conflict, Invalid, NotFound
-from jobsched.spec.api import EventInfo, JobStatus, NodeStatus, QueueStatus, ServerInfo
+from jobsched.spec.api import EventInfo, JobList, JobStatus, JobSummary, NodeStatus, QueueStatus, ServerInfo
 from jobsched.spec.errors import spec_error_from
 from jobsched.spec.job import TrainingJob
 from jobsched.spec.queue import Queue
@@ -46,10 +46,19 @@ class InMemoryServiceDouble:
             raise NotFound(f"job {namespace}/{name} not found") from None
 
     def list(self, namespace: str | None = None, phase: str | None = None,
-             queue: str | None = None) -> list[JobStatus]:
-        self.calls.append(("list", (namespace, phase, queue)))
-        return [j for j in self.jobs.values() if namespace in (None, j.namespace)
+             queue: str | None = None) -> list[JobSummary]:
+        return [JobSummary(**j.model_dump(include=set(JobSummary.model_fields) - {"attempts"}))
+                for j in self.jobs.values() if namespace in (None, j.namespace)
                 and queue in (None, j.queue) and phase in (None, j.phase.value)]
+
+    def list_page(self, namespace: str | None = None, phase: str | None = None, queue: str | None = None,
+                  limit: int = 500, continue_: str | None = None) -> JobList:
+        self.calls.append(("list", (namespace, phase, queue, limit, continue_)))
+        items = self.list(namespace, phase, queue)
+        start = int(continue_ or 0)
+        rest = items[start + limit:]
+        return JobList(items=items[start:start + limit], continue_=str(start + limit) if rest else None,
+                       remaining=len(rest))
 
     def cancel(self, namespace: str, name: str) -> JobStatus:
         st = self.get(namespace, name).model_copy(update={"phase": JobPhase.CANCELLED})

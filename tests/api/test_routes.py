@@ -74,10 +74,19 @@ def test_submit_get_list_cancel(client: TestClient, svc: InMemoryServiceDouble) 
     assert client.get("/v1/jobs/default/train", headers=AUTH).json()["queue"] == "default"
     r = client.get("/v1/jobs", params={"namespace": "default", "queue": "default"}, headers=AUTH)
     assert [j["name"] for j in r.json()["items"]] == ["train"]
-    assert svc.calls[-1] == ("list", ("default", None, "default"))
+    assert svc.calls[-1] == ("list", ("default", None, "default", 500, None))
+    r = client.get("/v1/jobs", params={"limit": 1, "continue": "0"}, headers=AUTH)
+    assert r.json()["continue"] is None and r.json()["remaining"] == 0
+    assert svc.calls[-1] == ("list", (None, None, None, 1, "0"))
     assert client.post("/v1/jobs/default/train/cancel", headers=AUTH).json()["phase"] == "Cancelled"
     events = client.get("/v1/jobs/default/train/events", headers=AUTH).json()
     assert events[0]["reason"] == "Submitted"
+
+
+@pytest.mark.parametrize("params", [{"limit": 0}, {"limit": 100001}, {"limit": "x"}])
+def test_list_limit_out_of_range_is_422_naming_it(client: TestClient, params: dict[str, Any]) -> None:
+    r = client.get("/v1/jobs", params=params, headers=AUTH)
+    assert r.status_code == 422 and r.json()["detail"].startswith("limit:")
 
 
 @pytest.mark.parametrize(("manifest", "field"), [

@@ -63,6 +63,7 @@ class LocalBackend:
     # Node-pressure eviction threshold, the kubelet's default ``memory.available<100Mi``; None: off.
     eviction_hard_available_bytes: int | None = 100 * 2**20
     name: str = "local"
+    parallel_starts: int = 4  # gangs started at once, off the controller loop (server/binder.py)
     _replicas: dict[tuple[str, int, int], _Replica] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
