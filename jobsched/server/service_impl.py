@@ -35,7 +35,7 @@ from jobsched.store import JobRow, Store
 from jobsched.version import __version__
 
 LIVE = (JobPhase.PENDING.value, JobPhase.ADMITTED.value, JobPhase.RUNNING.value)
-MAX_MANIFEST_BYTES = 256 * 1024  # default; JOBSCHED_MAX_MANIFEST_BYTES or Runtime(max_manifest_bytes=)
+MAX_MANIFEST_BYTES = 1 << 20  # default (the body cap's); JOBSCHED_MAX_MANIFEST_BYTES or Runtime(max_manifest_bytes=)
 
 
 def manifest_limit(configured: int | None = None) -> int:
@@ -86,8 +86,8 @@ class JobService:
 
     # jobs -------------------------------------------------------------------------------------
     def submit(self, manifest: dict[str, Any]) -> JobStatus:
-        check_manifest_size(manifest, self.max_manifest_bytes)
-        job, warnings = parse_job(manifest)
+        job, warnings = parse_job(manifest)  # a field beyond its bound is a 422 naming it (spec/limits.py)
+        check_manifest_size(manifest, self.max_manifest_bytes)  # then the whole: 413
         job_admin.pick_name(job, lambda ns, n: self.store.job(ns, n) is not None)
         queues = self.store.queues()
         if job.spec.queue not in queues:

@@ -40,12 +40,6 @@ class ObjectMeta(Model):
     def _annotations_size(cls, v: dict[str, str]) -> dict[str, str]:
         return lim.check_annotations(v)
 
-
-def _env_name(value: str) -> str:
-    if "=" in value:
-        raise ValueError(f"{value[:40]!r} is not a valid environment variable name: contains '='")
-    return value
-
     @model_validator(mode="after")
     def _name_or_generate_name(self) -> ObjectMeta:
         if self.generate_name is not None:
@@ -56,6 +50,12 @@ def _env_name(value: str) -> str:
         elif not self.name:
             raise ValueError("name: required (or generateName, a prefix the server completes)")
         return self
+
+
+def _env_name(value: str) -> str:
+    if "=" in value:
+        raise ValueError(f"{value[:40]!r} is not a valid environment variable name: contains '='")
+    return value
 
 
 class EnvVar(Model):

@@ -84,20 +84,24 @@ def test_bad_list_parameters_are_422_naming_them(server: tuple[str, str, Any], p
 
 def test_a_manifest_over_the_cap_is_refused_and_not_stored(server: tuple[str, str, Any], client: Client) -> None:
     url, token, rt = server
-    big = job("big", annotations={"blob": "x" * (300 * 1024)})
+    rt.service.max_manifest_bytes = 256 * 1024  # a server started with JOBSCHED_MAX_MANIFEST_BYTES=262144
+    big = job("big")  # three 100 KiB env values: every field within its own bound, the whole over
+    big["spec"]["template"]["env"] = {f"BLOB{i}": "x" * (100 * 1024) for i in range(3)}
     r = httpx.post(f"{url}/v1/jobs", json=big, headers={"Authorization": f"Bearer {token}"})
     assert r.status_code == 413 and r.json()["detail"].startswith("manifest: "), r.text
     assert "262144" in r.json()["detail"]  # the limit, 256 KiB
     with pytest.raises(InvalidSpec, match="^manifest: .* over the limit"):
         client.submit(big)
     assert rt.store.job("default", "big") is None
-    client.submit(job("small", annotations={"blob": "x" * (200 * 1024)}))  # under the cap: accepted
+    small = job("small")
+    small["spec"]["template"]["env"] = {"BLOB": "x" * (100 * 1024)}
+    client.submit(small)  # under the cap: accepted
 
 
 def test_the_cap_is_configurable(monkeypatch: pytest.MonkeyPatch) -> None:
     from jobsched.server.service_impl import manifest_limit
 
-    assert manifest_limit() == 256 * 1024
+    assert manifest_limit() == 1 << 20
     monkeypatch.setenv("JOBSCHED_MAX_MANIFEST_BYTES", "1000")
     assert manifest_limit() == 1000
     assert manifest_limit(50) == 50
