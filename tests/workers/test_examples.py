@@ -50,7 +50,12 @@ def test_example_is_valid_and_converges(path):
 
 def test_mxnet_example_is_valid():
     path = EXAMPLES[0].parent / "mxnet-mlp.yaml"
-    job = TrainingJob.model_validate(yaml.safe_load(path.read_text()))
+    from jobsched.sdk.client import _working_dir_from_file
+
+    manifest = yaml.safe_load(path.read_text())
+    _working_dir_from_file(manifest, path.parent)  # as `jobsched submit` resolves a relative workingDir
+    job = TrainingJob.model_validate(manifest)
+    assert job.spec.template.working_dir == str(path.parent.parent)
     argv = job.spec.template.argv()
     opts, cfg = parse(argv[3:])
     assert (opts.framework, opts.kernel, cfg.fast, job.spec.replicas) == ("mxnet", "mlp", True, 2)
