@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import os
 import sys
-from pathlib import Path
 
 EXIT_INTERRUPTED = 130
 
@@ -61,12 +60,6 @@ def build_app() -> typer.Typer:
         pretty_exceptions_enable=False,
         rich_markup_mode=None,
     )
-    def global_options(ca: Path | None = typer.Option(
-            None, "--ca", help="CA certificates (PEM) for an https:// JOBSCHED_URL with a self-signed "
-            "certificate (default $JOBSCHED_CA_FILE).")) -> None:
-        _global_options(ca)
-
-    app.callback()(global_options)
     for name in COMMAND_MODULES:
         if importlib.util.find_spec(name) is None:
             continue
@@ -75,15 +68,6 @@ def build_app() -> typer.Typer:
 
     add_examples(app)
     return app
-
-
-def _global_options(ca: Path | None = None) -> None:
-    """--ca: CA certificates for an https:// JOBSCHED_URL (declared as a typer option in build_app)."""
-    if ca is not None:
-        if not ca.is_file():
-            print(f"error: --ca: no such file: {ca}", file=sys.stderr)
-            raise SystemExit(2)
-        os.environ["JOBSCHED_CA_FILE"] = str(ca.expanduser().resolve())
 
 
 def main() -> None:

@@ -3,7 +3,10 @@ the end of every command's ``--help``."""
 
 from __future__ import annotations
 
+import os
+import sys
 from enum import StrEnum
+from pathlib import Path
 from typing import Any
 
 import typer
@@ -100,9 +103,17 @@ def version_callback(value: bool) -> None:
 
 
 def main_callback(version: bool = typer.Option(False, "--version", callback=version_callback, is_eager=True,
-                                               help="Print the version and exit.")) -> Any:
+                                               help="Print the version and exit."),
+                  ca: Path | None = typer.Option(
+                      None, "--ca", help="CA certificates (PEM) for an https:// JOBSCHED_URL with a "
+                      "self-signed certificate (default $JOBSCHED_CA_FILE).")) -> Any:
     """Gang scheduler for ML training jobs, with memory right-sizing. Exit codes: 0 ok, 1 job failed
-    (--wait), 2 invalid input, 3 server unreachable."""
+    (--wait), 2 invalid input, 3 server unreachable or unauthorized, 4 forbidden."""
+    if ca is not None:
+        if not ca.is_file():
+            print(f"error: --ca: no such file: {ca}", file=sys.stderr)
+            raise typer.Exit(2)
+        os.environ["JOBSCHED_CA_FILE"] = str(ca.expanduser().resolve())
 
 
 def register(app: typer.Typer) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import logging
 from typing import Any
 
 from jobsched.server.errors import Invalid
@@ -20,6 +21,9 @@ DEFAULT_PAGE = 500  # kubectl's --chunk-size
 MAX_PAGE = 1000
 
 Filters = tuple[str | None, str | None, str | None]  # namespace, phase, queue
+
+
+log = logging.getLogger("jobsched.paging")
 
 
 def encode(row: dict[str, Any], filters: Filters) -> str:
@@ -44,8 +48,21 @@ def decode(token: str, filters: Filters) -> tuple[float, str, str]:
 def summary(row: dict[str, Any]) -> JobSummary:
     requests = json.loads(row.pop("last_requests") or "{}")
     nodes = [str(n) for _, n, _ in json.loads(row.pop("last_assignments") or "[]")]
-    return JobSummary(**row, memory=requests.get("memory") or None, memory_limit=row.pop("last_limit", None),
+    limit = row.pop("last_limit", None)
+    return JobSummary(**row, memory=requests.get("memory") or None, memory_limit=limit,
                       nodes=list(dict.fromkeys(nodes)))
+
+
+def summaries(rows: list[dict[str, Any]]) -> list[JobSummary]:
+    """The rows that make a summary; a row damaged beyond that (a repaired store may keep one) is
+    left out of the listing and logged, never a 500."""
+    out = []
+    for r in rows:
+        try:
+            out.append(summary(dict(r)))
+        except (ValueError, TypeError) as e:
+            log.warning("listing: job row %r skipped, it does not read back: %s", r.get("uid"), e)
+    return out
 
 
 def check_limit(limit: int) -> None:
@@ -55,4 +72,4 @@ def check_limit(limit: int) -> None:
 
 def page(rows: list[dict[str, Any]], remaining: int, filters: Filters) -> JobList:
     token = encode(rows[-1], filters) if rows and remaining else None
-    return JobList(items=[summary(dict(r)) for r in rows], continue_=token, remaining=remaining)
+    return JobList(items=summaries(rows), continue_=token, remaining=remaining)
