@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -64,12 +65,14 @@ def register(app: typer.Typer) -> None:
         if not math.isfinite(peak_error) or not 0 <= peak_error < 1:
             raise _bad("--peak-error", f"must be a number in [0, 1), got {peak_error}")
         seed_list = list(range(seed_start, seed_start + seeds))
-        if mode == "memory":
-            report = _memory(pods, seed_list)
-        elif mode == "gpumem":
-            report = _gpumem(nodes, pods, policy, seed_list, margin, peak_error)
-        else:
-            report = _trace_modes(nodes, pods, policy, mode, seed_list, inflate, jobs, cycle_interval, horizon)
+        with _progress:
+            if mode == "memory":
+                report = _memory(pods, seed_list)
+            elif mode == "gpumem":
+                report = _gpumem(nodes, pods, policy, seed_list, margin, peak_error)
+            else:
+                report = _trace_modes(nodes, pods, policy, mode, seed_list, inflate, jobs, cycle_interval,
+                                      horizon)
         if plot and mode == "packing":
             from jobsched.sim.plot import plot_allocation
 
@@ -108,8 +111,38 @@ def _trace_modes(nodes: str | None, pods: str | None, policy: list[str] | None, 
         raise _bad("--pods", str(e)) from None
 
 
-def _progress(line: str) -> None:
-    typer.echo(line, err=True)
+class _Progress:
+    """Where the simulator says how far it got: a rich progress bar on a terminal (the stage in its
+    text, a step for each finished run), plain lines on stderr otherwise (logs, CI)."""
+
+    def __init__(self) -> None:
+        self._bar: Any = None
+        self._task: Any = None
+
+    def __enter__(self) -> _Progress:
+        if sys.stderr.isatty():
+            from rich.console import Console
+            from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+            self._bar = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
+                                 TextColumn("{task.completed} done"), TimeElapsedColumn(),
+                                 console=Console(stderr=True), transient=True)
+            self._bar.start()
+            self._task = self._bar.add_task("simulating", total=None)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+
+    def __call__(self, line: str) -> None:
+        if self._bar is None:
+            typer.echo(line, err=True)
+            return
+        self._bar.update(self._task, description=line, advance=1 if "done" in line else 0)
+
+
+_progress: Any = _Progress()
 
 
 def _check_inputs(nodes: str | None, pods: str | None, policy: list[str] | None, mode: str) -> None:
