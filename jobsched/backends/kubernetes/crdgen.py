@@ -17,7 +17,8 @@ import yaml
 
 GROUP = "jobsched.io"
 VERSION = "v1alpha1"
-_DROP = {"title", "default", "examples"}
+# propertyNames (dict-key constraints) has no place in a Kubernetes structural schema; the API checks keys.
+_DROP = {"title", "default", "examples", "propertyNames"}
 # A non-negative Kubernetes quantity (the API machinery's pattern without the minus sign).
 QUANTITY = (r"^\+?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))(([KMGTPE]i)|[numkMGTPE]|"
             r"([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$")
