@@ -1,5 +1,6 @@
-"""Durations as Go-style strings ("500ms", "1m30s", "2h") or plain seconds (1.5, "10"), like
-Argo's ``retryStrategy.backoff.duration``."""
+"""Durations as Go-style strings ("500ms", "1m30s", "2h", and "1d" as Argo accepts) or plain seconds
+(1.5, "10"), like Argo's ``retryStrategy.backoff.duration``. The one parser: the spec's backoff and
+the workflow engine (deadlines, retry backoff) both use it."""
 
 from __future__ import annotations
 
@@ -11,8 +12,8 @@ from pydantic import BeforeValidator, PlainSerializer, WithJsonSchema
 
 from jobsched.spec.limits import MAX_DURATION_S
 
-_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
-_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
+_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h|d)")
 
 
 def parse_duration(value: Any) -> float:
@@ -35,8 +36,10 @@ def parse_duration(value: Any) -> float:
             if pos != len(text) or not text:
                 raise ValueError(f"invalid duration {value!r}: expected seconds or a string like "
                                  "'500ms', '1m30s', '2h'") from None
-    if not math.isfinite(seconds) or seconds < 0:
-        raise ValueError(f"invalid duration {value!r}: must be a finite, non-negative time")
+    if seconds < 0:
+        raise ValueError(f"duration must not be negative, got {value!r}")
+    if not math.isfinite(seconds):
+        raise ValueError(f"invalid duration {value!r}: must be a finite time")
     if seconds > MAX_DURATION_S:
         raise ValueError(f"invalid duration {value!r}: must be at most {MAX_DURATION_S} s (~31 years)")
     return seconds
