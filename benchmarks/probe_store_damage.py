@@ -19,6 +19,9 @@ from pathlib import Path
 
 import httpx
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from tests.integration.server_proc import damage, fill  # noqa: E402
+
 JOB = {"apiVersion": "jobsched.io/v1alpha1", "kind": "TrainingJob", "metadata": {"name": ""},
        "spec": {"maxRetries": 0, "template": {"command": [], "resources": {"requests": {"memory": "256Mi"}}}}}
 
@@ -87,16 +90,7 @@ def damaged(root: Path, how: str) -> str:
     for i in range(3):
         srv.submit(job(f"j{i}", "pass"))
     srv.stop()
-    db = home / "state.db"
-    size = db.stat().st_size
-    if how == "deleted":
-        db.unlink()
-    elif how == "empty":
-        db.write_bytes(b"")
-    elif how == "truncated":
-        os.truncate(db, size // 2)
-    else:
-        db.write_bytes(os.urandom(size))
+    damage(home / "state.db", how)
     return state(Srv(root, home))
 
 
@@ -117,16 +111,6 @@ def wal_deleted(root: Path) -> str:
 def mount(path: Path) -> bool:
     path.mkdir(parents=True, exist_ok=True)
     return subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(path)]).returncode == 0
-
-
-def fill(path: Path) -> None:
-    with open(path / "filler", "wb", buffering=0) as f:
-        for chunk in (1 << 20, 1 << 12):
-            try:
-                while True:
-                    f.write(b"\0" * chunk)
-            except OSError:
-                pass
 
 
 def disk_full_submit(root: Path) -> str:

@@ -89,3 +89,36 @@ def wait_until(cond: Callable[[], object], what: str, timeout: float = 120) -> o
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         time.sleep(0.1)
+
+
+def damage(db: Path, how: str) -> None:
+    """Damage a store file: ``deleted``, ``empty``, ``truncated`` (half), ``random bytes`` or
+    ``garbage inside`` (a valid header, the pages after it random)."""
+    size = db.stat().st_size
+    if how == "deleted":
+        db.unlink()
+    elif how == "empty":
+        db.write_bytes(b"")
+    elif how == "truncated":
+        os.truncate(db, size // 2)
+    elif how == "random bytes":
+        db.write_bytes(os.urandom(size))
+    elif how == "garbage inside":  # a valid header, the pages after it overwritten
+        with open(db, "r+b") as f:
+            f.seek(4096)
+            f.write(os.urandom(size - 4096))
+    else:
+        raise ValueError(f"damage: unknown kind {how!r}")
+
+
+def fill(path: Path) -> Path:
+    """Fill the file system holding ``path`` to the last block; returns the filler file."""
+    filler = path / "filler"
+    with open(filler, "wb", buffering=0) as f:
+        for chunk in (1 << 20, 1 << 12):
+            try:
+                while True:
+                    f.write(b"\0" * chunk)
+            except OSError:
+                pass
+    return filler

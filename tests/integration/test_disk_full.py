@@ -15,7 +15,7 @@ import pytest
 from jobsched.backends.local.shim import LogSink
 from jobsched.sdk.errors import JobschedError
 from tests.integration.helpers import manifest
-from tests.integration.server_proc import Server, wait_until
+from tests.integration.server_proc import Server, fill, wait_until
 
 
 def mount_tmpfs(path: Path, size: str) -> None:
@@ -36,19 +36,6 @@ def disk(tmp_path: Path) -> Iterator[Path]:
         yield d
     finally:
         subprocess.run(["umount", "-l", str(d)], check=False)
-
-
-def fill(path: Path) -> Path:
-    """Fill the file system holding ``path`` to the last block."""
-    filler = path / "filler"
-    with open(filler, "wb", buffering=0) as f:
-        for chunk in (1 << 20, 1 << 12):
-            try:
-                while True:
-                    f.write(b"\0" * chunk)
-            except OSError:
-                pass
-    return filler
 
 
 def test_submit_on_a_full_disk_is_507_and_nothing_is_stored(disk: Path) -> None:

@@ -14,7 +14,7 @@ import pytest
 from jobsched.server.runtime import Runtime
 from jobsched.store.backup import backups, make_backup
 from tests.integration.helpers import manifest
-from tests.integration.server_proc import Server, refused, wait_until
+from tests.integration.server_proc import Server, damage, refused, wait_until
 
 EXIT_STORE_DAMAGED = 5
 
@@ -26,22 +26,6 @@ def home_with_jobs(tmp_path: Path, n: int = 3) -> Path:
         rt.service.submit(manifest(f"job-{i}", [sys.executable, "-c", "pass"]))
     rt.stop()
     return home
-
-
-def damage(db: Path, how: str) -> None:
-    size = db.stat().st_size
-    if how == "deleted":
-        db.unlink()
-    elif how == "empty":
-        db.write_bytes(b"")
-    elif how == "truncated":
-        os.truncate(db, size // 2)
-    elif how == "random bytes":
-        db.write_bytes(os.urandom(size))
-    elif how == "garbage inside":  # a valid header, the pages after it overwritten
-        with open(db, "r+b") as f:
-            f.seek(4096)
-            f.write(os.urandom(size - 4096))
 
 
 @pytest.mark.parametrize("how", ["deleted", "empty", "truncated", "random bytes", "garbage inside"])
