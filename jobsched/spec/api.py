@@ -109,23 +109,28 @@ class SizingInfo(ApiModel):
     breakdown: dict[str, Any] = Field(default_factory=dict)
 
 
-class JobStatus(ApiModel):
+class JobHeader(ApiModel):
+    """What every view of a job starts with: who it is, where it queues, its phase and times."""
+
     name: str
     namespace: str = "default"
     uid: str | None = None
     queue: str = "default"
     priority: int = 0
-    replicas: int = 1
     phase: JobPhase = JobPhase.PENDING
     reason: str | None = None
     message: str | None = None
     created_at: float | None = None
     admitted_at: float | None = None
     finished_at: float | None = None
+    cost: float = 0.0
+
+
+class JobStatus(JobHeader):
+    replicas: int = 1
     attempts: list[AttemptInfo] = Field(default_factory=list)
     events: list[EventInfo] = Field(default_factory=list)
     sizing: SizingInfo = Field(default_factory=SizingInfo)
-    cost: float = 0.0
     labels: dict[str, str] = Field(default_factory=dict)
     manifest: dict[str, Any] | None = None
 
@@ -145,26 +150,14 @@ class DryRunResult(ApiModel):
     memory_reason: str = ""
     skipped: list[str] = Field(default_factory=list)  # checks not run, and why
     warnings: list[str] = Field(default_factory=list)
-class JobSummary(ApiModel):
+class JobSummary(JobHeader):
     """A job as a listing shows it: no manifest, attempts or events (``status`` has those).
     ``attempts`` is their number; ``memory`` the latest attempt's memory request (bytes)."""
 
-    name: str
-    namespace: str = "default"
-    uid: str | None = None
-    queue: str = "default"
-    priority: int = 0
-    phase: JobPhase = JobPhase.PENDING
-    reason: str | None = None
-    message: str | None = None
-    created_at: float | None = None
-    admitted_at: float | None = None
-    finished_at: float | None = None
     attempts: int = 0
     memory: int | None = None
     memory_limit: int | None = None  # the latest attempt's memory limit (bytes)
     nodes: list[str] = Field(default_factory=list)  # the latest attempt's nodes
-    cost: float = 0.0
 
 
 class JobList(ApiModel):
