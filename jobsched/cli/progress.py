@@ -16,7 +16,6 @@ if TYPE_CHECKING:  # pragma: no cover
     from jobsched.spec.api import JobStatus
 
 POLL = 0.5
-MARGIN, GROWTH = 0.15, 1.5  # the resize rule after an OOM: max(peak x 1.15, limit x 1.5), as the server's
 
 
 def live_line(st: JobStatus, started: float | None = None) -> str:
@@ -112,11 +111,13 @@ def failure_hint(client: Client, st: JobStatus) -> str | None:
         a = ooms[-1]
         limit = a.resources.limits.get("memory") or a.resources.requests.get("memory") or 0
         peak = max(a.peak_memory_bytes or 0, limit)
-        size = _mi(max(peak * (1 + MARGIN), limit * GROWTH))
-        return (f"hint: attempt {a.index} was OOM-killed at {fmt_bytes(peak)} (limit {fmt_bytes(limit)}); "
-                f"ask for {size} (max(peak x 1.15, limit x 1.5)): "
-                f"--memory {size} (resources.requests/limits.memory: {size}), or let jobsched size it: "
-                f"--memory-policy Auto (spec.memoryPolicy: Auto)")
+        head = f"hint: attempt {a.index} was OOM-killed at {fmt_bytes(peak)} (limit {fmt_bytes(limit)}); "
+        auto = "let jobsched size it: --memory-policy Auto (spec.memoryPolicy: Auto)"
+        if not st.sizing.suggested_memory:  # the server has no size to suggest (at the cap)
+            return head + auto
+        size = _mi(st.sizing.suggested_memory)  # the size jobsched's OOM recovery would ask for next
+        return (head + f"ask for {size}, what a retry would get: "
+                f"--memory {size} (resources.requests/limits.memory: {size}), or " + auto)
     if last is not None and last.reason in ("Error", "Lost", "StartFailed") or st.reason in ("Error", "BackoffLimitExceeded"):
         try:
             tail = client.logs(st.name, attempt=last.index if last else None, namespace=st.namespace)

@@ -14,7 +14,7 @@ from jobsched.spec.status import JobPhase
 from jobsched.store import AttemptRow, JobRow
 
 if TYPE_CHECKING:
-    from jobsched.rightsizing.recovery import EndedAttempt
+    from jobsched.rightsizing.recovery import EndedAttempt, Recovery
 
 REQUEUE_SAME_SIZE = {"Preempted", "Evicted", "NodeLost"}
 
@@ -83,6 +83,10 @@ def after_attempt(job: JobRow, att: AttemptRow, reason: str, peak: int | None, c
                           "finished_at": now,
                           "message": f"attempt {att.idx} ended {reason}; maxRetries "
                                      f"({spec.spec.max_retries}) exhausted"}
+        if reason in ("OOMKilled", "InProgramOOM"):  # what the next attempt would have asked for
+            d = _next_oom_size(job, att, reason, peak, cap, ended, estimate, recommended)
+            if d.memory is not None:
+                out.job_fields["sizing"] = {**job.sizing, "suggested_memory": d.memory}
         out.events.append(("Warning", "Failed", out.job_fields["message"]))
         return out
     if reason == "CudaOOM":
@@ -108,21 +112,25 @@ def backoff(job: JobRow, retries: int, max_retries: int, delay: float, now: floa
     return fields, ("Warning", "BackOff", message)
 
 
-def _resize(job: JobRow, att: AttemptRow, reason: str, peak: int | None, cap: int, retries: int, now: float,
-            ended: Sequence[EndedAttempt], estimate: int | None, recommended: int | None) -> AfterAttempt:
-    """After an OOM: the next size from the timeline, the estimate and the history (recovery.py)."""
+def _next_oom_size(job: JobRow, att: AttemptRow, reason: str, peak: int | None, cap: int,
+                   ended: Sequence[EndedAttempt], estimate: int | None, recommended: int | None) -> Recovery:
     from jobsched.rightsizing.recovery import EndedAttempt, after_oom
 
-    spec = convert.job_spec(job)
-    rs = spec.spec.right_sizing
-    out = AfterAttempt()
+    rs = convert.job_spec(job).spec.right_sizing
     limit, what = cap, "largest node"
     if rs.max_memory is not None and q.memory_bytes(rs.max_memory) < cap:
         limit, what = q.memory_bytes(rs.max_memory), "rightSizing.maxMemory"
     if not ended:
         ended = [EndedAttempt(reason, int(att.requests.get("memory") or job.memory), att.memory_limit, peak)]
-    d = after_oom(ended, margin=rs.margin, growth=rs.growth, cap=limit, cap_what=what, estimate=estimate,
-                  recommended=recommended, burst=rs.burst != "Never")
+    return after_oom(ended, margin=rs.margin, growth=rs.growth, cap=limit, cap_what=what, estimate=estimate,
+                     recommended=recommended, burst=rs.burst != "Never")
+
+
+def _resize(job: JobRow, att: AttemptRow, reason: str, peak: int | None, cap: int, retries: int, now: float,
+            ended: Sequence[EndedAttempt], estimate: int | None, recommended: int | None) -> AfterAttempt:
+    """After an OOM: the next size from the timeline, the estimate and the history (recovery.py)."""
+    out = AfterAttempt()
+    d = _next_oom_size(job, att, reason, peak, cap, ended, estimate, recommended)
     if d.memory is None:
         stop = d.stop_reason or "MemoryCapReached"
         out.job_fields = {"phase": JobPhase.FAILED.value, "reason": stop, "retries_used": retries,

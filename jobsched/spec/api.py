@@ -105,6 +105,7 @@ class SizingInfo(ApiModel):
     default_memory: int | None = None  # no memory declared: the queue's default was used
     gpu_memory: int | None = None  # GPU memory per GPU the next attempt asks for after a CUDA OOM
     device_estimate: int | None = None  # estimated GPU memory per GPU of a CUDA job (bytes)
+    suggested_memory: int | None = None  # failed OOM-killed with no retry left: what the next try needs
     why: str | None = None
     breakdown: dict[str, Any] = Field(default_factory=dict)
 

@@ -20,11 +20,13 @@ def test_oom_hint_names_a_size_and_auto(live: Any) -> None:
     r = cli("run", "--name", "grow", "--memory", "64Mi", "--max-retries", "0", "--wait", "--",
             sys.executable, "-c", "b = bytearray(300 << 20); print('allocated')")
     assert r.exit_code == 1
-    a = Client().get("grow").attempts[-1]
+    st = Client().get("grow")
+    a = st.attempts[-1]
     assert a.reason in ("OOMKilled", "InProgramOOM")
     limit = a.resources.limits["memory"]
-    peak = max(a.peak_memory_bytes or 0, limit)
-    size = f"{math.ceil(max(peak * 1.15, limit * 1.5) / 2**20)}Mi"
+    # the size the server's OOM recovery would ask for next: above the limit, never the same size
+    assert st.sizing.suggested_memory and st.sizing.suggested_memory > limit
+    size = f"{math.ceil(st.sizing.suggested_memory / 2**20)}Mi"
     hint = r.stderr.strip().splitlines()[-1]
     assert hint.startswith("hint: attempt 0 was OOM-killed at") and f"--memory {size}" in hint, hint
     assert "--memory-policy Auto" in hint and "spec.memoryPolicy: Auto" in hint
