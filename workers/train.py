@@ -51,8 +51,8 @@ def build_parser(kernel: str) -> _Parser:
     w.add_argument("--checkpoint-every", type=int, default=50, help="steps between checkpoints (0: only at "
                    "the end and on SIGTERM)")
     w.add_argument("--keep-checkpoints", type=int, default=3, help="newest checkpoints to keep")
-    w.add_argument("--checkpoint-dir", default=None, help="default: $JOBSCHED_CHECKPOINT_DIR (none: no "
-                   "checkpoints)")
+    w.add_argument("--checkpoint-dir", default=None, help="default: $JOBSCHED_CHECKPOINT_DIR (with "
+                   "neither, no checkpoints are written)")
     w.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: from OMP_NUM_THREADS, "
                    "cgroup quota and affinity, shared by same-host replicas)")
     w.add_argument("--stop-grace", type=float, default=5.0, help="seconds the watchdog waits for the loop "
