@@ -19,6 +19,9 @@ from typing import Any, Self
 OPTIMIZERS = ("adam", "sgd")
 DEVICES = ("cpu", "cuda")
 PRECISIONS = ("auto", "fp32", "bf16")
+# torch.compile modes: reduce-overhead captures CUDA graphs (launch-bound steps), max-autotune also
+# benchmarks matmul tilings at compile time (minutes), -no-cudagraphs without the graphs.
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
 
@@ -124,10 +127,13 @@ class TransformerConfig(Common):
     successors: int = 4  # each token of the synthetic Markov language has this many likely successors
     batch_size: int = 16
     lr: float = 3e-3
+    compile_mode: str = "default"  # torch.compile mode on the fast path (COMPILE_MODES)
     kernel = "transformer"
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        if self.compile_mode not in COMPILE_MODES:
+            raise ValueError(f"compile_mode: must be one of {', '.join(COMPILE_MODES)}, got {self.compile_mode!r}")
         if self.d_model % self.heads:
             raise ValueError(f"d_model: must be divisible by heads ({self.heads}), got {self.d_model}")
         if self.successors > self.vocab:

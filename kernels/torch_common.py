@@ -64,11 +64,19 @@ def is_fake(t: torch.Tensor) -> bool:
     return isinstance(t, FakeTensor) or t.device.type == "meta"
 
 
-def finish(model: nn.Module, cfg: Common, compile_by_default: bool, probe: torch.Tensor) -> nn.Module:
-    """Apply torch.compile on the fast path when the kernel (or ``compile=``) asks for it."""
+def compiling(cfg: Common, compile_by_default: bool, probe: torch.Tensor) -> bool:
+    """Whether the fast path compiles here (the kernel's default, or ``compile=``; never under fakes)."""
     wanted = cfg.compile if cfg.compile is not None else compile_by_default
-    if cfg.fast and wanted and not is_fake(probe):
-        return torch.compile(model)  # type: ignore[return-value]
+    return bool(cfg.fast and wanted and not is_fake(probe))
+
+
+def finish(model: nn.Module, cfg: Common, compile_by_default: bool, probe: torch.Tensor,
+           mode: str = "default") -> nn.Module:
+    """Apply torch.compile on the fast path when the kernel (or ``compile=``) asks for it."""
+    if compiling(cfg, compile_by_default, probe):
+        if cfg.device == "cuda":  # TF32 for whatever fp32 matmuls remain outside autocast
+            torch.set_float32_matmul_precision("high")
+        return torch.compile(model, mode=None if mode == "default" else mode)  # type: ignore[return-value]
     return model
 
 
