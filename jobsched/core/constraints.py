@@ -1,0 +1,191 @@
+"""Taints/tolerations and node affinity, as a FilterPlugin over the NodeTable (after kube-scheduler's
+TaintToleration and NodeAffinity plugins).
+
+* A node's taints of effect NoSchedule or NoExecute keep a replica off unless it tolerates every one
+  of them; PreferNoSchedule taints never filter (kube-scheduler only scores them).
+* ``requiredDuringSchedulingIgnoredDuringExecution``: the node must match at least one term; a term
+  matches when all its matchExpressions (In, NotIn, Exists, DoesNotExist, Gt, Lt over labels) and
+  matchFields (metadata.name In/NotIn) hold. An empty term matches nothing. ``preferred...`` terms
+  are not acted on (no score).
+
+Masks depend only on labels and taints, which are fixed for a snapshot: each distinct
+(tolerations, affinity) is computed once per node set and shared by the table's copies. A job without
+tolerations or affinity on a cluster without NoSchedule/NoExecute taints costs one comparison.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from jobsched.core.nodes import NodeTable, Taint
+
+B = npt.NDArray[np.bool_]
+Toleration = tuple[str, str, str, str]  # key, operator (Equal | Exists), value, effect ("" = any)
+Requirement = tuple[str, str, tuple[str, ...]]  # key, operator, values
+FILTERING = ("NoSchedule", "NoExecute")
+
+
+@dataclass(frozen=True, slots=True)
+class Term:
+    expressions: tuple[Requirement, ...] = ()
+    fields: tuple[Requirement, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Constraints:
+    """What a gang asks of its nodes beyond nodeSelector: hashable, so masks can be memoized."""
+
+    tolerations: tuple[Toleration, ...] = ()
+    required: tuple[Term, ...] | None = None  # None: no required node affinity
+
+    def __bool__(self) -> bool:
+        return bool(self.tolerations) or self.required is not None
+
+
+NONE = Constraints()
+
+
+def from_template(tolerations: Sequence[Mapping[str, Any]], affinity: Mapping[str, Any] | None) -> Constraints:
+    """From the template's camelCase tolerations and affinity (already validated by spec)."""
+    tol = tuple((str(t.get("key") or ""), str(t.get("operator") or "Equal"), str(t.get("value") or ""),
+                 str(t.get("effect") or "")) for t in tolerations)
+    node = (affinity or {}).get("nodeAffinity") or {}
+    req = node.get("requiredDuringSchedulingIgnoredDuringExecution")
+    terms = None
+    if req is not None:
+        terms = tuple(Term(_reqs(t.get("matchExpressions")), _reqs(t.get("matchFields")))
+                      for t in req.get("nodeSelectorTerms") or [])
+    return Constraints(tol, terms)
+
+
+def _reqs(items: Iterable[Mapping[str, Any]] | None) -> tuple[Requirement, ...]:
+    return tuple((str(r["key"]), str(r["operator"]), tuple(str(v) for v in r.get("values") or []))
+                 for r in items or [])
+
+
+def tolerates(tolerations: Sequence[Toleration], taint: Taint) -> bool:
+    """Does one of ``tolerations`` tolerate ``taint`` (Kubernetes' ToleratesTaint)?"""
+    key, value, effect = taint
+    for t_key, op, t_value, t_effect in tolerations:
+        if t_effect and t_effect != effect:
+            continue
+        if t_key and t_key != key:
+            continue
+        if op == "Exists" or t_value == value:
+            return True
+    return False
+
+
+def untolerated(table: NodeTable, tolerations: tuple[Toleration, ...]) -> tuple[B, Taint | None]:
+    """Rows with a NoSchedule/NoExecute taint the tolerations do not tolerate, and one such taint."""
+    bad = np.zeros(len(table), dtype=bool)
+    first: Taint | None = None
+    for taint, rows in _taint_rows(table).items():
+        if not tolerates(tolerations, taint):
+            bad |= rows
+            first = first or taint
+    return bad, first
+
+
+def _taint_rows(table: NodeTable) -> dict[Taint, B]:
+    """Each distinct filtering taint and the rows that carry it (cached with the table)."""
+    cache = table.constraint_cache
+    got = cache.get("taints")
+    if got is None:
+        got = {}
+        for i, taints in enumerate(table.taints):
+            for t in taints:
+                if t[2] in FILTERING:
+                    got.setdefault(t, np.zeros(len(table), dtype=bool))[i] = True
+        cache["taints"] = got
+    return got
+
+
+def affinity_mask(table: NodeTable, terms: tuple[Term, ...]) -> B:
+    mask = np.zeros(len(table), dtype=bool)
+    for term in terms:
+        if not term.expressions and not term.fields:
+            continue  # an empty term matches no node
+        m = np.ones(len(table), dtype=bool)
+        for req in term.expressions:
+            m &= _expression(table, req)
+        for key, op, values in term.fields:
+            names = (np.isin(np.asarray(table.names, dtype=object), list(values)) if key == "metadata.name"
+                     else np.zeros(len(table), dtype=bool))  # spec allows metadata.name only
+            m &= names if op == "In" else ~names
+        mask |= m
+    return mask
+
+
+def _expression(table: NodeTable, req: Requirement) -> B:
+    key, op, values = req
+    col = [lb.get(key) for lb in table.labels]
+    has = np.fromiter((v is not None for v in col), dtype=bool, count=len(col))
+    if op == "Exists":
+        return has
+    if op == "DoesNotExist":
+        return ~has
+    if op in ("In", "NotIn"):
+        inside = np.fromiter((v in values for v in col), dtype=bool, count=len(col))
+        return inside if op == "In" else ~inside
+    bound = int(values[0])  # Gt/Lt: the label parsed as an integer (spec checked the value)
+    out = np.zeros(len(col), dtype=bool)
+    for i, v in enumerate(col):
+        n = _int(v)
+        out[i] = n is not None and (n > bound if op == "Gt" else n < bound)
+    return out
+
+
+def _int(v: str | None) -> int | None:
+    try:
+        return int(v) if v is not None else None
+    except ValueError:
+        return None
+
+
+def constraints_mask(table: NodeTable, c: Constraints) -> B | None:
+    """Rows that ``c`` allows; None when every row is allowed (nothing to filter)."""
+    if c.required is None and not _taint_rows(table):
+        return None
+    cache = table.constraint_cache
+    got = cache.get(c)
+    if got is None:
+        mask = ~untolerated(table, c.tolerations)[0]
+        if c.required is not None:
+            mask &= affinity_mask(table, c.required)
+        cache[c] = got = mask
+    return got
+
+
+def exclusions(table: NodeTable, c: Constraints, allowed: B) -> dict[str, int]:
+    """Why rows are not allowed, kube-scheduler style: {"didn't match node affinity": 3, ...}."""
+    out: dict[str, int] = {}
+    left = ~allowed
+    if c.required is not None:
+        miss = left & ~affinity_mask(table, c.required)
+        if miss.any():
+            out["didn't match the job's node affinity"] = int(miss.sum())
+        left &= ~miss
+    bad, taint = untolerated(table, c.tolerations)
+    if taint is not None and (left & bad).any():
+        key, value, effect = taint
+        out[f"had untolerated taint {{{key}{'=' + value if value else ''}:{effect}}}"] = int((left & bad).sum())
+        left &= ~bad
+    if left.any():
+        out["didn't match the job's node selector or GPU models"] = int(left.sum())
+    return out
+
+
+class NodeConstraintsFilter:
+    """FilterPlugin: taints/tolerations and required node affinity."""
+
+    name = "NodeConstraints"
+
+    def filter(self, table: NodeTable, req: object, group: Any) -> B:
+        mask = constraints_mask(table, group.constraints)
+        return np.ones(len(table), dtype=bool) if mask is None else mask
