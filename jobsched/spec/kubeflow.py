@@ -200,20 +200,23 @@ def _container(rs: dict[str, Any], path: str, default: str, warnings: list[str])
                 raise SpecError(str(e), f"{cpath}.resources.{part}.{key}") from None
     carried = {k: pod[k] for k in _POD_FIELDS if pod.get(k) is not None}
     carried.update({to: c[k] for k, to in _CONTAINER_FIELDS.items() if c.get(k) is not None})
+    where = {k: f"{path}.template.spec.{k}" for k in _POD_FIELDS}
+    where.update({to: f"{cpath}.{k}" for k, to in _CONTAINER_FIELDS.items()})
     return {"argv": argv, "env": env, "image": c.get("image"), "workingDir": c.get("workingDir"),
-            "resources": resources, "nodeSelector": pod.get("nodeSelector") or {}, "pod": carried}
+            "resources": resources, "nodeSelector": pod.get("nodeSelector") or {}, "pod": carried,
+            "pod_where": where}
 
 
 def _pod_fields(layout: list[tuple[str, int, dict[str, Any]]], field: str, warnings: list[str]) -> dict[str, Any]:
     """The first role's pod-spec fields (tolerations, affinity, volumes...); one pod template serves
     every replica, so a role whose fields differ gets a warning."""
-    live = [(role, c["pod"]) for role, n, c in layout if n]
-    first_role, first = live[0]
-    for role, pod in live[1:]:
+    live = [(role, c["pod"], c["pod_where"]) for role, n, c in layout if n]
+    first_role, first = live[0][:2]
+    for _, pod, where in live[1:]:
         for key in sorted(set(pod) | set(first)):
             if pod.get(key) != first.get(key):
-                warnings.append(f"spec.{field}.{role}: {key} differs from {first_role}; {first_role}'s is used "
-                                "for every replica")
+                warnings.append(f"{where[key]}: differs from {first_role}'s; {first_role}'s is used for every "
+                                "replica (one pod template)")
     return dict(first)
 
 
