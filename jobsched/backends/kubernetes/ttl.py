@@ -96,8 +96,13 @@ class Janitor:
         from kubernetes.client.exceptions import ApiException
 
         sel = f"{self.uid_label}={a.uid},{self.attempt_label}={attempt}"
-        try:
-            self.core.delete_collection_namespaced_pod(a.namespace, label_selector=sel)
+        try:  # list, then delete one by one: the verbs the ClusterRole grants (no deletecollection)
+            for pod in self.core.list_namespaced_pod(a.namespace, label_selector=sel).items:
+                try:
+                    self.core.delete_namespaced_pod(pod.metadata.name, a.namespace)
+                except ApiException as e:
+                    if e.status != 404:
+                        raise
             with self._lock:  # a retry's start() waits here: it then sees the Service gone and makes it
                 if self._latest.get(job_key) == attempt:
                     self._latest.pop(job_key, None)
