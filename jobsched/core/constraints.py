@@ -165,6 +165,8 @@ def constraints_mask(table: NodeTable, c: Constraints) -> B | None:
 def exclusions(table: NodeTable, c: Constraints, allowed: B) -> dict[str, int]:
     """Why rows are not allowed, kube-scheduler style: {"didn't match node affinity": 3, ...}."""
     out: dict[str, int] = {}
+    if not c and not _taint_rows(table):
+        return out  # nothing of ours excluded a row: the caller's node selector/GPU model wording
     left = ~allowed
     if c.required is not None:
         miss = left & ~affinity_mask(table, c.required)
@@ -177,7 +179,7 @@ def exclusions(table: NodeTable, c: Constraints, allowed: B) -> dict[str, int]:
         out[f"had untolerated taint {{{key}{'=' + value if value else ''}:{effect}}}"] = int((left & bad).sum())
         left &= ~bad
     if left.any():
-        out["didn't match the job's node selector or GPU models"] = int(left.sum())
+        out["node selector/GPU model mismatch"] = int(left.sum())
     return out
 
 

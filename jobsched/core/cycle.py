@@ -161,7 +161,8 @@ class Scheduler:
         n = placeable_count(table, g, self.scorer, self.gpus)
         if n:
             return f"only {n} of {g.replicas} replicas fit at once ({describe(g.request)} each)"
-        return f"no replica fits: {insufficiency(table, g.request, allowed, exclusions(table, g.constraints, allowed))}"
+        excluded = exclusions(table, g.constraints, allowed)  # untolerated taints, affinity
+        return f"no replica fits: {insufficiency(table, g.request, allowed, excluded)}"
 
     def _preempt(
         self,
