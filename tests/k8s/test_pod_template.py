@@ -138,3 +138,28 @@ def test_finished_jobs_pods_and_service_are_deleted_after_the_ttl(rt, k8s_cluste
     assert len(pods_of(core, "ttl-keep")) == 2 and service_exists(core, "ttl-keep")
     st = rt.service.get("default", "ttl-default")
     assert st.phase.value == "Succeeded" and len(st.attempts) == 1  # the job's record stays
+
+
+def test_a_retry_keeps_its_pods_and_service_while_the_failed_attempt_is_cleaned_up(rt, k8s_cluster):
+    pool = uuid.uuid4().hex[:8]
+    k8s_cluster.add_nodes(2, cpu="4", memory="8Gi", labels={"pool": pool})
+    core = rt.backend.core
+    flaky = job("ttl-retry", 2, pool, maxRetries=1, backoff={"duration": "0s"})
+    rt.service.submit(flaky)
+    first = until(lambda: (b := [p for p in pods_of(core, "ttl-retry") if p.spec.node_name]) and len(b) == 2 and b,
+                  what="attempt 0 bound")
+    set_outcome(core, pods_of(core, "ttl-retry"), "Failed")
+
+    def retry_running():
+        pods = [p for p in pods_of(core, "ttl-retry") if p.metadata.labels["jobsched.io/attempt"] == "1"]
+        return len(pods) == 2 and all(p.status.phase == "Running" for p in pods) and pods
+
+    retry = until(retry_running, timeout=60, what="attempt 1 running", rt=rt, name="ttl-retry")
+    old = {p.metadata.name for p in first}
+    until(lambda: not old & pod_names(core, "ttl-retry"), timeout=30, what="attempt 0's pods deleted")
+    assert {p.metadata.name for p in retry} <= pod_names(core, "ttl-retry")  # the retry's pods untouched
+    assert service_exists(core, "ttl-retry")  # the retry still needs its rendezvous Service
+    assert rt.service.get("default", "ttl-retry").phase.value == "Running"
+    set_outcome(core, retry, "Succeeded")
+    until(lambda: not pods_of(core, "ttl-retry") and not service_exists(core, "ttl-retry"), timeout=30,
+          what="the finished retry cleaned up")
