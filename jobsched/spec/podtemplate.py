@@ -30,8 +30,10 @@ _KINDS = {
     "security_context": ("V1PodSecurityContext", "securityContext"),
     "container_security_context": ("V1SecurityContext", "containerSecurityContext"),
 }
-# Fields that mean nothing to the local backend (it warns once at submit when one is set).
-KUBERNETES_ONLY = ("tolerations", "affinity", "volumes", "volumeMounts", "imagePullSecrets",
+# Fields only a pod acts on: the local and Ray backends warn once at submit when one is set.
+# (tolerations and affinity are not among them: placement honours them on every backend, against
+# the nodes' taints and labels.)
+KUBERNETES_ONLY = ("volumes", "volumeMounts", "imagePullSecrets",
                    "serviceAccountName", "securityContext", "containerSecurityContext",
                    "priorityClassName", "runtimeClassName", "shmSize")
 

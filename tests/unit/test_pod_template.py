@@ -159,7 +159,7 @@ def test_api_bad_toleration_is_a_422_naming_the_field_and_nothing_is_stored(clie
     assert rt.service.list() == []
 
 
-def test_local_backend_accepts_kubernetes_fields_with_one_warning(client, rt):
+def test_local_backend_accepts_pod_only_fields_with_one_warning(client, rt):
     m = manifest(**FULL)
     m["metadata"]["name"] = "local-k8s-fields"
     m["spec"]["ttlSecondsAfterFinished"] = 60
@@ -168,5 +168,6 @@ def test_local_backend_accepts_kubernetes_fields_with_one_warning(client, rt):
     st = rt.service.get("default", "local-k8s-fields")
     warned = [e.message for e in st.events if e.reason == "NotHonoured"]
     assert len(warned) == 1, warned
-    assert "spec.template.tolerations" in warned[0] and "spec.template.shmSize" in warned[0]
+    assert "spec.template.volumes" in warned[0] and "spec.template.shmSize" in warned[0]
+    assert "tolerations" not in warned[0] and "affinity" not in warned[0]  # placement acts on these
     assert "spec.ttlSecondsAfterFinished" in warned[0] and "local backend" in warned[0]
