@@ -163,3 +163,25 @@ def test_a_retry_keeps_its_pods_and_service_while_the_failed_attempt_is_cleaned_
     set_outcome(core, retry, "Succeeded")
     until(lambda: not pods_of(core, "ttl-retry") and not service_exists(core, "ttl-retry"), timeout=30,
           what="the finished retry cleaned up")
+
+
+def test_a_trainingjob_applied_with_tolerations_keeps_them_through_the_crd(rt, k8s_cluster):
+    """The CRD keeps the pod fields (no pruning of the free-form sub-objects), the import validates
+    them, and the pod gets them: a job applied like `kubectl apply` lands on a tainted node."""
+    pool = uuid.uuid4().hex[:8]
+    node = k8s_cluster.add_nodes(1, cpu="2", memory="8Gi", labels={"pool": pool})[0]
+    core = rt.backend.core
+    taint(core, node, {"key": "dedicated", "value": "ml", "effect": "NoExecute"})
+    until(lambda: any(n.name == node and n.taints for n in rt.backend.nodes()), what="taint seen")
+    body = job("applied-tolerant", 1, pool)
+    body["spec"]["ttlSecondsAfterFinished"] = 1
+    body["spec"]["template"].update({"shmSize": "1Gi", "tolerations": [
+        {"key": "dedicated", "operator": "Equal", "value": "ml", "effect": "NoExecute", "tolerationSeconds": 3600}]})
+    rt.backend.custom.create_namespaced_custom_object("jobsched.io", "v1alpha1", "default", "trainingjobs", body)
+    pods = until(lambda: [p for p in pods_of(core, "applied-tolerant") if p.spec.node_name] or None,
+                 what="applied-tolerant bound")
+    assert pods[0].spec.node_name == node
+    tol = next(t for t in pods[0].spec.tolerations if t.key == "dedicated")
+    assert (tol.value, tol.effect, tol.toleration_seconds) == ("ml", "NoExecute", 3600)
+    set_outcome(core, pods, "Succeeded")
+    until(lambda: not pods_of(core, "applied-tolerant"), timeout=30, what="cleaned up after the job's TTL")
