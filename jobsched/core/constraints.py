@@ -2,11 +2,15 @@
 TaintToleration and NodeAffinity plugins).
 
 * A node's taints of effect NoSchedule or NoExecute keep a replica off unless it tolerates every one
-  of them; PreferNoSchedule taints never filter (kube-scheduler only scores them).
+  of them; PreferNoSchedule taints never filter.
 * ``requiredDuringSchedulingIgnoredDuringExecution``: the node must match at least one term; a term
   matches when all its matchExpressions (In, NotIn, Exists, DoesNotExist, Gt, Lt over labels) and
-  matchFields (metadata.name In/NotIn) hold. An empty term matches nothing. ``preferred...`` terms
-  are not acted on (no score).
+  matchFields (metadata.name In/NotIn) hold. An empty term matches nothing.
+* Preferences (``preference``): among the nodes a replica fits, the weights of the
+  ``preferredDuringScheduling...`` terms a node matches count for it and untolerated
+  PreferNoSchedule taints against it, each scaled to 0..1 and then by PREFERENCE_WEIGHT, added to the
+  policy's score. The policies' scores are within a few units, so a preference decides between
+  fitting nodes; keeping a gang together (gang.py, 1e3) still comes first.
 
 Masks depend only on labels and taints, which are fixed for a snapshot: each distinct
 (tolerations, affinity) is computed once per node set and shared by the table's copies. A job without
@@ -28,6 +32,7 @@ B = npt.NDArray[np.bool_]
 Toleration = tuple[str, str, str, str]  # key, operator (Equal | Exists), value, effect ("" = any)
 Requirement = tuple[str, str, tuple[str, ...]]  # key, operator, values
 FILTERING = ("NoSchedule", "NoExecute")
+PREFERENCE_WEIGHT = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,9 +47,10 @@ class Constraints:
 
     tolerations: tuple[Toleration, ...] = ()
     required: tuple[Term, ...] | None = None  # None: no required node affinity
+    preferred: tuple[tuple[int, Term], ...] = ()  # (weight 1..100, term)
 
     def __bool__(self) -> bool:
-        return bool(self.tolerations) or self.required is not None
+        return bool(self.tolerations) or self.required is not None or bool(self.preferred)
 
 
 NONE = Constraints()
@@ -60,7 +66,10 @@ def from_template(tolerations: Sequence[Mapping[str, Any]], affinity: Mapping[st
     if req is not None:
         terms = tuple(Term(_reqs(t.get("matchExpressions")), _reqs(t.get("matchFields")))
                       for t in req.get("nodeSelectorTerms") or [])
-    return Constraints(tol, terms)
+    preferred = tuple((int(p.get("weight", 1)), Term(_reqs((p.get("preference") or {}).get("matchExpressions")),
+                                                     _reqs((p.get("preference") or {}).get("matchFields"))))
+                      for p in node.get("preferredDuringSchedulingIgnoredDuringExecution") or [])
+    return Constraints(tol, terms, preferred)
 
 
 def _reqs(items: Iterable[Mapping[str, Any]] | None) -> tuple[Requirement, ...]:
@@ -92,17 +101,40 @@ def untolerated(table: NodeTable, tolerations: tuple[Toleration, ...]) -> tuple[
     return bad, first
 
 
-def _taint_rows(table: NodeTable) -> dict[Taint, B]:
-    """Each distinct filtering taint and the rows that carry it (cached with the table)."""
+def _taint_rows(table: NodeTable, prefer: bool = False) -> dict[Taint, B]:
+    """Each distinct filtering (or, ``prefer``: PreferNoSchedule) taint and the rows that carry it
+    (cached with the table)."""
     cache = table.constraint_cache
     got = cache.get("taints")
     if got is None:
-        got = {}
+        got = ({}, {})
         for i, taints in enumerate(table.taints):
             for t in taints:
-                if t[2] in FILTERING:
-                    got.setdefault(t, np.zeros(len(table), dtype=bool))[i] = True
+                side: dict[Taint, B] = got[1] if t[2] == "PreferNoSchedule" else got[0]
+                side.setdefault(t, np.zeros(len(table), dtype=bool))[i] = True
         cache["taints"] = got
+    return got[1] if prefer else got[0]
+
+
+def preference(table: NodeTable, c: Constraints) -> npt.NDArray[np.float64] | None:
+    """Per row, what ``c`` prefers (added to the policy's score); None when nothing is preferred."""
+    prefer_taints = _taint_rows(table, prefer=True)
+    if not c.preferred and not prefer_taints:
+        return None
+    key = ("preference", c)
+    got = table.constraint_cache.get(key)
+    if got is None:
+        score = np.zeros(len(table), dtype=np.float64)
+        total = sum(w for w, _ in c.preferred)
+        for weight, term in c.preferred:
+            score += weight / total * affinity_mask(table, (term,))
+        bad = np.zeros(len(table), dtype=np.float64)
+        for taint, rows in prefer_taints.items():
+            if not tolerates(c.tolerations, taint):
+                bad += rows
+        if bad.any():
+            score -= bad / bad.max()
+        table.constraint_cache[key] = got = score * PREFERENCE_WEIGHT
     return got
 
 

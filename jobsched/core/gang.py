@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
-from jobsched.core.constraints import NONE, Constraints, constraints_mask
+from jobsched.core.constraints import NONE, Constraints, constraints_mask, preference
 from jobsched.core.fit import feasible
 from jobsched.core.framework import GpuChooser, ScorePlugin
 from jobsched.core.nodes import NodeTable
@@ -78,6 +78,7 @@ def place_gang(
     req = group.request
     done: list[Assignment] = []
     used = np.zeros(len(table), dtype=bool)
+    prefer = preference(table, group.constraints)  # preferred node affinity, PreferNoSchedule taints
     for rank in range(group.replicas):
         mask = feasible(table, req) & allowed
         if group.placement == "StrictSpread":
@@ -87,6 +88,8 @@ def place_gang(
             unplace(table, req, done)
             return None
         scores = score_rows(scorer, table, req, rows, group)
+        if prefer is not None:
+            scores = scores + prefer[rows]
         if group.placement == "Pack" and done:
             scores = scores + np.where(used[rows], 1e3, 0.0)  # keep a gang together
         elif group.placement == "Spread" and done:

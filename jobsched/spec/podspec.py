@@ -99,8 +99,13 @@ def check_affinity(affinity: dict[str, Any]) -> None:
     required = node.get("requiredDuringSchedulingIgnoredDuringExecution") or {}
     terms = [(f"nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms[{i}]", t)
              for i, t in enumerate(required.get("nodeSelectorTerms") or [])]
+    preferred = node.get("preferredDuringSchedulingIgnoredDuringExecution") or []
+    for i, p in enumerate(preferred):
+        if not 1 <= p["weight"] <= 100:
+            raise ValueError(f"affinity.nodeAffinity.preferredDuringSchedulingIgnoredDuringExecution[{i}].weight: "
+                             f"must be from 1 to 100, got {p['weight']}")
     terms += [(f"nodeAffinity.preferredDuringSchedulingIgnoredDuringExecution[{i}].preference", p.get("preference"))
-              for i, p in enumerate(node.get("preferredDuringSchedulingIgnoredDuringExecution") or [])]
+              for i, p in enumerate(preferred)]
     for where, term in terms:
         for kind in ("matchExpressions", "matchFields"):
             for j, req in enumerate((term or {}).get(kind) or []):

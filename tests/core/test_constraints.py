@@ -151,3 +151,30 @@ def test_masks_are_computed_once_per_node_set_and_untainted_clusters_skip_the_fi
     from jobsched.core.constraints import constraints_mask
 
     assert constraints_mask(plain, group().constraints) is None
+
+
+def test_preferred_node_affinity_picks_among_the_nodes_that_fit():
+    t = table(taints=[])
+    prefer_b = {"nodeAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [
+        {"weight": 10, "preference": {"matchExpressions": [{"key": "zone", "operator": "In", "values": ["a"]}]}},
+        {"weight": 90, "preference": {"matchExpressions": [{"key": "zone", "operator": "In", "values": ["b"]}]}}]}}
+    d = decide(Snapshot.build(t), group("p", affinity=prefer_b))
+    assert d["p"].assignments[0].node in ("cpu-1", "gpu-1")  # zone b
+    assert allowed(t, group(affinity=prefer_b)) == set(t.names)  # a preference never filters
+
+
+def test_prefernoschedule_taints_are_avoided_while_other_nodes_fit_then_used():
+    soft = ("spot", "true", "PreferNoSchedule")
+    t = NodeTable.from_arrays(["spot-0", "spot-1", "steady"], [8000] * 3, [32 * GiB] * 3, [0, 0, 0],
+                              taints=[(soft,), (soft,), ()])
+    snap = Snapshot.build(t)
+    d = decide(snap, group("a"))
+    assert d["a"].assignments[0].node == "steady"
+    d = decide(snap, group("gang", replicas=3))  # the preferred node first, then Pack keeps it together
+    assert {a.node for a in d["gang"].assignments} == {"steady"}
+    full = Snapshot.build(t)
+    full.table.allocate(2, Resources(8000, 32 * GiB), ())
+    d = decide(full, group("b"))
+    assert d["b"].assignments[0].node.startswith("spot-")  # no other node fits: the taint does not filter
+    tolerant = group("c", tolerations=[{"key": "spot", "operator": "Exists"}])
+    assert decide(snap, tolerant)["c"].assignments[0].node  # tolerating it, any node will do
