@@ -90,6 +90,9 @@ def test_snake_case_sub_fields_are_normalised_to_what_kubernetes_takes():
         {"matchExpressions": [{"key": "a", "operator": "Gt", "values": ["x"]}]}]}}}},
      "spec.template.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms[0]"
      ".matchExpressions[0].values", "integer"),
+    ({"affinity": {"nodeAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [
+        {"weight": 0, "preference": {"matchExpressions": [{"key": "a", "operator": "Exists"}]}}]}}},
+     "spec.template.affinity.nodeAffinity.preferredDuringSchedulingIgnoredDuringExecution[0].weight", "1 to 100"),
     ({"volumes": [{"name": "d"}], "volumeMounts": [{"name": "e", "mountPath": "/d"}]},
      "spec.template.volumeMounts[0].name", "no volume named 'e'"),
     ({"volumes": [{"name": "d"}], "volumeMounts": [{"name": "d"}]},
