@@ -17,6 +17,7 @@ from pydantic import ValidationError
 from jobsched.spec import quantity as q
 from jobsched.spec.errors import SpecError, format_validation_error
 from jobsched.spec.job import TrainingJob
+from jobsched.spec.podtemplate import PodTemplateFields
 
 RANK_ENV_ANNOTATION = "jobsched.io/rank-env"
 MAX_REPLICAS = 10_000  # as TrainingJob's spec.replicas
@@ -202,9 +203,25 @@ def _container(rs: dict[str, Any], path: str, default: str, warnings: list[str])
     carried.update({to: c[k] for k, to in _CONTAINER_FIELDS.items() if c.get(k) is not None})
     where = {k: f"{path}.template.spec.{k}" for k in _POD_FIELDS}
     where.update({to: f"{cpath}.{k}" for k, to in _CONTAINER_FIELDS.items()})
+    _check_pod_fields(carried, where)
     return {"argv": argv, "env": env, "image": c.get("image"), "workingDir": c.get("workingDir"),
             "resources": resources, "nodeSelector": pod.get("nodeSelector") or {}, "pod": carried,
             "pod_where": where}
+
+
+def _check_pod_fields(carried: dict[str, Any], where: dict[str, str]) -> None:
+    """The role's pod fields as the TrainingJob template will check them, errors naming the
+    PyTorchJob/MXJob path (``spec.pytorchReplicaSpecs.Worker.template.spec.tolerations[0].effect``)."""
+    try:
+        PodTemplateFields.model_validate(carried)
+    except ValidationError as e:
+        err = e.errors()[0]
+        msg = str(err["msg"]).removeprefix("Value error, ")
+        loc = [str(p) for p in err["loc"]]
+        if loc:  # a field's own check: its path, then the message
+            msg = f"{loc[0]}: {'unknown field' if err['type'] == 'extra_forbidden' else msg}"
+        m = re.match(r"^([A-Za-z]+)(.*)$", msg, re.S)
+        raise SpecError(f"{where.get(m.group(1), m.group(1))}{m.group(2)}" if m else msg) from None
 
 
 def _pod_fields(layout: list[tuple[str, int, dict[str, Any]]], field: str, warnings: list[str]) -> dict[str, Any]:

@@ -174,3 +174,22 @@ def test_local_backend_accepts_pod_only_fields_with_one_warning(client, rt):
     assert "spec.template.volumes" in warned[0] and "spec.template.shmSize" in warned[0]
     assert "tolerations" not in warned[0] and "affinity" not in warned[0]  # placement acts on these
     assert "spec.ttlSecondsAfterFinished" in warned[0] and "local backend" in warned[0]
+
+
+def test_kubeflow_bad_pod_field_names_the_kubeflow_path():
+    from jobsched.spec.errors import SpecError
+
+    spec = {"tolerations": [{"key": "a", "tolerationSeconds": "soon"}],
+            "containers": [{"name": "pytorch", "image": "img", "command": ["python"],
+                            "volumeMounts": [{"name": "nope", "mountPath": "/x"}]}]}
+    pj = {"apiVersion": "kubeflow.org/v1", "kind": "PyTorchJob", "metadata": {"name": "pj"},
+          "spec": {"pytorchReplicaSpecs": {"Worker": {"replicas": 1, "template": {"spec": spec}}}}}
+    with pytest.raises(SpecError) as e:
+        convert(copy.deepcopy(pj))
+    assert str(e.value) == ("spec.pytorchReplicaSpecs.Worker.template.spec.tolerations[0].tolerationSeconds: "
+                            "input should be a valid integer")
+    spec["tolerations"] = []
+    with pytest.raises(SpecError) as e:
+        convert(pj)
+    assert str(e.value).startswith("spec.pytorchReplicaSpecs.Worker.template.spec.containers[0].volumeMounts[0]"
+                                   ".name: no volume named 'nope'")
