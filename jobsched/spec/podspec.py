@@ -101,9 +101,9 @@ def check_affinity(affinity: dict[str, Any]) -> None:
              for i, t in enumerate(required.get("nodeSelectorTerms") or [])]
     preferred = node.get("preferredDuringSchedulingIgnoredDuringExecution") or []
     for i, p in enumerate(preferred):
-        if not 1 <= p["weight"] <= 100:
+        if not isinstance(p.get("weight"), int) or not 1 <= p["weight"] <= 100:
             raise ValueError(f"affinity.nodeAffinity.preferredDuringSchedulingIgnoredDuringExecution[{i}].weight: "
-                             f"must be from 1 to 100, got {p['weight']}")
+                             f"must be from 1 to 100, got {p.get('weight')}")
     terms += [(f"nodeAffinity.preferredDuringSchedulingIgnoredDuringExecution[{i}].preference", p.get("preference"))
               for i, p in enumerate(preferred)]
     for where, term in terms:
@@ -113,10 +113,10 @@ def check_affinity(affinity: dict[str, Any]) -> None:
 
 
 def _check_requirement(where: str, req: dict[str, Any], field: bool) -> None:
-    op, values = req["operator"], req.get("values") or []
+    op, values = req.get("operator"), req.get("values") or []
     if op not in SELECTOR_OPERATORS:
         raise ValueError(f"{where}.operator: {op!r} is not one of {', '.join(SELECTOR_OPERATORS)}")
-    if field and (req["key"] != "metadata.name" or op not in ("In", "NotIn")):
+    if field and (req.get("key") != "metadata.name" or op not in ("In", "NotIn")):
         raise ValueError(f"{where}: matchFields supports only key metadata.name with In or NotIn")
     if op in ("In", "NotIn") and not values:
         raise ValueError(f"{where}.values: must be non-empty for {op}")

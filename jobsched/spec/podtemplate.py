@@ -72,7 +72,7 @@ class PodTemplateFields(Model):
         return self
 
     def _check_mounts(self) -> None:
-        names = [v["name"] for v in self.volumes]
+        names = [v.get("name") for v in self.volumes]
         for i, n in enumerate(names):
             if n in RESERVED_VOLUMES:
                 raise ValueError(f"volumes[{i}].name: {n!r} is reserved by jobsched (checkpoints, shmSize)")
@@ -80,9 +80,9 @@ class PodTemplateFields(Model):
                 raise ValueError(f"volumes[{i}].name: {n!r} is given twice")
         paths: set[str] = set(RESERVED_PATHS) | ({SHM_PATH} if self.shm_size is not None else set())
         for i, m in enumerate(self.volume_mounts):
-            if m["name"] not in names:
-                raise ValueError(f"volumeMounts[{i}].name: no volume named {m['name']!r} in template.volumes")
-            path = m["mountPath"].rstrip("/") or "/"
+            if m.get("name") not in names:
+                raise ValueError(f"volumeMounts[{i}].name: no volume named {m.get('name')!r} in template.volumes")
+            path = str(m.get("mountPath", "")).rstrip("/") or "/"
             if path in paths:
                 why = " (shmSize mounts it)" if path == SHM_PATH else ""
                 raise ValueError(f"volumeMounts[{i}].mountPath: {path!r} is mounted twice{why}")
