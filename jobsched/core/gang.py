@@ -39,7 +39,7 @@ class PodGroup:
     gpu_models: tuple[str, ...] = ()
     placement: str = "Pack"  # Pack | Spread | StrictSpread
     preemptible: bool = True
-    constraints: Constraints = NONE  # tolerations and required node affinity (core/constraints.py)
+    constraints: Constraints = NONE  # tolerations, node affinity (core/constraints.py)
 
     def total(self) -> Resources:
         return self.request.scaled(self.replicas)

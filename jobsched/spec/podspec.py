@@ -11,6 +11,7 @@ and effects are checked here too.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 TOLERATION_OPERATORS = ("Equal", "Exists")
@@ -40,10 +41,10 @@ def normalise(value: Any, kind: str, field: str) -> Any:
     many = kind.startswith("list[")
     cls = getattr(models, kind[5:-1] if many else kind)
     if hasattr(cls, "model_validate"):  # pydantic models (kubernetes >= 35)
-        from pydantic import TypeAdapter, ValidationError
+        from pydantic import ValidationError
 
         try:
-            obj = TypeAdapter(list[cls] if many else cls).validate_python(value)  # type: ignore[valid-type]
+            obj = _adapter(kind).validate_python(value)
         except ValidationError as e:
             err = e.errors()[0]
             msg = "unknown field" if err["type"] == "extra_forbidden" else err["msg"].lower()
@@ -53,6 +54,16 @@ def normalise(value: Any, kind: str, field: str) -> Any:
         return dumped if many else dumped[0]
     _walk(models, value, kind, field)  # pragma: no cover - older clients
     return value  # pragma: no cover
+
+
+@functools.cache
+def _adapter(kind: str) -> Any:
+    """A pydantic TypeAdapter for ``kind`` (built once: building one takes milliseconds)."""
+    from pydantic import TypeAdapter
+
+    many = kind.startswith("list[")
+    cls = getattr(_models(), kind[5:-1] if many else kind)
+    return TypeAdapter(list[cls] if many else cls)  # type: ignore[valid-type]
 
 
 def _walk(models: Any, value: Any, kind: str, path: str) -> None:  # pragma: no cover - older clients
