@@ -340,6 +340,7 @@ class KubernetesBackend:
 
         ns, name = job_key.split("/", 1)
         sel = f"{P.L_UID}={job_uid}"
+        self.janitor.forget(job_key)
         with self._lock:
             for k in [k for k, t in self._tracked.items() if t.job_key == job_key]:
                 t = self._tracked.pop(k)

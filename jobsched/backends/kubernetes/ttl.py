@@ -62,6 +62,13 @@ class Janitor:
         with self._lock:
             self._attempts.pop((job_key, attempt), None)
 
+    def forget(self, job_key: str) -> None:
+        """The job was deleted (its pods and Service with it): nothing left to clean up."""
+        with self._lock:
+            for k in [k for k in self._attempts if k[0] == job_key]:
+                del self._attempts[k]
+            self._latest.pop(job_key, None)
+
     def exited(self, job_key: str, attempt: int) -> None:
         """One replica of the attempt exited (cheap: the controller's tick calls this)."""
         with self._lock:
