@@ -47,6 +47,10 @@ class GangLaunch:
     checkpoint_dir: str | None = None
     placement: str = "Pack"
     labels: dict[str, str] = field(default_factory=dict)
+    # The template's pod-spec fields, camelCase: {"pod": {tolerations, affinity, volumes...},
+    # "container": {volumeMounts, securityContext}} (spec/podtemplate.py; Kubernetes acts on them).
+    pod_template: dict[str, Any] = field(default_factory=dict)
+    ttl_seconds_after_finished: int | None = None  # spec.ttlSecondsAfterFinished (None: backend default)
 
 
 @dataclass(frozen=True)

@@ -50,6 +50,11 @@ def server(ctx: typer.Context, home: Path | None = HOME,
                                                     "on Kubernetes (with --node-pool)."),
            node_class: str | None = typer.Option(None, help="Karpenter NodeClass group/kind/name "
                                                  "(--node-provider karpenter)."),
+           ttl_after_finished: int | None = typer.Option(None, help="Seconds after a job finishes "
+                                                         "before its pods and Service are deleted, unless "
+                                                         "its spec.ttlSecondsAfterFinished says otherwise "
+                                                         "(--backend kubernetes; default: kept until the "
+                                                         "job is deleted)."),
            local_nodes: Path | None = typer.Option(None, help="YAML list of virtual nodes to split this "
                                                    "machine into: [{name, cpu, memory, gpus, gpuModel, gpuMemory, labels}] "
                                                    "(--backend local)."),
@@ -117,6 +122,12 @@ def server(ctx: typer.Context, home: Path | None = HOME,
         if node_provider != "karpenter":
             fail("--node-class: only with --node-provider karpenter")
         options["node_class"] = node_class
+    if ttl_after_finished is not None:
+        if backend is not Backend.kubernetes:
+            fail("--ttl-after-finished: only with --backend kubernetes")
+        if ttl_after_finished < 0:
+            fail("--ttl-after-finished: must not be negative")
+        options["ttl_seconds_after_finished"] = ttl_after_finished  # type: ignore[assignment]
     if local_nodes is not None:
         if backend is not Backend.local:
             fail("--local-nodes: only with --backend local")

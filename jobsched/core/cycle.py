@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
+from jobsched.core.constraints import exclusions
 from jobsched.core.fit import insufficiency
 from jobsched.core.gang import Assignment, PodGroup, allowed_mask, place_gang, placeable_count, unplace
 from jobsched.core.nodes import NodeTable
@@ -160,7 +161,8 @@ class Scheduler:
         n = placeable_count(table, g, self.scorer, self.gpus)
         if n:
             return f"only {n} of {g.replicas} replicas fit at once ({describe(g.request)} each)"
-        return f"no replica fits: {insufficiency(table, g.request, allowed)}"
+        excluded = exclusions(table, g.constraints, allowed)  # untolerated taints, affinity
+        return f"no replica fits: {insufficiency(table, g.request, allowed, excluded)}"
 
     def _preempt(
         self,
@@ -237,6 +239,7 @@ def with_provisionable(table: NodeTable, snap: Snapshot) -> NodeTable:
     models = table.gpu_models_of()
     labels = list(table.labels)
     gmem = list(table.gpu_mem)
+    taints = list(table.taints)  # added nodes: untainted (a NodeShape carries no taints)
     for shape in snap.provisionable:
         for i in range(shape.max_count):
             names.append(f"{shape.name}-new-{i}")
@@ -246,7 +249,8 @@ def with_provisionable(table: NodeTable, snap: Snapshot) -> NodeTable:
             models.append(shape.gpu_model)
             labels.append(dict(shape.labels))
             gmem.append(shape.gpu_memory)
-    return NodeTable.from_arrays(names, cpu, mem, gpus, models, labels, gpu_memory=gmem)
+            taints.append(())
+    return NodeTable.from_arrays(names, cpu, mem, gpus, models, labels, gpu_memory=gmem, taints=taints)
 
 
 def describe(r: Resources) -> str:

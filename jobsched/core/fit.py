@@ -51,13 +51,16 @@ def fits(req: Resources, table: NodeTable, row: int) -> Status:
     return SUCCESS
 
 
-def insufficiency(table: NodeTable, req: Resources, allowed: B) -> str:
-    """kube-scheduler style summary: '0/5 nodes are available: 3 insufficient memory, ...'."""
+def insufficiency(table: NodeTable, req: Resources, allowed: B, excluded: dict[str, int] | None = None) -> str:
+    """kube-scheduler style summary: '0/5 nodes are available: 3 insufficient memory, ...'.
+    ``excluded``: why the rows outside ``allowed`` are (core/constraints.py's exclusions)."""
     n = len(table)
     counts: dict[str, int] = {}
     left = allowed.copy()
     not_allowed = int((~allowed).sum())
-    if not_allowed:
+    if excluded:
+        counts.update(excluded)
+    elif not_allowed:
         counts["node selector/GPU model mismatch"] = not_allowed
     checks: list[tuple[str, B]] = [
         ("unschedulable", ~table.schedulable),

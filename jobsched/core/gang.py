@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
+from jobsched.core.constraints import NONE, Constraints, constraints_mask, preference
 from jobsched.core.fit import feasible
 from jobsched.core.framework import GpuChooser, ScorePlugin
 from jobsched.core.nodes import NodeTable
@@ -38,6 +39,7 @@ class PodGroup:
     gpu_models: tuple[str, ...] = ()
     placement: str = "Pack"  # Pack | Spread | StrictSpread
     preemptible: bool = True
+    constraints: Constraints = NONE  # tolerations, node affinity (core/constraints.py)
 
     def total(self) -> Resources:
         return self.request.scaled(self.replicas)
@@ -45,14 +47,19 @@ class PodGroup:
     def shape(self) -> tuple[object, ...]:
         """Jobs with the same shape fit or not alike: used to memoize never-fits checks."""
         return (self.request, self.replicas, tuple(sorted(self.node_selector.items())),
-                self.gpu_models, self.placement)
+                self.gpu_models, self.placement, self.constraints)
 
 
 def allowed_mask(table: NodeTable, group: PodGroup) -> npt.NDArray[np.bool_]:
-    """Static constraints (node selector, GPU model): independent of what is running."""
+    """Static constraints (node selector, GPU model, taints and node affinity): independent of what
+    is running."""
     mask = np.ones(len(table), dtype=bool)
     for k, v in group.node_selector.items():
         mask &= table.label_mask(k, v)
+    if group.constraints or table.taints:
+        allowed = constraints_mask(table, group.constraints)
+        if allowed is not None:
+            mask &= allowed
     if group.gpu_models and group.request.gpus:
         mask &= table.model_mask(group.gpu_models)
     return mask
@@ -71,6 +78,7 @@ def place_gang(
     req = group.request
     done: list[Assignment] = []
     used = np.zeros(len(table), dtype=bool)
+    prefer = preference(table, group.constraints)  # preferred node affinity, PreferNoSchedule taints
     for rank in range(group.replicas):
         mask = feasible(table, req) & allowed
         if group.placement == "StrictSpread":
@@ -80,6 +88,8 @@ def place_gang(
             unplace(table, req, done)
             return None
         scores = score_rows(scorer, table, req, rows, group)
+        if prefer is not None:
+            scores = scores + prefer[rows]
         if group.placement == "Pack" and done:
             scores = scores + np.where(used[rows], 1e3, 0.0)  # keep a gang together
         elif group.placement == "Spread" and done:
@@ -116,7 +126,8 @@ def unplace(table: NodeTable, req: Resources, done: Sequence[Assignment]) -> Non
 def placeable_count(table: NodeTable, group: PodGroup, scorer: ScorePlugin, gpus: GpuChooser) -> int:
     """How many replicas of ``group`` fit at once (for reasons); leaves ``table`` unchanged."""
     single = PodGroup(group.key, group.request, 1, group.queue, group.priority, group.created,
-                      group.node_selector, group.gpu_models, group.placement)
+                      group.node_selector, group.gpu_models, group.placement, group.preemptible,
+                      group.constraints)
     allowed = allowed_mask(table, group)
     done: list[Assignment] = []
     for rank in range(group.replicas):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -21,6 +22,7 @@ I64 = npt.NDArray[np.int64]
 I32 = npt.NDArray[np.int32]
 F64 = npt.NDArray[np.float64]
 B = npt.NDArray[np.bool_]
+Taint = tuple[str, str, str]  # key, value, effect
 
 
 @dataclass
@@ -42,11 +44,16 @@ class NodeTable:
     gpu_full: I32 = field(init=False)  # number of completely free GPUs
     gpu_max_free: I32 = field(init=False)  # largest free share on any GPU
     _label_masks: dict[tuple[str, str], B] = field(default_factory=dict, init=False, repr=False)
+    taints: list[tuple[Taint, ...]] = field(default_factory=list)  # per row; [] = no node is tainted
+    # core/constraints.py's masks (labels and taints are fixed per table: shared by copies)
+    constraint_cache: dict[object, Any] = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.index = {n: i for i, n in enumerate(self.names)}
         if self.gpu_mem.shape != (len(self.names),):
             self.gpu_mem = np.zeros(len(self.names), dtype=np.int64)
+        if len(self.taints) != len(self.names):
+            self.taints = [()] * len(self.names)
         self._refresh_gpu_rows(np.arange(len(self.names)))
 
     # construction ---------------------------------------------------------------------------
@@ -62,6 +69,7 @@ class NodeTable:
         price: Sequence[float] | None = None,
         schedulable: Sequence[bool] | None = None,
         gpu_memory: Sequence[int] | None = None,
+        taints: Sequence[tuple[Taint, ...]] | None = None,
     ) -> NodeTable:
         n = len(names)
         gpus_arr = np.asarray(gpus, dtype=np.int32)
@@ -92,6 +100,7 @@ class NodeTable:
             labels=list(labels) if labels is not None else [{} for _ in range(n)],
             gpu_mem=np.where(gpus_arr > 0, np.asarray(gpu_memory if gpu_memory is not None else [0] * n,
                                                       dtype=np.int64), 0),
+            taints=list(taints) if taints is not None else [],
         )
 
     @classmethod
@@ -107,6 +116,7 @@ class NodeTable:
             [nd.price_per_hour for nd in nodes],
             [not nd.unschedulable for nd in nodes],
             [nd.gpu_memory_bytes for nd in nodes],
+            [tuple((t.key, t.value, t.effect) for t in nd.taints) for nd in nodes],
         )
 
     def copy(self) -> NodeTable:
@@ -124,8 +134,10 @@ class NodeTable:
             price=self.price,
             labels=self.labels,
             gpu_mem=self.gpu_mem,
+            taints=self.taints,
         )
         t._label_masks = self._label_masks  # labels are immutable; share the cache
+        t.constraint_cache = self.constraint_cache
         return t
 
     def emptied(self) -> NodeTable:

@@ -312,7 +312,9 @@ class Controller:
         labels = dict(spec.metadata.labels)
         if spec.spec.checkpoint_dir:
             labels["jobsched.io/checkpoint-requested"] = "true"
-        gang = GangLaunch(job.key, job.uid, idx, reps, ckpt, spec.spec.placement, labels)
+        pod, container = spec.spec.template.pod_fields()
+        gang = GangLaunch(job.key, job.uid, idx, reps, ckpt, spec.spec.placement, labels,
+                          {"pod": pod, "container": container}, spec.spec.ttl_seconds_after_finished)
         # Assume: record the attempt and the allocation before any side effect.
         # A memory-sized share keeps its size per node; its quota figure is the largest share taken.
         recorded = replace(d.request, gpu_milli=max(shares)) if d.request.gpu_share and shares else d.request

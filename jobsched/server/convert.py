@@ -7,6 +7,7 @@ import math
 from typing import Any
 
 from jobsched.backends.base import GangLaunch, ReplicaLaunch
+from jobsched.core.constraints import from_template
 from jobsched.core.gang import Assignment, PodGroup
 from jobsched.core.snapshot import RunningGang
 from jobsched.spec.api import (
@@ -60,6 +61,7 @@ def pod_group(row: JobRow) -> PodGroup:
         key=row.key, request=request_of(row, job), replicas=job.spec.replicas, queue=row.queue,
         priority=row.priority, created=row.created_at, node_selector=dict(job.spec.template.node_selector),
         gpu_models=tuple(job.spec.gpu_models), placement=job.spec.placement,
+        constraints=from_template(job.spec.template.tolerations, job.spec.template.affinity),
     )
 
 
@@ -139,7 +141,8 @@ def job_status(store: Store, row: JobRow, with_manifest: bool = False,
 def launch_to_json(g: GangLaunch) -> dict[str, Any]:
     return {
         "job_key": g.job_key, "job_uid": g.job_uid, "attempt": g.attempt, "checkpoint_dir": g.checkpoint_dir,
-        "placement": g.placement, "labels": g.labels,
+        "placement": g.placement, "labels": g.labels, "pod_template": g.pod_template,
+        "ttl_seconds_after_finished": g.ttl_seconds_after_finished,
         "replicas": [{**r.__dict__, "requests": r.requests.as_dict(), "gpus": list(r.gpus)} for r in g.replicas],
     }
 
@@ -148,7 +151,8 @@ def launch_from_json(d: dict[str, Any]) -> GangLaunch:
     reps = [ReplicaLaunch(**{**r, "requests": Resources.from_dict(r["requests"]), "gpus": tuple(r["gpus"])})
             for r in d["replicas"]]
     return GangLaunch(d["job_key"], d["job_uid"], int(d["attempt"]), reps, d.get("checkpoint_dir"),
-                      d.get("placement", "Pack"), d.get("labels", {}))
+                      d.get("placement", "Pack"), d.get("labels", {}), d.get("pod_template", {}),
+                      d.get("ttl_seconds_after_finished"))
 
 
 def dumps(x: Any) -> str:

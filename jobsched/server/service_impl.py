@@ -87,6 +87,12 @@ class JobService:
     # jobs -------------------------------------------------------------------------------------
     def submit(self, manifest: dict[str, Any]) -> JobStatus:
         job, warnings = parse_job(manifest)  # a field beyond its bound is a 422 naming it (spec/limits.py)
+        if self.backend.name != "kubernetes":  # one warning for the pod fields only Kubernetes acts on
+            ignored = [f"template.{k}" for k in job.spec.template.kubernetes_only()]
+            ignored += ["ttlSecondsAfterFinished"] if job.spec.ttl_seconds_after_finished is not None else []
+            if ignored:
+                warnings = [*warnings, f"spec.{', spec.'.join(ignored)}: Kubernetes pod settings, not acted on "
+                                       f"by the {self.backend.name} backend (ignored)"]
         check_manifest_size(manifest, self.max_manifest_bytes)  # then the whole: 413
         job_admin.pick_name(job, lambda ns, n: self.store.job(ns, n) is not None)
         queues = self.store.queues()

@@ -14,6 +14,7 @@ from jobsched.spec import limits as lim
 from jobsched.spec import quantity as q
 from jobsched.spec.base import DNSLabel, Model, _dns_label
 from jobsched.spec.duration import Duration, parse_duration
+from jobsched.spec.podtemplate import PodTemplateFields
 from jobsched.spec.resources import Resources
 
 API_VERSION = "jobsched.io/v1alpha1"
@@ -156,7 +157,7 @@ class Backoff(Model):
         return min(base * self.factor ** exponent, cap)
 
 
-class JobTemplate(Model):
+class JobTemplate(PodTemplateFields):  # + tolerations, affinity, volumes... (spec/podtemplate.py)
     command: list[lim.ArgStr] = Field(min_length=1, max_length=lim.MAX_ARGS)
     args: list[lim.ArgStr] = Field(default_factory=list, max_length=lim.MAX_ARGS)
     env: list[EnvVar] = Field(default_factory=list, max_length=lim.MAX_ENV_VARS)
@@ -218,6 +219,9 @@ class TrainingJobSpec(Model):
     # shares that GPU, sized from the request. Never: whole GPUs only. Unset: share only when
     # jobsched.io/gpu-milli is given (a fixed share). See docs/gpu.md.
     gpu_sharing: Literal["Auto", "Never"] | None = None
+    # Delete the job's pods and Service this long after it finishes (like a Kubernetes Job's field);
+    # unset: the server's default (--ttl-after-finished; none: kept until the job is deleted).
+    ttl_seconds_after_finished: int | None = Field(None, ge=0, le=lim.MAX_TTL_SECONDS)
 
     @model_validator(mode="after")
     def _resources_valid(self) -> TrainingJobSpec:

@@ -17,6 +17,7 @@ from pydantic import ValidationError
 from jobsched.spec import quantity as q
 from jobsched.spec.errors import SpecError, format_validation_error
 from jobsched.spec.job import TrainingJob
+from jobsched.spec.podtemplate import PodTemplateFields
 
 RANK_ENV_ANNOTATION = "jobsched.io/rank-env"
 MAX_REPLICAS = 10_000  # as TrainingJob's spec.replicas
@@ -26,10 +27,13 @@ ROLES = {"PyTorchJob": ("pytorchReplicaSpecs", ("Master", "Worker"), "pytorch"),
 PRIORITY_CLASSES = {"low": -100, "low-priority": -100, "default": 0, "normal": 0, "medium": 50,
                     "high": 100, "high-priority": 100, "critical": 1000}
 _DMLC_WRAPPER = 'export DMLC_PS_ROOT_URI="$MASTER_ADDR" DMLC_PS_ROOT_PORT="$MASTER_PORT"; exec "$@"'
-_IGNORED_POD = ("volumes", "tolerations", "affinity", "serviceAccountName", "securityContext",
-                "imagePullSecrets", "hostNetwork", "dnsPolicy", "priorityClassName", "schedulerName")
-_IGNORED_CONTAINER = ("volumeMounts", "ports", "imagePullPolicy", "securityContext", "livenessProbe",
-                      "readinessProbe", "lifecycle", "envFrom")
+_IGNORED_POD = ("hostNetwork", "dnsPolicy", "schedulerName")
+_IGNORED_CONTAINER = ("ports", "imagePullPolicy", "livenessProbe", "readinessProbe", "lifecycle", "envFrom")
+# Pod-spec fields carried over to the TrainingJob's template (spec/podtemplate.py), and the
+# container's, with the template field each becomes.
+_POD_FIELDS = ("tolerations", "affinity", "volumes", "imagePullSecrets", "serviceAccountName",
+               "securityContext", "priorityClassName", "runtimeClassName")
+_CONTAINER_FIELDS = {"volumeMounts": "volumeMounts", "securityContext": "containerSecurityContext"}
 
 
 def convert(manifest: dict[str, Any]) -> tuple[TrainingJob, list[str]]:
@@ -123,7 +127,7 @@ def _convert(manifest: dict[str, Any]) -> tuple[TrainingJob, list[str]]:
                  "template": {"command": argv, "env": env, "resources": resources,
                               **({"image": first["image"]} if first.get("image") else {}),
                               **({"workingDir": first["workingDir"]} if first.get("workingDir") else {}),
-                              "nodeSelector": first["nodeSelector"]}},
+                              "nodeSelector": first["nodeSelector"], **_pod_fields(layout, field, warnings)}},
     }
     _run_policy(spec, out["spec"], layout, warnings)
     try:
@@ -195,8 +199,42 @@ def _container(rs: dict[str, Any], path: str, default: str, warnings: list[str])
                 q.parse_quantity(value)
             except ValueError as e:
                 raise SpecError(str(e), f"{cpath}.resources.{part}.{key}") from None
+    carried = {k: pod[k] for k in _POD_FIELDS if pod.get(k) is not None}
+    carried.update({to: c[k] for k, to in _CONTAINER_FIELDS.items() if c.get(k) is not None})
+    where = {k: f"{path}.template.spec.{k}" for k in _POD_FIELDS}
+    where.update({to: f"{cpath}.{k}" for k, to in _CONTAINER_FIELDS.items()})
+    _check_pod_fields(carried, where)
     return {"argv": argv, "env": env, "image": c.get("image"), "workingDir": c.get("workingDir"),
-            "resources": resources, "nodeSelector": pod.get("nodeSelector") or {}}
+            "resources": resources, "nodeSelector": pod.get("nodeSelector") or {}, "pod": carried,
+            "pod_where": where}
+
+
+def _check_pod_fields(carried: dict[str, Any], where: dict[str, str]) -> None:
+    """The role's pod fields as the TrainingJob template will check them, errors naming the
+    PyTorchJob/MXJob path (``spec.pytorchReplicaSpecs.Worker.template.spec.tolerations[0].effect``)."""
+    try:
+        PodTemplateFields.model_validate(carried)
+    except ValidationError as e:
+        err = e.errors()[0]
+        msg = str(err["msg"]).removeprefix("Value error, ")
+        loc = [str(p) for p in err["loc"]]
+        if loc:  # a field's own check: its path, then the message
+            msg = f"{loc[0]}: {'unknown field' if err['type'] == 'extra_forbidden' else msg}"
+        m = re.match(r"^([A-Za-z]+)(.*)$", msg, re.S)
+        raise SpecError(f"{where.get(m.group(1), m.group(1))}{m.group(2)}" if m else msg) from None
+
+
+def _pod_fields(layout: list[tuple[str, int, dict[str, Any]]], field: str, warnings: list[str]) -> dict[str, Any]:
+    """The first role's pod-spec fields (tolerations, affinity, volumes...); one pod template serves
+    every replica, so a role whose fields differ gets a warning."""
+    live = [(role, c["pod"], c["pod_where"]) for role, n, c in layout if n]
+    first_role, first = live[0][:2]
+    for _, pod, where in live[1:]:
+        for key in sorted(set(pod) | set(first)):
+            if pod.get(key) != first.get(key):
+                warnings.append(f"{where[key]}: differs from {first_role}'s; {first_role}'s is used for every "
+                                "replica (one pod template)")
+    return dict(first)
 
 
 def _max_resources(all_res: list[dict[str, Any]], warnings: list[str], kind: str) -> dict[str, Any]:

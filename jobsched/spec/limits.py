@@ -50,6 +50,7 @@ MAX_LABELS = 256
 MAX_ANNOTATIONS_TOTAL = 256 * KiB  # Kubernetes' TotalAnnotationSizeLimitB
 MAX_SHORT = 1 * KiB  # image, queue, family, factory, uid, timestamps, GPU model names
 MAX_LIST = 256  # gpuModels and similar short lists
+MAX_TTL_SECONDS = 10 * 365 * 86400  # ttlSecondsAfterFinished: ten years
 
 
 def no_nul(value: str) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Literal
 
 from pydantic import Field, model_validator
 
@@ -18,6 +19,14 @@ GFD_PRODUCT_LABEL = "nvidia.com/gpu.product"
 GFD_MEMORY_LABEL = "nvidia.com/gpu.memory"  # MiB per GPU
 
 
+class NodeTaint(Model):
+    """A node taint (``spec.taints`` of a Kubernetes node)."""
+
+    key: lim.ShortStr = Field(min_length=1)
+    value: lim.ShortStr = ""
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"]
+
+
 class Node(Model):
     name: lim.ShortStr = Field(min_length=1)
     capacity: dict[str, q.Quantity] = Field(default_factory=dict)
@@ -26,6 +35,7 @@ class Node(Model):
     unschedulable: bool = False
     price_per_hour: float = Field(0.0, ge=0, le=1e9, allow_inf_nan=False)
     gpu_memory: q.Quantity | None = None  # memory of each GPU; None: unknown
+    taints: list[NodeTaint] = Field(default_factory=list, max_length=lim.MAX_LIST)
 
     @model_validator(mode="after")
     def _bounds(self) -> Node:

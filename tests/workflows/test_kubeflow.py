@@ -41,6 +41,7 @@ spec:
       restartPolicy: OnFailure
       template:
         spec:
+          volumes: [{{name: data, emptyDir: {{}}}}]
           containers:
           - name: pytorch
             image: pytorch/pytorch:2.2

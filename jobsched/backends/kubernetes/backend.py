@@ -20,6 +20,7 @@ from typing import Any
 from jobsched.backends.base import GangLaunch, ReplicaEvent, StartError
 from jobsched.backends.kubernetes import pods as P
 from jobsched.backends.kubernetes.informer import Informer, wait_synced
+from jobsched.backends.kubernetes.ttl import Janitor
 from jobsched.spec.node import GPU_MODEL_LABEL, Node, gfd_gpu
 
 log = logging.getLogger("jobsched.k8s")
@@ -55,6 +56,9 @@ class KubernetesBackend:
     node_provider: str | None = None  # kwok | karpenter: adds nodes when gangs pend (with --node-pool)
     node_class: str | None = None  # Karpenter NodeClass reference group/kind/name
     parallel_starts: int = 8  # gangs started at once (each start is a few API calls)
+    # Finished jobs' pods and Service are deleted this long after (spec.ttlSecondsAfterFinished wins;
+    # None: kept until the job is deleted). See ttl.py.
+    ttl_seconds_after_finished: int | None = None
     name: str = "kubernetes"
 
     def __post_init__(self) -> None:
@@ -76,6 +80,7 @@ class KubernetesBackend:
         self._job_keys: dict[str, str] = {}  # job uid -> namespace/name
         self._nodes_version = 0
         self._node_digest: dict[str, tuple[Any, ...]] = {}
+        self.janitor = Janitor(self.core, (P.L_UID, P.L_ATTEMPT))
         self.nodes_inf = Informer("nodes", self.core.list_node, self._on_node)
         self.pods_inf = Informer("pods", self.core.list_pod_for_all_namespaces, self._on_pod,
                                  label_selector=P.L_UID)
@@ -126,7 +131,7 @@ class KubernetesBackend:
             st, md = node.status, node.metadata
             ready = any(c.type == "Ready" and c.status == "True" for c in (st.conditions or [])) if st else False
             digest = (str(sorted((st.allocatable or {}).items())) if st else "", str(sorted((md.labels or {}).items())),
-                      bool(node.spec and node.spec.unschedulable), ready,
+                      bool(node.spec and node.spec.unschedulable), ready, str(_taints(node)), _transient_taint(node),
                       (md.annotations or {}).get("jobsched.io/price-per-hour"))
             if self._node_digest.get(md.name) != digest:
                 self._node_digest[md.name] = digest
@@ -193,8 +198,9 @@ class KubernetesBackend:
                     "name": n.metadata.name, "capacity": {k: v for k, v in (st.capacity or {}).items()
                                                           if k in ("cpu", "memory", "nvidia.com/gpu")},
                     "allocatable": alloc, "labels": labels, "gpu_memory": gpu_mem or None,
-                    "unschedulable": bool(n.spec and n.spec.unschedulable) or not ready,
+                    "unschedulable": bool(n.spec and n.spec.unschedulable) or not ready or _transient_taint(n),
                     "price_per_hour": float((n.metadata.annotations or {}).get("jobsched.io/price-per-hour", 0)),
+                    "taints": _taints(n),
                 }))
             except ValueError as e:
                 log.warning("node %s skipped: %s", n.metadata.name, e)
@@ -206,6 +212,8 @@ class KubernetesBackend:
 
         ns, job_name = gang.job_key.split("/", 1)
         created: list[str] = []
+        self.janitor.started(gang.job_key, gang.job_uid, gang.attempt, len(gang.replicas), P.service_name(job_name),
+                             self._ttl(gang))
         try:
             # A headless Service for rendezvous (multi-replica gangs) and the checkpoint volume
             # (when the job asks for one) are created side by side; then every pod, then every bind.
@@ -253,7 +261,12 @@ class KubernetesBackend:
         # _preload_content=False: the generated client cannot deserialize the Status it returns.
         self.core.create_namespaced_pod_binding(pod, ns, body, _preload_content=False)
 
+    def _ttl(self, gang: GangLaunch) -> int | None:
+        ttl = gang.ttl_seconds_after_finished
+        return self.ttl_seconds_after_finished if ttl is None else ttl
+
     def _unreserve(self, gang: GangLaunch, ns: str, created: list[str]) -> None:
+        self.janitor.discard(gang.job_key, gang.attempt)
         with self._lock:
             for rep in gang.replicas:
                 t = self._tracked.pop((gang.job_key, gang.attempt, rep.rank), None)
@@ -327,6 +340,7 @@ class KubernetesBackend:
 
         ns, name = job_key.split("/", 1)
         sel = f"{P.L_UID}={job_uid}"
+        self.janitor.forget(job_key)
         with self._lock:
             for k in [k for k, t in self._tracked.items() if t.job_key == job_key]:
                 t = self._tracked.pop(k)
@@ -383,6 +397,7 @@ class KubernetesBackend:
                     t = self._tracked.pop((e.job_key, e.attempt, e.rank), None)
                     if t:
                         self._by_pod.pop(f"{t.namespace}/{t.pod}", None)
+                        self.janitor.exited(e.job_key, e.attempt)
         return out
 
     def adopt(self, gang: GangLaunch, handles: dict[int, dict[str, object]]) -> list[ReplicaEvent]:
@@ -391,6 +406,8 @@ class KubernetesBackend:
         their node."""
         now = time.time()
         events: list[ReplicaEvent] = []
+        self.janitor.started(gang.job_key, gang.job_uid, gang.attempt, len(handles),
+                             P.service_name(gang.job_key.split("/", 1)[1]), self._ttl(gang))
         for rank, h in handles.items():
             ns, pod = str(h["namespace"]), str(h["pod"])
             rep = next((r for r in gang.replicas if r.rank == int(rank)), None)
@@ -405,6 +422,7 @@ class KubernetesBackend:
                     t.done = True
                 events.append(ReplicaEvent(gang.job_key, gang.attempt, int(rank), "exited", now, reason="Lost",
                                            message=f"pod {ns}/{pod} not found after restart"))
+                self.janitor.exited(gang.job_key, gang.attempt)
             else:
                 self._on_pod("MODIFIED", obj)
         return events
@@ -431,6 +449,24 @@ class KubernetesBackend:
             self.crsync.stop()
         if self.elector is not None:
             self.elector.stop()
+        self.janitor.stop()
+
+
+# Taints the node controller and Karpenter set for conditions that pass (not-ready, unreachable,
+# cordoned, pressure, disruption): the node counts as unschedulable for now, never as a taint that
+# could make a job unresolvable.
+_TRANSIENT = ("node.kubernetes.io/", "node.cloudprovider.kubernetes.io/", "karpenter.sh/")
+
+
+def _taints(node: Any) -> list[dict[str, str]]:
+    """The node's lasting spec.taints (e.g. nvidia.com/gpu:NoSchedule) for the scheduler's Node."""
+    return [{"key": t.key, "value": t.value or "", "effect": t.effect}
+            for t in ((node.spec.taints if node.spec else None) or []) if not t.key.startswith(_TRANSIENT)]
+
+
+def _transient_taint(node: Any) -> bool:
+    return any(t.key.startswith(_TRANSIENT) and t.effect in ("NoSchedule", "NoExecute")
+               for t in ((node.spec.taints if node.spec else None) or []))
 
 
 def _body(e: Any) -> str:

@@ -61,9 +61,17 @@ def build_pod(gang: GangLaunch, rep: ReplicaLaunch, namespace: str, owner: dict[
         "hostname": pod_name(job_name, gang.attempt, rep.rank), "subdomain": svc,
         "terminationGracePeriodSeconds": 30,
     }
+    extra_pod, extra_container = gang.pod_template.get("pod", {}), gang.pod_template.get("container", {})
+    spec.update({k: v for k, v in extra_pod.items() if k != "volumes"})  # tolerations, affinity...
+    container.update({k: v for k, v in extra_container.items() if k != "volumeMounts"})
+    volumes, mounts = list(extra_pod.get("volumes", [])), list(extra_container.get("volumeMounts", []))
     if claim:
-        spec["volumes"] = [{"name": "checkpoints", "persistentVolumeClaim": {"claimName": claim}}]
-        container["volumeMounts"] = [{"name": "checkpoints", "mountPath": CKPT_MOUNT}]
+        volumes.append({"name": "checkpoints", "persistentVolumeClaim": {"claimName": claim}})
+        mounts.append({"name": "checkpoints", "mountPath": CKPT_MOUNT})
+    if volumes:
+        spec["volumes"] = volumes
+    if mounts:
+        container["volumeMounts"] = mounts
     meta: dict[str, Any] = {
         "name": pod_name(job_name, gang.attempt, rep.rank), "namespace": namespace,
         "labels": {L_JOB: dns_name(job_name), L_UID: gang.job_uid, L_ATTEMPT: str(gang.attempt),
