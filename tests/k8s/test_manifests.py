@@ -233,9 +233,10 @@ def _rules(admin: Any, user: str, namespace: str) -> set[tuple[str, str, str]]:
 EXPECTED = {("", "nodes", v) for v in ("get", "list", "watch")} | \
     {("", "pods", v) for v in ("create", "delete", "get", "list", "watch")} | \
     {("", "pods/binding", "create"), ("", "pods/log", "get"), ("", "events", "create")} | \
-    {("", r, v) for r in ("services", "persistentvolumeclaims") for v in ("create", "get")} | \
+    {("", r, v) for r in ("services", "persistentvolumeclaims") for v in ("create", "get", "delete")} | \
+    {("", "persistentvolumeclaims", "deletecollection")} | \
     {("jobsched.io", r, v) for r in ("trainingjobs", "queues") for v in ("get", "list", "watch", "create")} | \
-    {("jobsched.io", "trainingjobs/status", v) for v in ("patch", "update")}
+    {("jobsched.io", "trainingjobs/status", v) for v in ("patch", "update")} | {("jobsched.io", "queues/status", "patch")}
 LEASES = {("coordination.k8s.io", "leases", v) for v in ("get", "create", "update")}
 
 

@@ -103,6 +103,11 @@ class KubernetesBackend:
 
         self.crsync = CustomResourceSync(self, service)
         self.crsync.start()
+        # What `jobsched events` records, as Kubernetes Events (kubectl describe), written off the scheduling path.
+        from jobsched.backends.kubernetes.events import EventRecorder
+
+        self.recorder = EventRecorder(self, service.store)
+        self.recorder.start()
 
     def make_node_provider(self, pool: Any) -> Any:
         """The NodeProvider for ``jobsched server --node-pool`` (None: no provider configured)."""
@@ -429,6 +434,8 @@ class KubernetesBackend:
                 inf.stop()
         if getattr(self, "crsync", None) is not None:
             self.crsync.stop()
+        if getattr(self, "recorder", None) is not None:
+            self.recorder.stop()
         if self.elector is not None:
             self.elector.stop()
 
