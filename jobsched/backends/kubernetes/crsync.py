@@ -63,6 +63,8 @@ class CustomResourceSync:
 
     def start(self) -> None:
         self.queues.start()
+        # Queues first: a TrainingJob listed before its Queue is imported would be refused.
+        self.queues.synced.wait(30.0)
         self.jobs.start()
         self.queue_sync.start()
         self._thread.start()
