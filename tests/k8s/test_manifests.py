@@ -248,6 +248,17 @@ def test_rbac_grants_exactly_what_the_backend_uses(applied: Any) -> None:
     assert _rules(applied, SA_USER, "default") - base == EXPECTED
 
 
+def test_docs_rbac_table_lists_exactly_what_is_granted() -> None:
+    """docs/kubernetes.md's RBAC table is the same list (no cluster needed)."""
+    text = (ROOT / "docs" / "kubernetes.md").read_text()
+    table = text.split("### RBAC: least privilege", 1)[1].split("###", 1)[0]
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in table.splitlines()
+            if line.startswith("| ") and not line.startswith("| API group")]
+    documented = {(g.strip('"').replace('""', ""), r.strip(), v.strip())
+                  for g, res, verbs, _ in rows for r in res.split(",") for v in verbs.split(",")}
+    assert documented == EXPECTED | LEASES
+
+
 @pytest.mark.parametrize(("verb", "group", "resource", "namespace", "allowed"), [
     ("create", "", "pods/binding", "team-a", True),
     ("watch", "", "nodes", "", True),
