@@ -55,6 +55,7 @@ class KubernetesBackend:
     node_provider: str | None = None  # kwok | karpenter: adds nodes when gangs pend (with --node-pool)
     node_class: str | None = None  # Karpenter NodeClass reference group/kind/name
     parallel_starts: int = 8  # gangs started at once (each start is a few API calls)
+    record_events: bool = True  # Kubernetes Events for what `jobsched events` records (events.py)
     name: str = "kubernetes"
 
     def __post_init__(self) -> None:
@@ -103,11 +104,11 @@ class KubernetesBackend:
 
         self.crsync = CustomResourceSync(self, service)
         self.crsync.start()
-        # What `jobsched events` records, as Kubernetes Events (kubectl describe), written off the scheduling path.
-        from jobsched.backends.kubernetes.events import EventRecorder
+        if self.record_events:  # what `jobsched events` records, as Kubernetes Events, off the scheduling path
+            from jobsched.backends.kubernetes.events import EventRecorder
 
-        self.recorder = EventRecorder(self, service.store)
-        self.recorder.start()
+            self.recorder = EventRecorder(self, service.store)
+            self.recorder.start()
 
     def make_node_provider(self, pool: Any) -> Any:
         """The NodeProvider for ``jobsched server --node-pool`` (None: no provider configured)."""

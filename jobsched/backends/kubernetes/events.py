@@ -50,6 +50,7 @@ class EventRecorder:
     burst: int = 25
     refill: float = 300.0
     wait_for_object: float = 30.0  # an API submission's CR is mirrored asynchronously: wait this long
+    per_flush: int = 100  # store events written per round (each becomes 1-3 Events)
     _last: int = 0
     _held: list[tuple[float, Any]] = field(default_factory=list)
     _buckets: dict[str, _Bucket] = field(default_factory=dict)
@@ -73,15 +74,16 @@ class EventRecorder:
                 log.warning("events: %s", type(e).__name__)
 
     def flush(self) -> None:
-        """Write the events recorded since the last flush (and those held for their object)."""
+        """Write the events recorded since the last flush (and those held for their object), at
+        most ``per_flush`` store events a round: a burst of submissions is spread out rather than
+        competing with binds for the API server."""
         now = time.time()
         rows = [r for _, r in self._held]
         held_since = {id(r): t for t, r in self._held}
         self._held = []
-        while True:
-            new = self.store.events_since(self._last)
-            if not new:
-                break
+        room = self.per_flush - len(rows)
+        new = self.store.events_since(self._last, room) if room > 0 else []
+        if new:
             rows += new
             self._last = int(new[-1]["id"])
         for row in rows:
