@@ -4,10 +4,15 @@ Events that ``kubectl describe`` lists, conditions, printer columns and the Kueu
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+from pathlib import Path
 
 import pytest
+import yaml
 
 from tests.k8s import test_backend as tb
+from tests.k8s.conftest import BIN
 from tests.k8s.test_backend import job, label, pods_of, set_outcome, until
 
 crds, rt = tb.crds, tb.rt  # the real backend's fixtures (a Runtime on the test control plane)
@@ -17,13 +22,43 @@ G, V = "jobsched.io", "v1alpha1"
 KUEUE = "kueue.x-k8s.io/queue-name"
 
 
-def kubectl_apply(api, body: dict) -> None:
-    """What ``kubectl apply --server-side`` sends: an apply patch with field manager kubectl (the API
-    server fills metadata.managedFields, uid, generation, ...)."""
+def kubectl_bin() -> Path | None:
+    """The real kubectl (tools/k8s-testenv/build-kubectl.sh), if built: $K8S_TESTENV_KUBECTL, or
+    kubectl in the control plane's bin directory."""
+    explicit = os.environ.get("K8S_TESTENV_KUBECTL")
+    path = Path(explicit) if explicit else Path(os.environ.get("K8S_TESTENV_BIN", str(BIN))) / "kubectl"
+    return path if path.is_file() and os.access(path, os.X_OK) else None
+
+
+def kubectl(cluster, *args: str) -> str:
+    exe = kubectl_bin()
+    assert exe is not None
+    proc = subprocess.run([str(exe), "--kubeconfig", str(cluster.kubeconfig), *args], capture_output=True,
+                          text=True, timeout=60, check=False)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
+def kubectl_apply(api, cluster, body: dict, tmp_path: Path) -> None:
+    """``kubectl apply -f`` with the real kubectl when built; else what ``kubectl apply
+    --server-side`` sends: an apply patch with field manager kubectl. Either way the API server fills
+    metadata.managedFields, uid, generation, ..."""
+    if kubectl_bin() is not None:
+        path = tmp_path / f"{body['metadata']['name']}.yaml"
+        path.write_text(yaml.safe_dump(body))
+        kubectl(cluster, "apply", "-f", str(path))
+        return
     from kubernetes.dynamic import DynamicClient
 
     res = DynamicClient(api).resources.get(api_version=body["apiVersion"], kind=body["kind"])
     DynamicClient(api).server_side_apply(res, body=body, field_manager="kubectl", force_conflicts=True)
+
+
+def describe_text(cluster, kind: str, name: str, namespace: str = "default") -> str | None:
+    """``kubectl describe`` output when kubectl is built (None otherwise)."""
+    if kubectl_bin() is None:
+        return None
+    return kubectl(cluster, "describe", kind, name, *(["-n", namespace] if namespace else []))
 
 
 def describe_events(core, kind: str, name: str, namespace: str, uid: str) -> list:
@@ -49,13 +84,13 @@ def get_tj(custom, name: str) -> dict:
     return custom.get_namespaced_custom_object(G, V, "default", "trainingjobs", name)
 
 
-def test_queue_applied_with_kubectl_is_imported_with_status_events_and_quota_reason(rt, k8s_cluster):
+def test_queue_applied_with_kubectl_is_imported_with_status_events_and_quota_reason(rt, k8s_cluster, tmp_path):
     pool, qname = label(), f"team-{label()}"
     k8s_cluster.add_nodes(1, cpu="8", memory="32Gi", labels={"pool": pool})
     until(lambda: any(n.labels.get("pool") == pool for n in rt.backend.nodes()), what="node seen")
     api, custom, core = rt.backend.api_client, rt.backend.custom, rt.backend.core
-    kubectl_apply(api, {"apiVersion": f"{G}/{V}", "kind": "Queue", "metadata": {"name": qname},
-                        "spec": {"quota": {"cpu": "1"}, "defaultMemory": "2Gi"}})
+    kubectl_apply(api, k8s_cluster, {"apiVersion": f"{G}/{V}", "kind": "Queue", "metadata": {"name": qname},
+                                     "spec": {"quota": {"cpu": "1"}, "defaultMemory": "2Gi"}}, tmp_path)
     obj = custom.get_cluster_custom_object(G, V, "queues", qname)
     assert obj["metadata"]["managedFields"]  # what the import used to refuse
     until(lambda: any(q.name == qname for q in rt.service.queues()), what="queue imported")
@@ -92,10 +127,15 @@ def test_queue_applied_with_kubectl_is_imported_with_status_events_and_quota_rea
                                                     tj["metadata"]["uid"]) if e.reason == "Pending"],
                 what="pending event")
     assert "quota" in evs[0].message and evs[0].type == "Normal"
+    text = describe_text(k8s_cluster, "trainingjob", "qa-second")
+    if text is not None:  # the real kubectl describe
+        events = text.split("\nEvents:", 1)[1]
+        assert "Pending" in events and "quota exceeded" in events and "jobsched" in events
+        assert "Admitted" in describe_text(k8s_cluster, "queue", qname, "").split("\nEvents:", 1)[1]
 
     # A Queue the spec refuses: its status says why (and the scheduler keeps going).
-    kubectl_apply(api, {"apiVersion": f"{G}/{V}", "kind": "Queue", "metadata": {"name": f"{qname}-bad"},
-                        "spec": {"quota": {"cpu": "1"}, "defaultMemory": "1Ki"}})
+    kubectl_apply(api, k8s_cluster, {"apiVersion": f"{G}/{V}", "kind": "Queue", "metadata": {"name": f"{qname}-bad"},
+                                     "spec": {"quota": {"cpu": "1"}, "defaultMemory": "1Ki"}}, tmp_path)
     bad = until(lambda: custom.get_cluster_custom_object(G, V, "queues", f"{qname}-bad").get("status"),
                 what="refused queue's status")
     assert bad["conditions"][0]["status"] == "False" and "defaultMemory" in bad["conditions"][0]["message"]
@@ -123,6 +163,10 @@ def test_oom_events_on_trainingjob_and_pod_like_kubectl_describe(rt, k8s_cluster
                 what="TrainingJob events")
     assert got["OOMKilled"].type == "Warning" and got["Resized"].type == "Warning"
     assert got["OOMKilled"].source.component == "jobsched"
+    text = describe_text(k8s_cluster, "trainingjob", "ev-oom")
+    if text is not None:  # the real kubectl describe
+        events = text.split("\nEvents:", 1)[1]
+        assert "OOMKilled" in events and "Resized" in events and "Warning" in events
     mine = {(e.type, e.reason, e.message) for e in rt.service.events("default", "ev-oom")}
     assert all((e.type, e.reason, e.message) in mine for e in got.values())  # same as `jobsched events`
     # The replica that was OOM-killed has it on its pod, the other does not.
@@ -154,6 +198,9 @@ def test_conditions_printer_columns_and_defaulted_queue(rt, k8s_cluster):
     row = table(api, f"/apis/{G}/{V}/namespaces/default/trainingjobs")["cols"]
     assert (row["Queue"], row["Replicas"], row["Memory"], row["Phase"]) == ("default", 1, "8Gi", "Running")
     assert st["attempts"][0]["memoryRequest"] == "8Gi"
+    if kubectl_bin() is not None:  # the real kubectl get
+        out = kubectl(k8s_cluster, "get", "tj", "cols", "--no-headers").split()
+        assert out[:6] == ["cols", "default", "1", "Running", "1", "8Gi"]
     set_outcome(core, pods, "Succeeded")
     done = until(lambda: (s := get_tj(custom, "cols").get("status", {})).get("phase") == "Succeeded" and s,
                  what="Succeeded written back")

@@ -139,6 +139,9 @@ class EventRecorder:
         return atts[-1] if atts else None
 
     def _allowed(self, key: str, now: float) -> bool:
+        if len(self._buckets) > 10_000:  # forget objects whose bucket has refilled
+            full = self.burst * self.refill
+            self._buckets = {k: v for k, v in self._buckets.items() if now - v.at < full}
         b = self._buckets.get(key)
         if b is None:
             b = self._buckets[key] = _Bucket(float(self.burst), now)

@@ -97,10 +97,11 @@ class QueueSync:
         from kubernetes.client.exceptions import ApiException
 
         inf = self.backend.queues_inf
-        if inf is None:
+        objs = inf.items() if inf is not None else []
+        if not objs:
             return
         known = {q.name: q for q in self.service.queues()}
-        for obj in inf.items():
+        for obj in objs:
             name = obj["metadata"]["name"]
             want = self.status_for(obj, known.get(name) if name not in self._refused else None)
             if self._written.get(name) == want or obj.get("status") == want:
