@@ -81,7 +81,15 @@ def table(api, path: str) -> dict[str, dict[str, object]]:
 
 
 def get_tj(custom, name: str) -> dict:
-    return custom.get_namespaced_custom_object(G, V, "default", "trainingjobs", name)
+    """The TrainingJob CR ({} while it is not there: an API submission's is mirrored asynchronously)."""
+    from kubernetes.client.exceptions import ApiException
+
+    try:
+        return custom.get_namespaced_custom_object(G, V, "default", "trainingjobs", name)
+    except ApiException as e:
+        if e.status == 404:
+            return {}
+        raise
 
 
 def test_queue_applied_with_kubectl_is_imported_with_status_events_and_quota_reason(rt, k8s_cluster, tmp_path):

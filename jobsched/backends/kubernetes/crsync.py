@@ -63,12 +63,16 @@ class CustomResourceSync:
 
     def start(self) -> None:
         self.queues.start()
-        # Queues first: a TrainingJob listed before its Queue is imported would be refused.
-        self.queues.synced.wait(30.0)
-        self.jobs.start()
+        # Queues first: a TrainingJob listed before its Queue is imported would be refused. Waited
+        # for off the start-up path (without the CRDs the queue informer never syncs).
+        threading.Thread(target=self._start_jobs, name="cr-jobs-start", daemon=True).start()
         self.queue_sync.start()
         self._thread.start()
         self._mirror_thread.start()
+
+    def _start_jobs(self) -> None:
+        self.queues.synced.wait(30.0)
+        self.jobs.start()
 
     def stop(self) -> None:
         self._stop.set()
@@ -100,7 +104,9 @@ class CustomResourceSync:
             self.service.submit(manifest)
             log.info("imported TrainingJob %s/%s", ns, name)
         except Exception as e:
-            self._patch_status(ns, name, {"phase": "Failed", "reason": "InvalidSpec", "message": str(e)})
+            self._patch_status(ns, name, {"phase": "Failed", "reason": "InvalidSpec", "message": str(e),
+                                          "conditions": [C.condition("Failed", True, "InvalidSpec", str(e), None,
+                                                                     None, md.get("generation"))]})
 
     def create_for(self, manifest: dict[str, Any]) -> None:
         """Mirror an API submission as a TrainingJob CR (so kubectl sees it), off the submit path."""
