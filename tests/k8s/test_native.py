@@ -141,6 +141,15 @@ def test_queue_applied_with_kubectl_is_imported_with_status_events_and_quota_rea
         assert "Pending" in events and "quota exceeded" in events and "jobsched" in events
         assert "Admitted" in describe_text(k8s_cluster, "queue", qname, "").split("\nEvents:", 1)[1]
 
+    # More than the quota allows even when idle: Failed, and the reason still says quota.
+    too_big = job("qa-too-big", 1, pool, cpu="2", queue=qname)
+    custom.create_namespaced_custom_object(G, V, "default", "trainingjobs", too_big)
+    st = until(lambda: (s := get_tj(custom, "qa-too-big").get("status", {})).get("phase") == "Failed" and s,
+               what="too big for the quota")
+    assert st["reason"] == "QuotaExceeded" and "even when idle" in st["message"]
+    failed = next(c for c in st["conditions"] if c["type"] == "Failed")
+    assert failed["status"] == "True" and failed["reason"] == "QuotaExceeded"
+
     # A Queue the spec refuses: its status says why (and the scheduler keeps going).
     kubectl_apply(api, k8s_cluster, {"apiVersion": f"{G}/{V}", "kind": "Queue", "metadata": {"name": f"{qname}-bad"},
                                      "spec": {"quota": {"cpu": "1"}, "defaultMemory": "1Ki"}}, tmp_path)

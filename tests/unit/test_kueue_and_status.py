@@ -95,3 +95,16 @@ def test_queue_applied_with_kubectl_validates_without_server_metadata():
         Queue.model_validate(obj)
     q = Queue.model_validate(user_manifest(obj))
     assert q.name == "team-a" and q.metadata.annotations == {"team": "a"}
+
+
+def test_never_fits_tells_quota_apart_from_capacity():
+    from jobsched.core import Reject, Scheduler
+    from jobsched.core.snapshot import QueueInfo
+    from tests.builders import make_job, make_nodes, snapshot
+
+    snap = snapshot(make_nodes(2, gpus=4), queues=[QueueInfo("team", gpu_quota=2)])
+    jobs = [make_job("over-quota").gpus(1).replicas(3).queue("team").build(), make_job("too-big").gpus(8).build()]
+    got = {d.key: d for d in Scheduler("jobsched").cycle(snap, jobs, now=100.0).decisions}
+    quota, big = got[jobs[0].key], got[jobs[1].key]
+    assert isinstance(quota, Reject) and quota.quota  # the job fails with reason QuotaExceeded
+    assert isinstance(big, Reject) and not big.quota  # ... and this one Unschedulable
