@@ -127,7 +127,7 @@ def failure_hint(client: Client, st: JobStatus) -> str | None:
         shown = "".join(f"\n  | {ln}" for ln in lines) if lines else "\n  | (no output)"
         return f"hint: the last lines of attempt {last.index if last else 0}:{shown}\n  " \
                f"all of it: jobsched logs {st.name}" + ("" if st.namespace == "default" else f" -n {st.namespace}")
-    if st.reason == "Unschedulable":
+    if st.reason in ("Unschedulable", "QuotaExceeded"):
         return "hint: jobsched submit --dry-run FILE (or run --dry-run) shows what fits and why"
     return f"hint: jobsched status {st.name}" + ("" if st.namespace == "default" else f" -n {st.namespace}") \
            + " shows every attempt and event"

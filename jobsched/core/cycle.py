@@ -46,6 +46,7 @@ class Preempt:
 class Reject:
     key: str
     reason: str
+    quota: bool = False  # more than the queue's quota allows, even idle (reason QuotaExceeded)
 
 
 @dataclass(frozen=True)
@@ -93,7 +94,8 @@ class Scheduler:
         for g in heads:
             reason = self._unresolvable(snap, g, never)
             if reason:
-                result.decisions.append(Reject(g.key, reason))
+                q = snap.queues.get(g.queue)
+                result.decisions.append(Reject(g.key, reason, quota=q is not None and bool(q.exceeded(group_usage(g)))))
             else:
                 nominated.append(g)
         # 4. order

@@ -254,7 +254,7 @@ class Controller:
             elif isinstance(d, Preempt):
                 self.lifecycle.preempt(d.victim, d.preemptor, d.reason)
             elif isinstance(d, Reject):
-                self.lifecycle.fail(by_key[d.key], "Unschedulable", d.reason)
+                self.lifecycle.fail(by_key[d.key], "QuotaExceeded" if d.quota else "Unschedulable", d.reason)
             elif isinstance(d, Wait):
                 self.note_wait(by_key[d.key], d.reason, "QuotaExceeded" if d.quota else "Unschedulable")
         self.bind_all(assumed)

@@ -14,6 +14,7 @@ from jobsched.spec import limits as lim
 from jobsched.spec import quantity as q
 from jobsched.spec.base import DNSLabel, Model, _dns_label
 from jobsched.spec.duration import Duration, parse_duration
+from jobsched.spec.kueue import apply_queue_label
 from jobsched.spec.podtemplate import PodTemplateFields
 from jobsched.spec.resources import Resources
 
@@ -272,6 +273,12 @@ class TrainingJob(Model):
     metadata: ObjectMeta
     spec: TrainingJobSpec
     status: dict[str, Any] | None = Field(None, exclude=True)  # ignored on submit
+
+    @model_validator(mode="before")
+    @classmethod
+    def _kueue_queue(cls, data: Any) -> Any:
+        # spec.queue unset or empty: Kueue's label kueue.x-k8s.io/queue-name names the queue.
+        return apply_queue_label(data)
 
     @property
     def name(self) -> str:

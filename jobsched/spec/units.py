@@ -17,3 +17,15 @@ def format_bytes(n: int | float | None) -> str:
 
 def format_cpu(milli: int) -> str:
     return f"{milli // 1000}" if milli % 1000 == 0 else f"{milli}m"
+
+
+def quantity_bytes(n: int | None) -> str | None:
+    """Bytes in Kubernetes quantity notation, exact: 8589934592 -> '8Gi', 1536 MiB -> '1536Mi',
+    an odd count stays a plain number ('1000')."""
+    if n is None:
+        return None
+    for unit, size in (("Ei", 1 << 60), ("Pi", 1 << 50), ("Ti", 1 << 40), ("Gi", 1 << 30), ("Mi", 1 << 20),
+                       ("Ki", 1 << 10)):
+        if n and n % size == 0:
+            return f"{n // size}{unit}"
+    return str(n)

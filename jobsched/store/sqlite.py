@@ -396,6 +396,17 @@ class Store:
     def events(self, uid: str) -> list[sqlite3.Row]:
         return self._q("SELECT * FROM events WHERE job_uid = ? ORDER BY id", (uid,))
 
+    def events_since(self, after: int, limit: int = 500) -> list[sqlite3.Row]:
+        """Events of every job after id ``after``, oldest first, with the job's namespace, name and
+        queue (for mirrors such as Kubernetes Events)."""
+        return self._q("SELECT e.*, j.namespace, j.name, j.queue FROM events e JOIN jobs j ON j.uid = e.job_uid "
+                       "WHERE e.id > ? ORDER BY e.id LIMIT ?", (after, limit))
+
+    def last_event_before(self, time: float) -> int:
+        """The id of the last event recorded before ``time`` (0: none)."""
+        rows = self._q("SELECT MAX(id) AS id FROM events WHERE time < ?", (time,))
+        return int(rows[0]["id"] or 0) if rows else 0
+
     def put_queue(self, name: str, manifest: dict[str, Any]) -> None:
         with self.tx() as c:
             c.execute("INSERT INTO queues (name, manifest) VALUES (?, ?) ON CONFLICT(name) DO UPDATE "

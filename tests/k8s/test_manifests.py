@@ -233,9 +233,10 @@ def _rules(admin: Any, user: str, namespace: str) -> set[tuple[str, str, str]]:
 EXPECTED = {("", "nodes", v) for v in ("get", "list", "watch")} | \
     {("", "pods", v) for v in ("create", "delete", "get", "list", "watch")} | \
     {("", "pods/binding", "create"), ("", "pods/log", "get"), ("", "events", "create")} | \
-    {("", r, v) for r in ("services", "persistentvolumeclaims") for v in ("create", "get")} | \
+    {("", r, v) for r in ("services", "persistentvolumeclaims") for v in ("create", "get", "delete")} | \
+    {("", "persistentvolumeclaims", "deletecollection")} | \
     {("jobsched.io", r, v) for r in ("trainingjobs", "queues") for v in ("get", "list", "watch", "create")} | \
-    {("jobsched.io", "trainingjobs/status", v) for v in ("patch", "update")}
+    {("jobsched.io", "trainingjobs/status", v) for v in ("patch", "update")} | {("jobsched.io", "queues/status", "patch")}
 LEASES = {("coordination.k8s.io", "leases", v) for v in ("get", "create", "update")}
 
 
@@ -245,6 +246,17 @@ def test_rbac_grants_exactly_what_the_backend_uses(applied: Any) -> None:
     base = _rules(applied, f"system:serviceaccount:{NS}:nobody-{uuid.uuid4().hex[:6]}", NS)
     assert _rules(applied, SA_USER, NS) - base == EXPECTED | LEASES
     assert _rules(applied, SA_USER, "default") - base == EXPECTED
+
+
+def test_docs_rbac_table_lists_exactly_what_is_granted() -> None:
+    """docs/kubernetes.md's RBAC table is the same list (no cluster needed)."""
+    text = (ROOT / "docs" / "kubernetes.md").read_text()
+    table = text.split("### RBAC: least privilege", 1)[1].split("###", 1)[0]
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in table.splitlines()
+            if line.startswith("| ") and not line.startswith("| API group")]
+    documented = {(g.strip('"').replace('""', ""), r.strip(), v.strip())
+                  for g, res, verbs, _ in rows for r in res.split(",") for v in verbs.split(",")}
+    assert documented == EXPECTED | LEASES
 
 
 @pytest.mark.parametrize(("verb", "group", "resource", "namespace", "allowed"), [

@@ -59,6 +59,7 @@ class KubernetesBackend:
     # Finished jobs' pods and Service are deleted this long after (spec.ttlSecondsAfterFinished wins;
     # None: kept until the job is deleted). See ttl.py.
     ttl_seconds_after_finished: int | None = None
+    record_events: bool = True  # Kubernetes Events for what `jobsched events` records (events.py)
     name: str = "kubernetes"
 
     def __post_init__(self) -> None:
@@ -108,6 +109,11 @@ class KubernetesBackend:
 
         self.crsync = CustomResourceSync(self, service)
         self.crsync.start()
+        if self.record_events:  # what `jobsched events` records, as Kubernetes Events, off the scheduling path
+            from jobsched.backends.kubernetes.events import EventRecorder
+
+            self.recorder = EventRecorder(self, service.store)
+            self.recorder.start()
 
     def make_node_provider(self, pool: Any) -> Any:
         """The NodeProvider for ``jobsched server --node-pool`` (None: no provider configured)."""
@@ -447,6 +453,8 @@ class KubernetesBackend:
                 inf.stop()
         if getattr(self, "crsync", None) is not None:
             self.crsync.stop()
+        if getattr(self, "recorder", None) is not None:
+            self.recorder.stop()
         if self.elector is not None:
             self.elector.stop()
         self.janitor.stop()

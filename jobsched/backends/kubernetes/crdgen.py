@@ -120,16 +120,25 @@ def all_crds() -> dict[str, dict[str, Any]]:
     from jobsched.spec.queue import Queue
 
     age = {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"}
+    # Columns read .status, which the scheduler writes with defaults applied (QUEUE is `default`
+    # when spec.queue is unset, or the Kueue label's queue) and quantities in Kubernetes notation.
     return {
         "trainingjobs.yaml": crd("TrainingJob", "trainingjobs", TrainingJob, ["tj"], [
-            {"name": "Queue", "type": "string", "jsonPath": ".spec.queue"},
-            {"name": "Replicas", "type": "integer", "jsonPath": ".spec.replicas"},
+            {"name": "Queue", "type": "string", "jsonPath": ".status.queue"},
+            {"name": "Replicas", "type": "integer", "jsonPath": ".status.replicas"},
             {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
             {"name": "Attempts", "type": "integer", "jsonPath": ".status.attemptCount"},
+            {"name": "Memory", "type": "string", "jsonPath": ".status.memory"},
             {"name": "Reason", "type": "string", "jsonPath": ".status.reason", "priority": 1},
             age]),
         "queues.yaml": crd("Queue", "queues", Queue, ["jq"], [
-            {"name": "Weight", "type": "number", "jsonPath": ".spec.weight"}, age], namespaced=False),
+            {"name": "Weight", "type": "number", "jsonPath": ".status.weight"},
+            {"name": "Pending", "type": "integer", "jsonPath": ".status.pending"},
+            {"name": "Admitted", "type": "integer", "jsonPath": ".status.admitted"},
+            {"name": "CPU", "type": "string", "jsonPath": ".status.usage.cpu"},
+            {"name": "Memory", "type": "string", "jsonPath": ".status.usage.memory"},
+            {"name": "GPUs", "type": "string", "jsonPath": ".status.usage.nvidia\\.com/gpu"},
+            age], namespaced=False),
     }
 
 

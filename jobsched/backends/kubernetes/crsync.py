@@ -1,7 +1,7 @@
 """TrainingJob and Queue custom resources <-> the jobsched store.
 
 * ``kubectl apply -f job.yaml`` of a TrainingJob is submitted like a CLI submission; deleting it
-  cancels the job; a Queue CR is applied as a queue.
+  cancels the job; a Queue CR is applied as a queue (queuesync.py, which writes its status too).
 * Jobs submitted through the HTTP API get a TrainingJob CR too, so ``kubectl get tj`` shows them.
 * Each job's status (phase, reason, conditions, attempts) is written back through the status
   subresource.
@@ -14,26 +14,35 @@ import queue
 import threading
 from typing import Any
 
+from jobsched.backends.kubernetes import conditions as C
 from jobsched.backends.kubernetes.informer import Informer
+from jobsched.backends.kubernetes.queuesync import QueueSync
+from jobsched.spec.units import quantity_bytes
 
 log = logging.getLogger("jobsched.k8s.crsync")
 GROUP, VERSION = "jobsched.io", "v1alpha1"
 
 
-def cr_status(st: Any) -> dict[str, Any]:
-    conds = []
-    for typ, on in (("Admitted", st.admitted_at is not None), ("Running", st.phase.value == "Running"),
-                    ("Succeeded", st.phase.value == "Succeeded"), ("Failed", st.phase.value == "Failed")):
-        conds.append({"type": typ, "status": "True" if on else "False",
-                      "reason": (st.reason or typ) if on else "NotYet"})
-    return {
-        "phase": st.phase.value, "reason": st.reason, "message": st.message,
+def cr_status(st: Any, prev: dict[str, Any] | None = None, generation: int | None = None) -> dict[str, Any]:
+    """The TrainingJob's ``.status``: phase, reason (QuotaExceeded apart from Unschedulable), the
+    effective queue and replicas and memory (for the printer columns, in Kubernetes notation),
+    attempts, and conditions (``prev``: the status written before, whose transition times are kept)."""
+    phase = st.phase.value
+    last = st.attempts[-1] if st.attempts else None
+    conds = C.job_conditions(st, prev, generation)
+    memory = (last.resources.requests.get("memory") if last else None) or st.sizing.chosen_memory
+    out: dict[str, Any] = {
+        "phase": phase, "reason": st.reason, "message": st.message,
+        "queue": st.queue, "replicas": st.replicas, "memory": quantity_bytes(memory),
         "attemptCount": len(st.attempts),
         "attempts": [{"index": a.index, "reason": a.reason, "exitCode": a.exit_code,
-                      "memoryRequest": a.resources.requests.get("memory"), "nodes": a.nodes}
+                      "memoryRequest": quantity_bytes(a.resources.requests.get("memory")), "nodes": a.nodes}
                      for a in st.attempts],
         "conditions": conds,
     }
+    if generation is not None:
+        out["observedGeneration"] = generation
+    return out
 
 
 class CustomResourceSync:
@@ -45,6 +54,7 @@ class CustomResourceSync:
         self.queues = Informer("queues", custom.list_cluster_custom_object, self._on_queue,
                                group=GROUP, version=VERSION, plural="queues")
         backend.jobs_inf, backend.queues_inf = self.jobs, self.queues
+        self.queue_sync = QueueSync(backend, service)
         self._stop = threading.Event()
         self._written: dict[str, dict[str, Any]] = {}
         self._thread = threading.Thread(target=self._status_loop, name="cr-status", daemon=True)
@@ -53,22 +63,25 @@ class CustomResourceSync:
 
     def start(self) -> None:
         self.queues.start()
-        self.jobs.start()
+        # Queues first: a TrainingJob listed before its Queue is imported would be refused. Waited
+        # for off the start-up path (without the CRDs the queue informer never syncs).
+        threading.Thread(target=self._start_jobs, name="cr-jobs-start", daemon=True).start()
+        self.queue_sync.start()
         self._thread.start()
         self._mirror_thread.start()
 
+    def _start_jobs(self) -> None:
+        self.queues.synced.wait(30.0)
+        self.jobs.start()
+
     def stop(self) -> None:
         self._stop.set()
+        self.queue_sync.stop()
         self.jobs.stop()
         self.queues.stop()
 
     def _on_queue(self, typ: str, obj: dict[str, Any]) -> None:
-        if typ == "DELETED":
-            return
-        try:
-            self.service.apply_queue({k: obj[k] for k in ("apiVersion", "kind", "metadata", "spec") if k in obj})
-        except Exception as e:
-            log.warning("queue %s refused: %s", obj["metadata"]["name"], e)
+        self.queue_sync.on_queue(typ, obj)  # import (server-set metadata stripped); status in queuesync.py
 
     def _on_job(self, typ: str, obj: dict[str, Any]) -> None:
         md = obj["metadata"]
@@ -91,7 +104,9 @@ class CustomResourceSync:
             self.service.submit(manifest)
             log.info("imported TrainingJob %s/%s", ns, name)
         except Exception as e:
-            self._patch_status(ns, name, {"phase": "Failed", "reason": "InvalidSpec", "message": str(e)})
+            self._patch_status(ns, name, {"phase": "Failed", "reason": "InvalidSpec", "message": str(e),
+                                          "conditions": [C.condition("Failed", True, "InvalidSpec", str(e), None,
+                                                                     None, md.get("generation"))]})
 
     def create_for(self, manifest: dict[str, Any]) -> None:
         """Mirror an API submission as a TrainingJob CR (so kubectl sees it), off the submit path."""
@@ -149,6 +164,7 @@ class CustomResourceSync:
                 st = self.service.get(ns, name)
             except LookupError:
                 continue
-            want = cr_status(st)
-            if self._written.get(f"{ns}/{name}") != want and obj.get("status") != want:
+            key = f"{ns}/{name}"
+            want = cr_status(st, self._written.get(key) or obj.get("status"), md.get("generation"))
+            if self._written.get(key) != want and obj.get("status") != want:
                 self._patch_status(ns, name, want)
