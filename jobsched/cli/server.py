@@ -50,6 +50,9 @@ def server(ctx: typer.Context, home: Path | None = HOME,
                                                     "on Kubernetes (with --node-pool)."),
            node_class: str | None = typer.Option(None, help="Karpenter NodeClass group/kind/name "
                                                  "(--node-provider karpenter)."),
+           watch_kubeflow: bool = typer.Option(False, help="Schedule the cluster's PyTorchJob, MXJob and "
+                                               "TFJob objects (their CRDs installed) as gangs and write their "
+                                               "status, instead of the training-operator (--backend kubernetes)."),
            local_nodes: Path | None = typer.Option(None, help="YAML list of virtual nodes to split this "
                                                    "machine into: [{name, cpu, memory, gpus, gpuModel, gpuMemory, labels}] "
                                                    "(--backend local)."),
@@ -117,6 +120,10 @@ def server(ctx: typer.Context, home: Path | None = HOME,
         if node_provider != "karpenter":
             fail("--node-class: only with --node-provider karpenter")
         options["node_class"] = node_class
+    if watch_kubeflow:
+        if backend is not Backend.kubernetes:
+            fail("--watch-kubeflow: only with --backend kubernetes")
+        options["watch_kubeflow"] = True  # type: ignore[assignment]
     if local_nodes is not None:
         if backend is not Backend.local:
             fail("--local-nodes: only with --backend local")

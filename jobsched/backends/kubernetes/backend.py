@@ -55,6 +55,7 @@ class KubernetesBackend:
     node_provider: str | None = None  # kwok | karpenter: adds nodes when gangs pend (with --node-pool)
     node_class: str | None = None  # Karpenter NodeClass reference group/kind/name
     parallel_starts: int = 8  # gangs started at once (each start is a few API calls)
+    watch_kubeflow: bool = False  # schedule PyTorchJob/MXJob/TFJob objects (kubeflow_watch.py)
     name: str = "kubernetes"
 
     def __post_init__(self) -> None:
@@ -103,6 +104,11 @@ class KubernetesBackend:
 
         self.crsync = CustomResourceSync(self, service)
         self.crsync.start()
+        if self.watch_kubeflow:  # a drop-in scheduler for the training-operator's custom resources
+            from jobsched.backends.kubernetes.kubeflow_watch import KubeflowWatch
+
+            self.kubeflow = KubeflowWatch(self, service)
+            self.kubeflow.start()
 
     def make_node_provider(self, pool: Any) -> Any:
         """The NodeProvider for ``jobsched server --node-pool`` (None: no provider configured)."""
@@ -429,6 +435,8 @@ class KubernetesBackend:
                 inf.stop()
         if getattr(self, "crsync", None) is not None:
             self.crsync.stop()
+        if getattr(self, "kubeflow", None) is not None:
+            self.kubeflow.stop()
         if self.elector is not None:
             self.elector.stop()
 

@@ -1,0 +1,119 @@
+"""jobsched as the scheduler of the training-operator's custom resources, on the real test control
+plane: the upstream CRDs (training-operator v1.7.0, tests/k8s/data/kubeflow-crds) installed, a
+PyTorchJob / MXJob created with the Kubernetes API is run as one gang, each replica with its role's
+command, and its status written as the training-operator writes it."""
+
+from __future__ import annotations
+
+import gzip
+import uuid
+from pathlib import Path
+
+import pytest
+import yaml
+
+from jobsched.server.runtime import Runtime
+from tests.k8s.test_backend import crds, label, pods_of, set_outcome, until  # noqa: F401 (fixture)
+
+pytestmark = pytest.mark.k8s
+DATA = Path(__file__).parent / "data" / "kubeflow-crds"
+CORPUS = Path(__file__).resolve().parents[1] / "migrate" / "corpus" / "kubeflow"
+
+
+@pytest.fixture(scope="module")
+def kubeflow_crds(crds):  # noqa: F811 (the fixture imported above)
+    from kubernetes import client
+    from kubernetes.client.exceptions import ApiException
+
+    ext = client.ApiextensionsV1Api(crds)
+    for f in sorted(DATA.glob("*.yaml.gz")):
+        body = yaml.safe_load(gzip.decompress(f.read_bytes()))
+        try:
+            ext.create_custom_resource_definition(body)
+        except ApiException as e:
+            if e.status != 409:
+                raise
+    until(lambda: all(any(c.type == "Established" and c.status == "True"
+                          for c in (ext.read_custom_resource_definition(f"{p}.kubeflow.org").status.conditions or []))
+                      for p in ("pytorchjobs", "mxjobs", "tfjobs")), what="Kubeflow CRDs established")
+    return crds
+
+
+@pytest.fixture
+def rt(k8s_cluster, kubeflow_crds, tmp_path):
+    r = Runtime(tmp_path / "home", backend="kubernetes",
+                backend_options={"kubeconfig": str(k8s_cluster.kubeconfig), "lease_name": f"js-{uuid.uuid4().hex[:6]}",
+                                 "watch_kubeflow": True})
+    r.start()
+    until(r.backend.is_leader, what="leadership")
+    yield r
+    r.stop()
+
+
+def _example(file: str, name: str, pool: str) -> dict:
+    doc = yaml.safe_load((CORPUS / file).read_text())
+    doc["metadata"] = {"name": name, "namespace": "default"}
+    for rs in next(v for k, v in doc["spec"].items() if k.endswith("ReplicaSpecs")).values():
+        pod = rs["template"]["spec"]
+        pod["nodeSelector"] = {"pool": pool}
+        pod["containers"][0]["resources"] = {"requests": {"cpu": "500m", "memory": "256Mi"}}
+    return doc
+
+
+def _status(custom, plural: str, name: str) -> dict:
+    return custom.get_namespaced_custom_object("kubeflow.org", "v1", "default", plural, name).get("status") or {}
+
+
+def _true(status: dict, typ: str) -> bool:
+    return any(c["type"] == typ and c["status"] == "True" for c in status.get("conditions", []))
+
+
+def test_pytorchjob_object_is_scheduled_as_a_gang_and_its_status_written(rt, k8s_cluster):
+    pool = label()
+    k8s_cluster.add_nodes(2, cpu="2", memory="4Gi", labels={"pool": pool})
+    assert rt.backend.kubeflow.plurals == ["pytorchjobs", "mxjobs", "tfjobs"]
+    custom = rt.backend.custom
+    custom.create_namespaced_custom_object("kubeflow.org", "v1", "default", "pytorchjobs",
+                                           _example("pytorch_simple.yaml", "ptj-watched", pool))
+    core = rt.backend.core
+    pods = until(lambda: [p for p in pods_of(core, "ptj-watched") if p.status.phase == "Running"] if len(
+        pods_of(core, "ptj-watched")) == 2 else None, timeout=60, what="both replicas running")
+    assert {p.spec.containers[0].command[0] for p in pods} == {"python3"}
+    st = until(lambda: (s := _status(custom, "pytorchjobs", "ptj-watched")) and _true(s, "Running") and s,
+               what="Running condition")
+    assert st["replicaStatuses"] == {"Master": {"active": 1, "succeeded": 0, "failed": 0},
+                                     "Worker": {"active": 1, "succeeded": 0, "failed": 0}}
+    set_outcome(core, pods, "Succeeded")
+    st = until(lambda: (s := _status(custom, "pytorchjobs", "ptj-watched")) and _true(s, "Succeeded") and s,
+               timeout=60, what="Succeeded condition")
+    assert st["completionTime"] and st["startTime"]
+
+
+def test_mxjob_roles_run_their_own_commands_or_the_image_entrypoint(rt, k8s_cluster):
+    pool = label()
+    k8s_cluster.add_nodes(1, cpu="4", memory="4Gi", labels={"pool": pool})
+    custom = rt.backend.custom
+    custom.create_namespaced_custom_object("kubeflow.org", "v1", "default", "mxjobs",
+                                           _example("mxnet_mxjob_dist_v1.yaml", "mxj-watched", pool))
+    core = rt.backend.core
+    pods = until(lambda: (ps := pods_of(core, "mxj-watched")) and len(ps) == 3 and ps, timeout=60, what="3 pods")
+    by_rank = {int(p.metadata.labels["jobsched.io/replica"]): p.spec.containers[0] for p in pods}
+    env = {r: {e.name: e.value for e in c.env} for r, c in by_rank.items()}
+    assert [env[r]["DMLC_ROLE"] for r in range(3)] == ["scheduler", "server", "worker"]
+    assert env[2]["DMLC_PS_ROOT_URI"] == env[2]["MASTER_ADDR"] and env[2]["MASTER_ADDR"].startswith("mxj-watched-a0-0.")
+    assert by_rank[0].command is None and by_rank[1].command is None  # the image's entrypoint
+    assert by_rank[2].command == ["python"]
+    custom.delete_namespaced_custom_object("kubeflow.org", "v1", "default", "mxjobs", "mxj-watched")
+    until(lambda: rt.service.get("default", "mxj-watched").phase.value in ("Failed", "Cancelled", "Succeeded")
+          or rt.service.get("default", "mxj-watched").reason == "Cancelled", timeout=60, what="cancelled")
+
+
+def test_an_invalid_object_gets_a_failed_condition_saying_why(rt):
+    custom = rt.backend.custom
+    doc = _example("pytorch_simple.yaml", "ptj-invalid", "none")
+    doc["spec"]["pytorchReplicaSpecs"]["Master"]["replicas"] = 2
+    custom.create_namespaced_custom_object("kubeflow.org", "v1", "default", "pytorchjobs", doc)
+    st = until(lambda: (s := _status(custom, "pytorchjobs", "ptj-invalid")) and _true(s, "Failed") and s,
+               what="Failed condition")
+    assert st["conditions"][-1]["message"] == ("spec.pytorchReplicaSpecs.Master.replicas: a PyTorchJob has "
+                                               "exactly one Master")
