@@ -156,3 +156,13 @@ def test_other_kinds_are_refused_with_the_accepted_kinds(doc: dict[str, Any]) ->
     assert ACCEPTED_QUEUES in str(e.value)
     with pytest.raises(SpecError, match=r"^kind: LocalQueue \(kueue.x-k8s.io/v1beta1\) is a queue: apply it "):
         to_training_job(docs("kueue/admin_single-clusterqueue-setup.yaml")[2])
+
+
+def test_a_kueue_pod_group_is_a_job_per_pod_with_a_warning() -> None:
+    pods = docs("kueue/pods-kueue_kueue-pod-group.yaml")
+    assert len(pods) == 2
+    for doc in pods:
+        job, warnings = to_training_job(doc)
+        assert (job.spec.replicas, job.spec.queue) == (1, "user-queue")
+        assert warnings == ["metadata.labels.kueue.x-k8s.io/pod-group-name: each Pod is its own job; write the "
+                            "group as one Job (parallelism) to gang it"]
