@@ -229,6 +229,10 @@ class TrainingJobSpec(Model):
     roles: list[Role] = Field(default_factory=list, max_length=64)
     # TF_CONFIG: each replica gets TensorFlow's cluster spec, its role as the task type.
     cluster_env: Literal["TF_CONFIG"] | None = None
+    # Roles whose replicas' success is the job's: once each of them exited 0, the other roles'
+    # replicas (parameter servers, schedulers that serve until stopped) are stopped and the job
+    # succeeds. Empty: every replica must exit 0.
+    success_roles: list[Annotated[str, Field(max_length=63)]] = Field(default_factory=list, max_length=64)
     max_retries: int = Field(3, ge=0, le=100)
     backoff: Backoff = Field(default_factory=lambda: Backoff())
     memory_policy: MemoryPolicy = MemoryPolicy.FIXED
@@ -265,6 +269,9 @@ class TrainingJobSpec(Model):
             names = [r.name for r in self.roles]
             if len(set(names)) != len(names):
                 raise ValueError("roles: role names must be unique")
+        unknown = [r for r in self.success_roles if r not in {x.name for x in self.roles}]
+        if unknown:
+            raise ValueError(f"successRoles: {unknown[0]!r} is not a role (spec.roles)")
         return self
 
     def role_of(self, rank: int) -> Role | None:
@@ -275,6 +282,16 @@ class TrainingJobSpec(Model):
                 return role
             first += role.replicas
         return None
+
+    def success_ranks(self) -> set[int]:
+        """The ranks whose success ends the job (``successRoles``); empty: all of them."""
+        out: set[int] = set()
+        first = 0
+        for role in self.roles:
+            if role.name in self.success_roles:
+                out.update(range(first, first + role.replicas))
+            first += role.replicas
+        return out
 
     def replica(self, rank: int) -> ReplicaTemplate:
         """What replica ``rank`` runs: its role's command, args, env and image over the template's."""

@@ -27,7 +27,7 @@ ROLES = {"PyTorchJob": ("pytorchReplicaSpecs", ("Master", "Worker"), "pytorch"),
          "MXJob": ("mxReplicaSpecs", ("Scheduler", "Server", "Worker", "TunerTracker", "TunerServer", "Tuner"),
                    "mxnet"),
          "TFJob": ("tfReplicaSpecs", ("Chief", "Master", "PS", "Worker", "Evaluator"), "tensorflow")}
-_KNOWN_SPEC = {"runPolicy", "elasticPolicy", "nprocPerNode", "jobMode", *(f for f, _, _ in ROLES.values())}
+_KNOWN_SPEC = {"runPolicy", "elasticPolicy", "nprocPerNode", "jobMode", "successPolicy", *(f for f, _, _ in ROLES.values())}
 # PriorityClass names have no numeric value outside Kubernetes; these common ones map to priorities.
 PRIORITY_CLASSES = {"low": -100, "low-priority": -100, "default": 0, "normal": 0, "medium": 50,
                     "high": 100, "high-priority": 100, "critical": 1000}
@@ -105,13 +105,20 @@ def _convert(manifest: dict[str, Any]) -> tuple[TrainingJob, list[str]]:
     env: dict[str, str] = {}
     extra_role_env: dict[str, dict[str, str]] = {r: {} for r, _, _ in layout}
     cluster_env = None
+    success: list[str] = []  # as the training-operator decides success: servers serve until stopped
+    counts = {r: n for r, n, _ in layout if n}
     if kind == "MXJob":
         _mxnet(spec, field, layout, env, extra_role_env, warnings)
+        if spec.get("jobMode", "MXTrain") == "MXTrain" and counts.get("Worker"):
+            success = ["Worker"]
     elif kind == "TFJob":
         cluster_env = "TF_CONFIG"
-        if "PS" in specs:
-            warnings.append(f"spec.{field}.PS: a parameter server that serves until stopped keeps the gang "
-                            "running; jobsched's job succeeds when every replica exits 0")
+        chief = next((r for r in ("Chief", "Master") if counts.get(r)), None)
+        if chief or "PS" in counts or "Evaluator" in counts:
+            success = [chief] if chief else ["Worker"] if counts.get("Worker") else []
+        if "successPolicy" in spec:
+            warnings.append(f"spec.successPolicy: {spec['successPolicy']!r}: jobsched's job succeeds when "
+                            f"every {'/'.join(success) or 'replica'} replica exited 0")
     out_roles = [{"name": role, "replicas": n, "command": c["command"], "args": c["args"],
                   "env": {**c["env"], **extra_role_env[role]}, **({"image": c["image"]} if c["image"] else {})}
                  for role, n, c in layout]
@@ -126,6 +133,7 @@ def _convert(manifest: dict[str, Any]) -> tuple[TrainingJob, list[str]]:
                      "labels": {**labels, "jobsched.io/source-kind": kind}, "annotations": annotations},
         "spec": {"replicas": total, "roles": out_roles,
                  **({"clusterEnv": cluster_env} if cluster_env else {}),
+                 **({"successRoles": success} if success else {}),
                  "template": {"command": first["command"], "env": env, "resources": resources,
                               **({"image": first["image"]} if first.get("image") else {}),
                               **({"workingDir": first["workingDir"]} if first.get("workingDir") else {}),

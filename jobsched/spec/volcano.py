@@ -47,6 +47,7 @@ def convert_job(manifest: dict[str, Any]) -> tuple[TrainingJob, list[str]]:
     roles: list[dict[str, Any]] = []
     resources = []
     first: dict[str, Any] | None = None
+    success: list[str] = []
     for i, task in enumerate(tasks):
         path = f"spec.tasks[{i}]"
         task = _mapping(task, path)
@@ -58,6 +59,8 @@ def convert_job(manifest: dict[str, Any]) -> tuple[TrainingJob, list[str]]:
             if key not in ("name", "replicas", "template", "policies"):
                 warnings.append(f"{path}.{key}: not acted on by jobsched (ignored)")
         c = _container({"template": task.get("template")}, path, "", warnings)
+        if _completes(task.get("policies")):
+            success.append(name)  # TaskCompleted → CompleteJob: this task's success is the job's
         _policies(task.get("policies"), f"{path}.policies", warnings)
         first = first or c
         resources.append(c["resources"])
@@ -90,6 +93,7 @@ def convert_job(manifest: dict[str, Any]) -> tuple[TrainingJob, list[str]]:
                      "annotations": {str(k): str(v) for k, v in
                                      _optional_mapping(meta.get("annotations"), "metadata.annotations").items()}},
         "spec": {"replicas": total, "roles": roles, "maxRetries": 0 if fail_fast else min(max_retry, 100),
+                 **({"successRoles": success} if success else {}),
                  "queue": spec.get("queue") or queue_label(labels) or "default",
                  "template": {"command": first["command"], "env": env,
                               "resources": _max_resources(resources, warnings, "Job"),
@@ -122,6 +126,8 @@ def _policies(value: Any, path: str, warnings: list[str]) -> bool:
                 fail_fast = True
             elif event == "PodEvicted" and action == "RestartJob":
                 continue  # a preempted or evicted gang is requeued whole
+            elif event == "TaskCompleted" and action == "CompleteJob" and ".tasks[" in path:
+                continue  # spec.successRoles
             elif event == "PodFailed" and action in ("RestartTask", "RestartPod"):
                 warnings.append(f"{path}[{i}]: {action} on {event}: jobsched restarts the whole gang")
             else:
@@ -130,6 +136,13 @@ def _policies(value: Any, path: str, warnings: list[str]) -> bool:
         if "exitCode" in p or "timeout" in p:
             warnings.append(f"{path}[{i}]: exitCode/timeout not acted on by jobsched (ignored)")
     return fail_fast
+
+
+def _completes(value: Any) -> bool:
+    """A task policy TaskCompleted → CompleteJob (Volcano completes the job when the task completes)."""
+    return any(isinstance(p, dict) and p.get("action") == "CompleteJob"
+               and "TaskCompleted" in ([p.get("event")] if "event" in p else list(p.get("events") or []))
+               for p in (value if isinstance(value, list) else []))
 
 
 def _plugins(plugins: dict[str, Any], roles: list[dict[str, Any]], warnings: list[str]) -> dict[str, str]:

@@ -35,7 +35,7 @@ VOLCANO_JOBS = [
     ("volcano/job.yaml", [("default-nginx", 6)], "default", 5, ["spec.minAvailable: 3 of 6", "spec.plugins.ssh"]),
     ("volcano/job-plugin.yaml", [("default-nginx", 3)], "default", 5, ["spec.plugins.ssh"]),
     ("volcano/integrations_mpi_mpi-example.yaml", [("mpimaster", 1), ("mpiworker", 2)], "default", 3,
-     ["spec.tasks[0].policies[0]: CompleteJob on TaskCompleted is not supported"]),
+     ["spec.plugins.ssh"]),
     ("volcano/integrations_tensorflow_dist-mnist_tf-dist-mnist-example.yaml", [("ps", 1), ("worker", 2)], "default",
      3, ["spec.plugins.svc"]),
     ("volcano/integrations_mxnet_train_train-mnist-cpu.yaml", [("worker", 2), ("server", 2), ("scheduler", 1)],
@@ -65,6 +65,8 @@ def test_volcano_jobs_convert_task_by_task(file: str, tasks: list[tuple[str, int
     assert (job.spec.queue, job.spec.max_retries) == (queue, retries)
     for w in expected:
         assert any(x.startswith(w) for x in warnings), (w, warnings)
+    assert not any("CompleteJob" in w for w in warnings)  # TaskCompleted → CompleteJob: spec.successRoles
+    assert job.spec.success_roles == [t["name"] for t in doc["spec"]["tasks"] if "CompleteJob" in str(t.get("policies"))]
     for i, task in enumerate(doc["spec"]["tasks"]):  # each task's own command and image
         rank = sum(t["replicas"] for t in doc["spec"]["tasks"][:i])
         c = task["template"]["spec"]["containers"][0]

@@ -151,3 +151,37 @@ def test_kubeflow_jobs_run_with_their_rendezvous_variables(wfh):
     assert [ln.split(" ", 2)[2] for ln in lines] == [
         "0 scheduler 1 2 127.0.0.1 True", "1 server 1 2 127.0.0.1 True",
         "2 worker 1 2 127.0.0.1 True", "3 worker 1 2 127.0.0.1 True"]
+
+
+TFJOB = yaml.safe_load(f"""
+apiVersion: kubeflow.org/v1
+kind: TFJob
+metadata: {{name: tfj}}
+spec:
+  tfReplicaSpecs:
+    PS:
+      replicas: 1
+      restartPolicy: Never
+      template: {{spec: {{containers: [{{name: tensorflow, image: tf, command: [{sys.executable}, -c,
+        "import time; time.sleep(600)"]}}]}}}}
+    Worker:
+      replicas: 2
+      restartPolicy: Never
+      template: {{spec: {{containers: [{{name: tensorflow, image: tf, command: [{sys.executable}, -c, PROG]}}]}}}}
+""".replace("PROG", json.dumps(
+    "import json, os; c = json.loads(os.environ['TF_CONFIG']); "
+    "print(os.environ['JOBSCHED_ROLE'], c['task']['type'], c['task']['index'], len(c['cluster']['ps']), "
+    "len(c['cluster']['worker']))")))
+
+
+@pytest.mark.slow
+def test_tfjob_workers_get_tf_config_and_the_job_succeeds_while_the_ps_serves(wfh):
+    """The parameter server never exits: once both workers exited 0 (spec.successRoles), it is stopped
+    and the job Succeeded, as the training-operator decides a TFJob's success."""
+    svc = wfh.runtime.service
+    svc.submit(copy.deepcopy(TFJOB))
+    st = _wait(svc, "tfj")
+    assert st.phase.value == "Succeeded", [(e.reason, e.message) for e in st.events]
+    assert "SuccessRolesDone" in [e.reason for e in st.events]
+    lines = sorted(ln.split(" ", 2)[2] for ln in svc.logs("default", "tfj")[0].splitlines())
+    assert lines == ["Worker worker 0 1 2", "Worker worker 1 1 2"]
