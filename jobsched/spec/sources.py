@@ -1,7 +1,7 @@
 """Which manifests jobsched accepts, by ``apiVersion`` group and ``kind``, and their conversion. Pure.
 
 Jobs: a TrainingJob as is; Kubeflow PyTorchJob/MXJob/TFJob, a ``batch/v1`` Job, a ``v1`` Pod and
-a Volcano Job converted to one (with warnings for what is not honoured). Queues: a jobsched Queue
+a Volcano Job or a JobSet converted to one (with warnings for what is not honoured). Queues: a jobsched Queue
 as is; Kueue ClusterQueue/LocalQueue/ResourceFlavor and a Volcano Queue converted. Anything else
 is refused with one line that lists the accepted kinds (docs/migrating.md).
 """
@@ -18,7 +18,7 @@ from jobsched.spec.job import TrainingJob
 from jobsched.spec.queue import Queue
 
 ACCEPTED_JOBS = ("TrainingJob (jobsched.io), PyTorchJob, MXJob, TFJob (kubeflow.org), Job (batch/v1), Pod (v1), "
-                 "Job (batch.volcano.sh)")
+                 "Job (batch.volcano.sh), JobSet (jobset.x-k8s.io)")
 ACCEPTED_QUEUES = ("Queue (jobsched.io), ClusterQueue, LocalQueue, ResourceFlavor (kueue.x-k8s.io), "
                    "Queue (scheduling.volcano.sh)")
 _KUEUE_KINDS = ("ClusterQueue", "LocalQueue", "ResourceFlavor")
@@ -43,6 +43,9 @@ def job_converter(manifest: dict[str, Any]) -> Callable[[dict[str, Any]], tuple[
     if kind == "Pod" and group == "":
         from jobsched.spec.batchjob import convert_pod
         return convert_pod
+    if kind == "JobSet" and group == "jobset.x-k8s.io":
+        from jobsched.spec.jobset import convert as jobset
+        return jobset
     if kind == "Job" and group == "batch.volcano.sh":
         from jobsched.spec.volcano import convert_job as volcano_job
         return volcano_job

@@ -88,7 +88,7 @@ def test_other_kinds_are_refused_with_the_accepted_kinds(live: Any, tmp_path: Pa
     assert r.exit_code == 2
     assert r.stderr.strip().endswith(
         "kind: Deployment (apps/v1) is not a job jobsched accepts; accepted: TrainingJob (jobsched.io), PyTorchJob, "
-        "MXJob, TFJob (kubeflow.org), Job (batch/v1), Pod (v1), Job (batch.volcano.sh)")
+        "MXJob, TFJob (kubeflow.org), Job (batch/v1), Pod (v1), Job (batch.volcano.sh), JobSet (jobset.x-k8s.io)")
     r = cli("queue", "apply", str(f))
     assert r.exit_code == 2 and "is not a queue jobsched accepts; accepted: Queue (jobsched.io), ClusterQueue" in r.stderr
     assert stored(live) == []

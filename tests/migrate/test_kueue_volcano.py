@@ -144,7 +144,7 @@ def test_volcano_queue_capability_and_weight() -> None:
 @pytest.mark.parametrize("doc", [
     {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "x"}},
     {"apiVersion": "kubeflow.org/v2beta1", "kind": "MPIJob", "metadata": {"name": "x"}},
-    {"apiVersion": "jobset.x-k8s.io/v1alpha2", "kind": "JobSet", "metadata": {"name": "x"}},
+    {"apiVersion": "kubeflow.org/v1", "kind": "PaddleJob", "metadata": {"name": "x"}},
     {"apiVersion": "jobsched.io/v1alpha1", "kind": "Job", "metadata": {"name": "x"}},
 ])
 def test_other_kinds_are_refused_with_the_accepted_kinds(doc: dict[str, Any]) -> None:
