@@ -53,6 +53,9 @@ def server(ctx: typer.Context, home: Path | None = HOME,
            watch_kubeflow: bool = typer.Option(False, help="Schedule the cluster's PyTorchJob, MXJob and "
                                                "TFJob objects (their CRDs installed) as gangs and write their "
                                                "status, instead of the training-operator (--backend kubernetes)."),
+           watch_volcano: bool = typer.Option(False, help="Schedule the cluster's Volcano Job objects (their "
+                                              "CRD installed) as gangs and write their status, instead of "
+                                              "Volcano (--backend kubernetes)."),
            local_nodes: Path | None = typer.Option(None, help="YAML list of virtual nodes to split this "
                                                    "machine into: [{name, cpu, memory, gpus, gpuModel, gpuMemory, labels}] "
                                                    "(--backend local)."),
@@ -124,6 +127,10 @@ def server(ctx: typer.Context, home: Path | None = HOME,
         if backend is not Backend.kubernetes:
             fail("--watch-kubeflow: only with --backend kubernetes")
         options["watch_kubeflow"] = True  # type: ignore[assignment]
+    if watch_volcano:
+        if backend is not Backend.kubernetes:
+            fail("--watch-volcano: only with --backend kubernetes")
+        options["watch_volcano"] = True  # type: ignore[assignment]
     if local_nodes is not None:
         if backend is not Backend.local:
             fail("--local-nodes: only with --backend local")

@@ -1,7 +1,8 @@
-"""jobsched as the scheduler of the training-operator's custom resources, on the real test control
-plane: the upstream CRDs (training-operator v1.7.0, tests/k8s/data/kubeflow-crds) installed, a
-PyTorchJob / MXJob created with the Kubernetes API is run as one gang, each replica with its role's
-command, and its status written as the training-operator writes it."""
+"""jobsched as the scheduler of the training-operator's and Volcano's custom resources, on the real
+test control plane: the upstream CRDs (training-operator v1.7.0, tests/k8s/data/kubeflow-crds;
+Volcano v1.8.2, tests/k8s/data/volcano-crds) installed, a PyTorchJob / MXJob / Volcano Job created
+with the Kubernetes API is run as one gang, each replica with its role's command, and its status
+written as their controllers write it."""
 
 from __future__ import annotations
 
@@ -16,8 +17,9 @@ from jobsched.server.runtime import Runtime
 from tests.k8s.test_backend import crds, label, pods_of, set_outcome, until  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.k8s
-DATA = Path(__file__).parent / "data" / "kubeflow-crds"
+DATA = Path(__file__).parent / "data"
 CORPUS = Path(__file__).resolve().parents[1] / "migrate" / "corpus" / "kubeflow"
+VOLCANO = Path(__file__).resolve().parents[1] / "migrate" / "corpus" / "volcano"
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +28,7 @@ def kubeflow_crds(crds):  # noqa: F811 (the fixture imported above)
     from kubernetes.client.exceptions import ApiException
 
     ext = client.ApiextensionsV1Api(crds)
-    for f in sorted(DATA.glob("*.yaml.gz")):
+    for f in sorted([*DATA.glob("kubeflow-crds/*.yaml.gz"), *DATA.glob("volcano-crds/*.yaml.gz")]):
         body = yaml.safe_load(gzip.decompress(f.read_bytes()))
         try:
             ext.create_custom_resource_definition(body)
@@ -34,8 +36,9 @@ def kubeflow_crds(crds):  # noqa: F811 (the fixture imported above)
             if e.status != 409:
                 raise
     until(lambda: all(any(c.type == "Established" and c.status == "True"
-                          for c in (ext.read_custom_resource_definition(f"{p}.kubeflow.org").status.conditions or []))
-                      for p in ("pytorchjobs", "mxjobs", "tfjobs")), what="Kubeflow CRDs established")
+                          for c in (ext.read_custom_resource_definition(p).status.conditions or []))
+                      for p in ("pytorchjobs.kubeflow.org", "mxjobs.kubeflow.org", "tfjobs.kubeflow.org",
+                                "jobs.batch.volcano.sh")), what="Kubeflow and Volcano CRDs established")
     return crds
 
 
@@ -43,7 +46,7 @@ def kubeflow_crds(crds):  # noqa: F811 (the fixture imported above)
 def rt(k8s_cluster, kubeflow_crds, tmp_path):
     r = Runtime(tmp_path / "home", backend="kubernetes",
                 backend_options={"kubeconfig": str(k8s_cluster.kubeconfig), "lease_name": f"js-{uuid.uuid4().hex[:6]}",
-                                 "watch_kubeflow": True})
+                                 "watch_kubeflow": True, "watch_volcano": True})
     r.start()
     until(r.backend.is_leader, what="leadership")
     yield r
@@ -71,7 +74,8 @@ def _true(status: dict, typ: str) -> bool:
 def test_pytorchjob_object_is_scheduled_as_a_gang_and_its_status_written(rt, k8s_cluster):
     pool = label()
     k8s_cluster.add_nodes(2, cpu="2", memory="4Gi", labels={"pool": pool})
-    assert rt.backend.kubeflow.plurals == ["pytorchjobs", "mxjobs", "tfjobs"]
+    assert rt.backend.kubeflow.plurals == ["pytorchjobs.kubeflow.org", "mxjobs.kubeflow.org", "tfjobs.kubeflow.org",
+                                           "jobs.batch.volcano.sh"]
     custom = rt.backend.custom
     custom.create_namespaced_custom_object("kubeflow.org", "v1", "default", "pytorchjobs",
                                            _example("pytorch_simple.yaml", "ptj-watched", pool))
@@ -117,3 +121,32 @@ def test_an_invalid_object_gets_a_failed_condition_saying_why(rt):
                what="Failed condition")
     assert st["conditions"][-1]["message"] == ("spec.pytorchReplicaSpecs.Master.replicas: a PyTorchJob has "
                                                "exactly one Master")
+
+
+def test_volcano_job_completes_when_its_workers_do(rt, k8s_cluster):
+    """Volcano's TensorFlow example: the worker task's TaskCompleted → CompleteJob policy; once both
+    workers succeeded the parameter server is stopped and the Job is Completed."""
+    pool = label()
+    k8s_cluster.add_nodes(1, cpu="4", memory="4Gi", labels={"pool": pool})
+    doc = yaml.safe_load((VOLCANO / "integrations_tensorflow_dist-mnist_tf-dist-mnist-example.yaml").read_text())
+    doc["metadata"] = {"name": "vcj-watched", "namespace": "default"}
+    for task in doc["spec"]["tasks"]:
+        task["template"]["spec"]["nodeSelector"] = {"pool": pool}
+        task["template"]["spec"]["containers"][0]["resources"] = {"requests": {"cpu": "500m", "memory": "256Mi"}}
+    custom = rt.backend.custom
+    custom.create_namespaced_custom_object("batch.volcano.sh", "v1alpha1", "default", "jobs", doc)
+    core = rt.backend.core
+    pods = until(lambda: (ps := [p for p in pods_of(core, "vcj-watched") if p.status.phase == "Running"])
+                 and len(ps) == 3 and ps, timeout=60, what="3 pods running")
+    env = {int(p.metadata.labels["jobsched.io/replica"]): {e.name: e.value for e in p.spec.containers[0].env}
+           for p in pods}
+    assert [env[r]["VK_TASK_INDEX"] for r in range(3)] == ["0", "0", "1"]
+    assert env[0]["VC_WORKER_NUM"] == "2"
+    vs = lambda: custom.get_namespaced_custom_object("batch.volcano.sh", "v1alpha1", "default", "jobs",  # noqa: E731
+                                                     "vcj-watched").get("status") or {}
+    until(lambda: vs().get("state", {}).get("phase") == "Running", what="Running phase")
+    set_outcome(core, [p for p in pods if p.metadata.labels["jobsched.io/replica"] != "0"], "Succeeded")
+    st = until(lambda: (s := vs()) and s.get("state", {}).get("phase") == "Completed" and s, timeout=60,
+               what="Completed phase")
+    assert st["succeeded"] == 3 and st["retryCount"] == 0
+    assert rt.service.get("default", "vcj-watched").phase.value == "Succeeded"

@@ -56,6 +56,7 @@ class KubernetesBackend:
     node_class: str | None = None  # Karpenter NodeClass reference group/kind/name
     parallel_starts: int = 8  # gangs started at once (each start is a few API calls)
     watch_kubeflow: bool = False  # schedule PyTorchJob/MXJob/TFJob objects (kubeflow_watch.py)
+    watch_volcano: bool = False  # schedule Volcano Job objects (kubeflow_watch.py)
     name: str = "kubernetes"
 
     def __post_init__(self) -> None:
@@ -104,10 +105,11 @@ class KubernetesBackend:
 
         self.crsync = CustomResourceSync(self, service)
         self.crsync.start()
-        if self.watch_kubeflow:  # a drop-in scheduler for the training-operator's custom resources
-            from jobsched.backends.kubernetes.kubeflow_watch import KubeflowWatch
+        if self.watch_kubeflow or self.watch_volcano:  # a drop-in for their controllers' custom resources
+            from jobsched.backends.kubernetes.kubeflow_watch import KUBEFLOW, VOLCANO, KubeflowWatch
 
-            self.kubeflow = KubeflowWatch(self, service)
+            wanted = [*(KUBEFLOW if self.watch_kubeflow else ()), *(VOLCANO if self.watch_volcano else ())]
+            self.kubeflow = KubeflowWatch(self, service, wanted)
             self.kubeflow.start()
 
     def make_node_provider(self, pool: Any) -> Any:

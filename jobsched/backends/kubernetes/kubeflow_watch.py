@@ -1,12 +1,15 @@
-"""jobsched as a drop-in scheduler for the Kubeflow training-operator's PyTorchJob, MXJob and TFJob.
+"""jobsched as a drop-in scheduler for the Kubeflow training-operator's PyTorchJob, MXJob and TFJob,
+and for Volcano's Job.
 
-With ``--watch-kubeflow`` (backend option ``watch_kubeflow``), each of these kinds whose CRD is
-installed is watched: a new object is converted (spec/kubeflow.py) and submitted as a gang under
-its own name; deleting it cancels the job; the job's progress is written back to the object's
-status as the training-operator writes it (``conditions`` Created/Running/Restarting/Succeeded/
-Failed, ``replicaStatuses`` per replica type, ``startTime``, ``completionTime``). An object whose
-status already says it ended is left alone (it ran before), and so is one another job's name holds.
-Run it instead of the training-operator, not beside it: both would start pods for the same object.
+With ``--watch-kubeflow`` (backend option ``watch_kubeflow``) and/or ``--watch-volcano``
+(``watch_volcano``), each of these kinds whose CRD is installed is watched: a new object is
+converted (spec/sources.py) and submitted as a gang under its own name; deleting it cancels the job;
+the job's progress is written back to the object's status as its own controller writes it
+(Kubeflow: ``conditions`` Created/Running/Restarting/Succeeded/Failed, ``replicaStatuses`` per
+replica type, ``startTime``, ``completionTime``; Volcano: ``state.phase`` Pending/Running/
+Restarting/Completed/Failed/Aborted, ``running``/``succeeded``/``failed``, ``retryCount``). An object
+whose status already says it ended is left alone (it ran before), and so is one another job's name
+holds. Run it instead of that controller, not beside it: both would start pods for the same object.
 """
 
 from __future__ import annotations
@@ -20,18 +23,21 @@ from typing import Any
 from jobsched.backends.kubernetes.informer import Informer
 
 log = logging.getLogger("jobsched.k8s.kubeflow")
-GROUP, VERSION = "kubeflow.org", "v1"
-KINDS = {"pytorchjobs": ("PyTorchJob", "pytorchReplicaSpecs"), "mxjobs": ("MXJob", "mxReplicaSpecs"),
-         "tfjobs": ("TFJob", "tfReplicaSpecs")}
+# "<plural>.<group>" (the CRD's name) -> (version, source-kind label, the replica-specs field)
+KUBEFLOW = {"pytorchjobs.kubeflow.org": ("v1", "PyTorchJob", "pytorchReplicaSpecs"),
+            "mxjobs.kubeflow.org": ("v1", "MXJob", "mxReplicaSpecs"),
+            "tfjobs.kubeflow.org": ("v1", "TFJob", "tfReplicaSpecs")}
+VOLCANO = {"jobs.batch.volcano.sh": ("v1alpha1", "VolcanoJob", "")}
+KINDS = {**KUBEFLOW, **VOLCANO}
 SOURCE_LABEL = "jobsched.io/source-kind"
 
 
-def installed_kinds(api_client: Any) -> list[str]:
-    """The plurals of KINDS whose CRD (``<plural>.kubeflow.org``) is installed."""
+def installed_kinds(api_client: Any, wanted: list[str]) -> list[str]:
+    """The CRD names of ``wanted`` (keys of KINDS) that are installed."""
     from kubernetes import client
 
     names = {c.metadata.name for c in client.ApiextensionsV1Api(api_client).list_custom_resource_definition().items}
-    return [p for p in KINDS if f"{p}.{GROUP}" in names]
+    return [p for p in wanted if p in names]
 
 
 def _time(ts: float | None) -> str | None:
@@ -52,7 +58,7 @@ def kubeflow_status(st: Any, obj: dict[str, Any], replica_key: str) -> dict[str,
 
     if len(st.attempts) > 1 and phase not in ("Succeeded", "Failed"):
         cond("Restarting", "JobRestarting", st.attempts[-1].started_at, st.attempts[-2].reason)
-    if phase in ("Admitted", "Running"):
+    if phase == "Running":  # every replica's pod runs (Admitted: placed, pods starting)
         cond("Running", "JobRunning", st.admitted_at)
     elif phase in ("Succeeded", "Failed"):
         if st.admitted_at:
@@ -72,25 +78,50 @@ def kubeflow_status(st: Any, obj: dict[str, Any], replica_key: str) -> dict[str,
     return out
 
 
+VOLCANO_PHASES = {"Pending": "Pending", "Admitted": "Pending", "Running": "Running", "Succeeded": "Completed",
+                  "Failed": "Failed", "Cancelled": "Aborted"}
+
+
+def volcano_status(st: Any, obj: dict[str, Any]) -> dict[str, Any]:
+    """Volcano's JobStatus for a jobsched job status ``st``."""
+    phase = VOLCANO_PHASES[st.phase.value]
+    if phase == "Pending" and len(st.attempts) > 1:
+        phase = "Restarting"
+    n = int(st.replicas)
+    when = st.finished_at or (st.admitted_at if phase == "Running" else None) or st.created_at
+    return {"state": {"phase": phase, "reason": st.reason or "", "message": st.message or "",
+                      "lastTransitionTime": _time(when)},
+            "minAvailable": int(obj.get("spec", {}).get("minAvailable", n)),
+            "running": n if phase == "Running" else 0, "succeeded": n if phase == "Completed" else 0,
+            "failed": n if phase == "Failed" else 0, "retryCount": max(len(st.attempts) - 1, 0)}
+
+
 def _ended(obj: dict[str, Any]) -> bool:
-    conds = (obj.get("status") or {}).get("conditions") or []
-    return any(c.get("type") in ("Succeeded", "Failed") and c.get("status") == "True" for c in conds)
+    status = obj.get("status") or {}
+    if (status.get("state") or {}).get("phase") in ("Completed", "Failed", "Aborted", "Terminated"):
+        return True
+    return any(c.get("type") in ("Succeeded", "Failed") and c.get("status") == "True"
+               for c in status.get("conditions") or [])
 
 
 class KubeflowWatch:
-    def __init__(self, backend: Any, service: Any, plurals: list[str] | None = None) -> None:
+    """Watches the kinds of ``wanted`` (CRD names, keys of KINDS) that are installed."""
+
+    def __init__(self, backend: Any, service: Any, wanted: list[str]) -> None:
         self.backend, self.service = backend, service
-        self.plurals = installed_kinds(backend.api_client) if plurals is None else plurals
+        self.wanted = wanted
+        self.plurals = installed_kinds(backend.api_client, wanted)
         self.informers = {p: Informer(p, backend.custom.list_cluster_custom_object, partial(self._on_job, p),
-                                      group=GROUP, version=VERSION, plural=p) for p in self.plurals}
+                                      group=p.split(".", 1)[1], version=KINDS[p][0], plural=p.split(".", 1)[0])
+                          for p in self.plurals}
         self._stop = threading.Event()
         self._written: dict[str, dict[str, Any]] = {}
         self._thread = threading.Thread(target=self._status_loop, name="kubeflow-status", daemon=True)
 
     def start(self) -> None:
-        for plural in KINDS:
-            if plural not in self.plurals:
-                log.info("%s.%s: CRD not installed, not watched", plural, GROUP)
+        for crd in self.wanted:
+            if crd not in self.plurals:
+                log.info("%s: CRD not installed, not watched", crd)
         for inf in self.informers.values():
             inf.start()
         self._thread.start()
@@ -106,7 +137,7 @@ class KubeflowWatch:
             st = self.service.get(ns, name)
         except LookupError:
             return None
-        return st if st.labels.get(SOURCE_LABEL) == KINDS[plural][0] else None
+        return st if st.labels.get(SOURCE_LABEL) == KINDS[plural][1] else None
 
     def _on_job(self, plural: str, typ: str, obj: dict[str, Any]) -> None:
         from jobsched.spec.sources import to_training_job
@@ -132,9 +163,13 @@ class KubeflowWatch:
         try:
             to_training_job(manifest)  # refused here: a Failed condition saying why
             self.service.submit(manifest)
-            log.info("scheduling %s %s/%s", KINDS[plural][0], ns, name)
+            log.info("scheduling %s %s/%s", KINDS[plural][1], ns, name)
         except Exception as e:
             now = _time(datetime.now(UTC).timestamp())
+            if plural in VOLCANO:
+                self._patch(plural, ns, name, {"state": {"phase": "Failed", "reason": "InvalidSpec",
+                                                         "message": str(e)[:1000], "lastTransitionTime": now}})
+                return
             self._patch(plural, ns, name, {"conditions": [
                 {"type": "Failed", "status": "True", "reason": "InvalidSpec", "message": str(e)[:1000],
                  "lastUpdateTime": now, "lastTransitionTime": now}]})
@@ -143,8 +178,9 @@ class KubeflowWatch:
         from kubernetes.client.exceptions import ApiException
 
         try:
-            self.backend.custom.patch_namespaced_custom_object_status(GROUP, VERSION, ns, plural, name,
-                                                                      {"status": status})
+            group, version = plural.split(".", 1)[1], KINDS[plural][0]
+            self.backend.custom.patch_namespaced_custom_object_status(group, version, ns, plural.split(".", 1)[0],
+                                                                      name, {"status": status})
             self._written[f"{plural}/{ns}/{name}"] = status
         except ApiException as e:
             if e.status != 404:
@@ -167,6 +203,7 @@ class KubeflowWatch:
                 st = self._mine(plural, ns, name)
                 if st is None:
                     continue
-                want = kubeflow_status(st, obj, KINDS[plural][1])
+                want = (volcano_status(st, obj) if plural in VOLCANO
+                        else kubeflow_status(st, obj, KINDS[plural][2]))
                 if self._written.get(f"{plural}/{ns}/{name}") != want:
                     self._patch(plural, ns, name, want)
