@@ -308,7 +308,7 @@ class Controller:
                    "JOBSCHED_MEMORY_LIMIT": str(limit or 0)}
             concrete, gpu_env, device = replica_gpu(d.request, a.gpus, gpu_mem.get(a.node, 0), mps)
             env.update(gpu_env)  # after the job's env: the devices are jobsched's to give
-            env.update(roles.role_env(spec.spec, a.rank, lambda r: f"127.0.0.1:{tf_ports[r]}"))
+            env.update(roles.role_env(spec.spec, a.rank, lambda r: ("127.0.0.1", tf_ports[r])))
             shares.append(concrete.gpu_milli)
             reps.append(ReplicaLaunch(a.rank, a.node, rt.argv(), roles.expand_refs(env), concrete, limit,
                                       a.gpus, spec.spec.template.working_dir, rt.image, device,

@@ -227,8 +227,9 @@ class TrainingJobSpec(Model):
     template: JobTemplate
     # Per-role command/args/env/image (docs/migrating.md); their replicas add up to ``replicas``.
     roles: list[Role] = Field(default_factory=list, max_length=64)
-    # TF_CONFIG: each replica gets TensorFlow's cluster spec, its role as the task type.
-    cluster_env: Literal["TF_CONFIG"] | None = None
+    # TF_CONFIG / MX_CONFIG: each replica gets TensorFlow's / MXNet's cluster spec, its role as the
+    # task type (spec/roles.py).
+    cluster_env: Literal["TF_CONFIG", "MX_CONFIG"] | None = None
     # Roles whose replicas' success is the job's: once each of them exited 0, the other roles'
     # replicas (parameter servers, schedulers that serve until stopped) are stopped and the job
     # succeeds. Empty: every replica must exit 0.

@@ -109,6 +109,7 @@ def _convert(manifest: dict[str, Any]) -> tuple[TrainingJob, list[str]]:
     counts = {r: n for r, n, _ in layout if n}
     if kind == "MXJob":
         _mxnet(spec, field, layout, env, extra_role_env, warnings)
+        cluster_env = "MX_CONFIG"
         if spec.get("jobMode", "MXTrain") == "MXTrain" and counts.get("Worker"):
             success = ["Worker"]
     elif kind == "TFJob":
@@ -170,12 +171,10 @@ def _mxnet(spec: dict[str, Any], field: str, layout: list[tuple[str, int, dict[s
     else:
         if counts.get("TunerTracker", 0) != 1:
             raise SpecError("an MXTune MXJob needs exactly one TunerTracker", f"spec.{field}.TunerTracker")
-        warnings.append("spec.jobMode: MXTune: MX_CONFIG is not set; each replica gets JOBSCHED_ROLE "
-                        "(tunertracker/tunerserver/tuner as its role) and JOBSCHED_ROLE_INDEX, and the "
-                        "tracker's address as MASTER_ADDR:MASTER_PORT")
     for role, rs in (spec.get(field) or {}).items():
         if isinstance(rs, dict) and "label" in rs:
-            warnings.append(f"spec.{field}.{role}.label: not acted on by jobsched (ignored)")
+            warnings.append(f"spec.{field}.{role}.label: not acted on by jobsched (ignored; MX_CONFIG's "
+                            "labels are empty)")
 
 
 def _mapping(value: Any, path: str) -> dict[str, Any]:

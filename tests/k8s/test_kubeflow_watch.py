@@ -7,6 +7,7 @@ written as their controllers write it."""
 from __future__ import annotations
 
 import gzip
+import json
 import uuid
 from pathlib import Path
 
@@ -105,6 +106,9 @@ def test_mxjob_roles_run_their_own_commands_or_the_image_entrypoint(rt, k8s_clus
     env = {r: {e.name: e.value for e in c.env} for r, c in by_rank.items()}
     assert [env[r]["DMLC_ROLE"] for r in range(3)] == ["scheduler", "server", "worker"]
     assert env[2]["DMLC_PS_ROOT_URI"] == env[2]["MASTER_ADDR"] and env[2]["MASTER_ADDR"].startswith("mxj-watched-a0-0.")
+    mx = json.loads(env[1]["MX_CONFIG"])  # MXNet's cluster spec names the gang's pods
+    assert mx["task"] == {"type": "server", "index": 0}
+    assert mx["cluster"]["scheduler"] == [{"url": env[2]["MASTER_ADDR"], "port": 9091}]
     assert by_rank[0].command is None and by_rank[1].command is None  # the image's entrypoint
     assert by_rank[2].command == ["python"]
     custom.delete_namespaced_custom_object("kubeflow.org", "v1", "default", "mxjobs", "mxj-watched")

@@ -23,7 +23,7 @@ LAYOUTS = [
     ("mxnet_mxjob_dist_v1.yaml", "MXJob", [("Scheduler", 1, False), ("Server", 1, False), ("Worker", 1, True)], 4),
     ("mxnet_train_byteps_dist_gpu_v1.yaml", "MXJob", [("Scheduler", 1, True), ("Server", 2, True), ("Worker", 2, True)], 4),
     ("mxnet_train_mx_job_dist_gpu_v1.yaml", "MXJob", [("Scheduler", 1, False), ("Server", 1, False), ("Worker", 1, True)], 1),
-    ("mxnet_tune_mx_job_tune_gpu_v1.yaml", "MXJob", [("TunerTracker", 1, True), ("TunerServer", 1, True), ("Tuner", 1, True)], 3),
+    ("mxnet_tune_mx_job_tune_gpu_v1.yaml", "MXJob", [("TunerTracker", 1, True), ("TunerServer", 1, True), ("Tuner", 1, True)], 2),
     ("pytorch_elastic_echo_echo.yaml", "PyTorchJob", [("Worker", 2, True)], 4),
     ("pytorch_elastic_imagenet_imagenet.yaml", "PyTorchJob", [("Worker", 2, True)], 5),
     ("pytorch_mnist_v1_pytorch_job_mnist_gloo.yaml", "PyTorchJob", [("Master", 1, False), ("Worker", 1, False)], 0),
@@ -76,7 +76,7 @@ def test_tfjob_replicas_get_tf_config_as_the_training_operator_writes_it() -> No
     assert job.spec.cluster_env == "TF_CONFIG"
     assert job.spec.success_roles == ["Worker"]  # the parameter servers serve until stopped
     assert warnings == []
-    env = roles.role_env(job.spec, 3, lambda r: f"h{r}:2222")
+    env = roles.role_env(job.spec, 3, lambda r: (f"h{r}", 2222))
     assert env["JOBSCHED_ROLE"] == "Worker" and env["JOBSCHED_ROLE_INDEX"] == "1"
     assert json.loads(env["TF_CONFIG"]) == {
         "cluster": {"ps": ["h0:2222", "h1:2222"], "worker": ["h2:2222", "h3:2222", "h4:2222", "h5:2222"]},
@@ -88,7 +88,7 @@ def test_entrypoint_only_replica_runs_the_image_entrypoint_in_its_pod() -> None:
     gang's pods by their DNS names."""
     job, _ = convert(yaml.safe_load((CORPUS / "tensorflow_dist-mnist_tf_job_mnist.yaml").read_text()))
     rt = job.spec.replica(0)
-    env = {**rt.env, **roles.role_env(job.spec, 0, lambda r: f"127.0.0.1:{9000 + r}")}
+    env = {**rt.env, **roles.role_env(job.spec, 0, lambda r: ("127.0.0.1", 9000 + r))}
     rep = ReplicaLaunch(0, "n1", rt.argv(), env, Resources.from_quantities({"cpu": "1"}), None,
                         image=rt.image, args_only=not rt.command)
     pod = build_pod(GangLaunch("default/dist-mnist-for-e2e-test", "uid", 0, [rep]), rep, "default", None, None)
@@ -97,6 +97,17 @@ def test_entrypoint_only_replica_runs_the_image_entrypoint_in_its_pod() -> None:
     tf = json.loads(next(e["value"] for e in c["env"] if e["name"] == "TF_CONFIG"))
     assert tf["cluster"]["ps"][0] == "dist-mnist-for-e2e-test-a0-0.dist-mnist-for-e2e-test-js.default.svc:2222"
     assert tf["task"] == {"type": "ps", "index": 0}
+
+
+def test_mxjob_replicas_get_mx_config() -> None:
+    job, warnings = convert(yaml.safe_load((CORPUS / "mxnet_tune_mx_job_tune_gpu_v1.yaml").read_text()))
+    assert job.spec.cluster_env == "MX_CONFIG"
+    env = roles.role_env(job.spec, 2, lambda r: (f"h{r}", 9091))
+    assert json.loads(env["MX_CONFIG"]) == {
+        "cluster": {"tunertracker": [{"url": "h0", "port": 9091}], "tunerserver": [{"url": "h1", "port": 9091}],
+                    "tuner": [{"url": "h2", "port": 9091}]},
+        "task": {"type": "tuner", "index": 0}, "labels": {"tunertracker": "", "tunerserver": "", "tuner": ""}}
+    assert any(w.startswith("spec.mxReplicaSpecs.TunerServer.label: not acted on") for w in warnings)
 
 
 def test_elastic_policy_becomes_a_fixed_gang_with_a_warning() -> None:

@@ -34,9 +34,10 @@ def build_pod(gang: GangLaunch, rep: ReplicaLaunch, namespace: str, owner: dict[
     svc = service_name(job_name)
     env = dict(rep.env)
     env["MASTER_ADDR"] = f"{pod_name(job_name, gang.attempt, 0)}.{svc}.{namespace}.svc"
-    if "TF_CONFIG" in rep.env and "JOBSCHED_ROLE" in rep.env:  # a TFJob's roles: the pods' addresses
-        env["TF_CONFIG"] = roles.readdress_tf_config(
-            rep.env["TF_CONFIG"], lambda r: f"{pod_name(job_name, gang.attempt, r)}.{svc}.{namespace}.svc:{roles.TF_PORT}")
+    for var in roles.PORTS:  # a TFJob's / MXJob's cluster spec: the gang's pods' addresses
+        if var in rep.env and "JOBSCHED_ROLE" in rep.env:
+            env[var] = roles.readdress(var, rep.env[var], lambda r, v=var: (
+                f"{pod_name(job_name, gang.attempt, r)}.{svc}.{namespace}.svc", roles.PORTS[v]))
     if "DMLC_PS_ROOT_URI" in rep.env and "DMLC_ROLE" in rep.env:  # an MXJob's: rank 0's pod
         env["DMLC_PS_ROOT_URI"] = env["MASTER_ADDR"]
     if claim:
