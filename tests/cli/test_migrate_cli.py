@@ -92,3 +92,24 @@ def test_other_kinds_are_refused_with_the_accepted_kinds(live: Any, tmp_path: Pa
     r = cli("queue", "apply", str(f))
     assert r.exit_code == 2 and "is not a queue jobsched accepts; accepted: Queue (jobsched.io), ClusterQueue" in r.stderr
     assert stored(live) == []
+
+
+def test_the_api_converts_and_refuses_by_kind(live: Any) -> None:
+    import os
+
+    import httpx
+
+    url, auth = os.environ["JOBSCHED_URL"], {"Authorization": f"Bearer {os.environ['JOBSCHED_TOKEN']}"}
+    r = httpx.post(f"{url}/v1/jobs", headers=auth, json={"apiVersion": "apps/v1", "kind": "Deployment",
+                                                         "metadata": {"name": "web"}, "spec": {}})
+    assert r.status_code == 422
+    assert r.json()["detail"].startswith("kind: Deployment (apps/v1) is not a job jobsched accepts; accepted: ")
+    doc = yaml.safe_load((CORPUS / "volcano" / "job.yaml").read_text())
+    c = doc["spec"]["tasks"][0]["template"]["spec"]["containers"][0]
+    c["command"], c["resources"] = [sys.executable, "-c", "pass"], {"requests": {"cpu": "100m", "memory": "64Mi"}}
+    r = httpx.post(f"{url}/v1/jobs", headers=auth, json=doc)
+    assert r.status_code in (200, 201), r.text
+    body = r.json()
+    assert body["replicas"] == 6 and body["labels"]["jobsched.io/source-kind"] == "VolcanoJob"
+    assert "spec.minAvailable: 3 of 6: jobsched starts all 6 replicas together or none" in [
+        e["message"] for e in body["events"] if e["reason"] == "NotHonoured"]
