@@ -221,6 +221,7 @@ def _container(rs: dict[str, Any], path: str, default: str, warnings: list[str])
     for key in c:
         if key in _IGNORED_CONTAINER:
             warnings.append(f"{cpath}.{key}: not acted on by jobsched (ignored)")
+    _unlisted(pod, c, f"{path}.template.spec", cpath, warnings)
     # No command: the image's entrypoint runs with the args (on Kubernetes; refused locally at submit).
     command = [str(a) for a in _optional_list(c.get("command"), f"{cpath}.command")]
     args = [str(a) for a in _optional_list(c.get("args"), f"{cpath}.args")]
@@ -241,6 +242,16 @@ def _container(rs: dict[str, Any], path: str, default: str, warnings: list[str])
                 raise SpecError(str(e), f"{cpath}.resources.{part}.{key}") from None
     return {"command": command, "args": args, "env": env, "image": c.get("image"), "workingDir": c.get("workingDir"),
             "resources": resources, "nodeSelector": pod.get("nodeSelector") or {}}
+
+
+_USED_POD = {"containers", "nodeSelector", "restartPolicy", "initContainers", *_IGNORED_POD}
+_USED_CONTAINER = {"name", "image", "command", "args", "env", "resources", "workingDir", *_IGNORED_CONTAINER}
+
+
+def _unlisted(pod: dict[str, Any], c: dict[str, Any], path: str, cpath: str, warnings: list[str]) -> None:
+    """Every other pod or container field is named too: nothing is dropped silently."""
+    warnings += [f"{path}.{k}: not acted on by jobsched (ignored)" for k in pod if k not in _USED_POD]
+    warnings += [f"{cpath}.{k}: not acted on by jobsched (ignored)" for k in c if k not in _USED_CONTAINER]
 
 
 def _max_resources(all_res: list[dict[str, Any]], warnings: list[str], kind: str) -> dict[str, Any]:

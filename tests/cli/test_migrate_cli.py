@@ -113,3 +113,14 @@ def test_the_api_converts_and_refuses_by_kind(live: Any) -> None:
     assert body["replicas"] == 6 and body["labels"]["jobsched.io/source-kind"] == "VolcanoJob"
     assert "spec.minAvailable: 3 of 6: jobsched starts all 6 replicas together or none" in [
         e["message"] for e in body["events"] if e["reason"] == "NotHonoured"]
+
+
+def test_the_sdk_submits_a_file_of_jobs_and_applies_kueue_queues(live: Any, tmp_path: Path) -> None:
+    from jobsched.sdk.client import Client
+
+    c = Client()
+    queues, warnings = c.apply_queues(CORPUS / "kueue" / "admin_single-clusterqueue-setup.yaml")
+    assert [q.name for q in queues] == ["user-queue"] and warnings == []
+    f = tmp_path / "jobs.yaml"
+    f.write_text(BATCH_JOB.format(name="s1", python=sys.executable) + "---\n" + BATCH_JOB.format(name="s2", python=sys.executable))
+    assert [(s.name, s.queue, s.replicas) for s in c.submit_file(f)] == [("s1", "user-queue", 2), ("s2", "user-queue", 2)]

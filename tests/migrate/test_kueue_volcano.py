@@ -168,3 +168,14 @@ def test_a_kueue_pod_group_is_a_job_per_pod_with_a_warning() -> None:
         assert (job.spec.replicas, job.spec.queue) == (1, "user-queue")
         assert warnings == ["metadata.labels.kueue.x-k8s.io/pod-group-name: each Pod is its own job; write the "
                             "group as one Job (parallelism) to gang it"]
+
+
+def test_every_pod_and_container_field_not_acted_on_is_named() -> None:
+    (doc,) = docs("kueue/pods-kueue_kueue-pod.yaml")
+    doc["spec"]["runtimeClassName"] = "nvidia"
+    doc["spec"]["tolerations"] = [{"key": "gpu", "operator": "Exists"}]
+    doc["spec"]["containers"][0]["tty"] = True
+    _, warnings = to_training_job(doc)
+    assert set(warnings) >= {"spec.runtimeClassName: not acted on by jobsched (ignored)",
+                             "spec.tolerations: not acted on by jobsched (ignored)",
+                             "spec.containers[0].tty: not acted on by jobsched (ignored)"}
