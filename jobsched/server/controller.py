@@ -295,7 +295,7 @@ class Controller:
         gpu_mem = {n.name: n.gpu_memory_bytes for n in self.nodes()}
         mps = bool(d.request.gpus) and mps_running()
         shares = []
-        tf_ports = [free_port() for _ in d.assignments] if spec.spec.cluster_env else []
+        cluster_ports = [free_port() for _ in d.assignments] if spec.spec.cluster_env else []
         for a in d.assignments:
             local_rank = per_node.get(a.node, 0)
             per_node[a.node] = local_rank + 1
@@ -308,7 +308,7 @@ class Controller:
                    "JOBSCHED_MEMORY_LIMIT": str(limit or 0)}
             concrete, gpu_env, device = replica_gpu(d.request, a.gpus, gpu_mem.get(a.node, 0), mps)
             env.update(gpu_env)  # after the job's env: the devices are jobsched's to give
-            env.update(roles.role_env(spec.spec, a.rank, lambda r: ("127.0.0.1", tf_ports[r])))
+            env.update(roles.role_env(spec.spec, a.rank, lambda r: ("127.0.0.1", cluster_ports[r])))
             shares.append(concrete.gpu_milli)
             reps.append(ReplicaLaunch(a.rank, a.node, rt.argv(), roles.expand_refs(env), concrete, limit,
                                       a.gpus, spec.spec.template.working_dir, rt.image, device,
