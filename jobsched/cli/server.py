@@ -56,6 +56,9 @@ def server(ctx: typer.Context, home: Path | None = HOME,
            watch_volcano: bool = typer.Option(False, help="Schedule the cluster's Volcano Job objects (their "
                                               "CRD installed) as gangs and write their status, instead of "
                                               "Volcano (--backend kubernetes)."),
+           watch_jobs: bool = typer.Option(False, help="Schedule the cluster's batch/v1 Jobs whose "
+                                           "spec.managedBy is jobsched.io/scheduler as gangs and write their "
+                                           "status (--backend kubernetes)."),
            local_nodes: Path | None = typer.Option(None, help="YAML list of virtual nodes to split this "
                                                    "machine into: [{name, cpu, memory, gpus, gpuModel, gpuMemory, labels}] "
                                                    "(--backend local)."),
@@ -131,6 +134,10 @@ def server(ctx: typer.Context, home: Path | None = HOME,
         if backend is not Backend.kubernetes:
             fail("--watch-volcano: only with --backend kubernetes")
         options["watch_volcano"] = True  # type: ignore[assignment]
+    if watch_jobs:
+        if backend is not Backend.kubernetes:
+            fail("--watch-jobs: only with --backend kubernetes")
+        options["watch_jobs"] = True  # type: ignore[assignment]
     if local_nodes is not None:
         if backend is not Backend.local:
             fail("--local-nodes: only with --backend local")

@@ -19,7 +19,8 @@ from jobsched.spec.job import TrainingJob
 from jobsched.spec.kubeflow import _container, _mapping, _optional_mapping, queue_label
 
 K8S_DEFAULT_BACKOFF_LIMIT = 6
-_JOB_FIELDS = {"parallelism", "completions", "completionMode", "suspend", "backoffLimit", "template"}
+# managedBy: jobsched.io/scheduler is what a cluster's Job opts in with (kubeflow_watch.py)
+_JOB_FIELDS = {"parallelism", "completions", "completionMode", "suspend", "backoffLimit", "template", "managedBy"}
 
 
 def convert_job(manifest: dict[str, Any]) -> tuple[TrainingJob, list[str]]:

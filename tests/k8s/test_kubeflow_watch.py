@@ -47,7 +47,7 @@ def kubeflow_crds(crds):  # noqa: F811 (the fixture imported above)
 def rt(k8s_cluster, kubeflow_crds, tmp_path):
     r = Runtime(tmp_path / "home", backend="kubernetes",
                 backend_options={"kubeconfig": str(k8s_cluster.kubeconfig), "lease_name": f"js-{uuid.uuid4().hex[:6]}",
-                                 "watch_kubeflow": True, "watch_volcano": True})
+                                 "watch_kubeflow": True, "watch_volcano": True, "watch_jobs": True})
     r.start()
     until(r.backend.is_leader, what="leadership")
     yield r
@@ -76,7 +76,7 @@ def test_pytorchjob_object_is_scheduled_as_a_gang_and_its_status_written(rt, k8s
     pool = label()
     k8s_cluster.add_nodes(2, cpu="2", memory="4Gi", labels={"pool": pool})
     assert rt.backend.kubeflow.plurals == ["pytorchjobs.kubeflow.org", "mxjobs.kubeflow.org", "tfjobs.kubeflow.org",
-                                           "jobs.batch.volcano.sh"]
+                                           "jobs.batch.volcano.sh", "jobs.batch"]
     custom = rt.backend.custom
     custom.create_namespaced_custom_object("kubeflow.org", "v1", "default", "pytorchjobs",
                                            _example("pytorch_simple.yaml", "ptj-watched", pool))
@@ -154,3 +154,38 @@ def test_volcano_job_completes_when_its_workers_do(rt, k8s_cluster):
                what="Completed phase")
     assert st["succeeded"] == 3 and st["retryCount"] == 0
     assert rt.service.get("default", "vcj-watched").phase.value == "Succeeded"
+
+
+def test_a_batch_job_managed_by_jobsched_runs_as_a_gang_and_completes(rt, k8s_cluster):
+    """A Kueue user's Job, opted in with spec.managedBy (the Job controller leaves it alone): one gang
+    of `parallelism` pods in the labelled queue; its status written as the Job controller would."""
+    from kubernetes import client
+
+    pool = label()
+    k8s_cluster.add_nodes(1, cpu="4", memory="4Gi", labels={"pool": pool})
+    rt.service.apply_queue({"apiVersion": "jobsched.io/v1alpha1", "kind": "Queue", "metadata": {"name": "user-queue"}})
+    doc = yaml.safe_load((CORPUS.parent / "kueue" / "jobs_sample-job.yaml").read_text())
+    doc["metadata"] = {"name": "batch-managed", "namespace": "default", "labels": doc["metadata"]["labels"]}
+    doc["spec"].update(managedBy="jobsched.io/scheduler", suspend=False)
+    doc["spec"]["template"]["spec"]["nodeSelector"] = {"pool": pool}
+    doc["spec"]["template"]["spec"]["containers"][0]["resources"]["requests"]["cpu"] = "500m"
+    batch = client.BatchV1Api(rt.backend.api_client)
+    batch.create_namespaced_job("default", doc)
+    other = {**doc, "metadata": {"name": "batch-not-ours", "namespace": "default"}}
+    other["spec"] = {k: v for k, v in doc["spec"].items() if k != "managedBy"}
+    batch.create_namespaced_job("default", other)
+    core = rt.backend.core
+    pods = until(lambda: (ps := [p for p in pods_of(core, "batch-managed") if p.status.phase == "Running"])
+                 and len(ps) == 3 and ps, timeout=60, what="3 pods running")
+    assert rt.service.get("default", "batch-managed").queue == "user-queue"
+    assert [c.args for c in (p.spec.containers[0] for p in pods)] == [["30s"]] * 3  # the image's entrypoint
+    set_outcome(core, pods, "Succeeded")
+    job = until(lambda: (j := batch.read_namespaced_job_status("batch-managed", "default")).status.conditions
+                and any(c.type == "Complete" and c.status == "True" for c in j.status.conditions) and j,
+                timeout=60, what="Complete condition")
+    assert job.status.succeeded == 3 and job.status.completion_time is not None
+    try:
+        rt.service.get("default", "batch-not-ours")
+        raise AssertionError("a Job without managedBy was picked up")
+    except LookupError:
+        pass

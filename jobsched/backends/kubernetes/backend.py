@@ -57,6 +57,7 @@ class KubernetesBackend:
     parallel_starts: int = 8  # gangs started at once (each start is a few API calls)
     watch_kubeflow: bool = False  # schedule PyTorchJob/MXJob/TFJob objects (kubeflow_watch.py)
     watch_volcano: bool = False  # schedule Volcano Job objects (kubeflow_watch.py)
+    watch_jobs: bool = False  # schedule batch/v1 Jobs with spec.managedBy: jobsched.io/scheduler
     name: str = "kubernetes"
 
     def __post_init__(self) -> None:
@@ -105,10 +106,11 @@ class KubernetesBackend:
 
         self.crsync = CustomResourceSync(self, service)
         self.crsync.start()
-        if self.watch_kubeflow or self.watch_volcano:  # a drop-in for their controllers' custom resources
-            from jobsched.backends.kubernetes.kubeflow_watch import KUBEFLOW, VOLCANO, KubeflowWatch
+        if self.watch_kubeflow or self.watch_volcano or self.watch_jobs:  # a drop-in for their controllers
+            from jobsched.backends.kubernetes.kubeflow_watch import BATCH, KUBEFLOW, VOLCANO, KubeflowWatch
 
-            wanted = [*(KUBEFLOW if self.watch_kubeflow else ()), *(VOLCANO if self.watch_volcano else ())]
+            wanted = [*(KUBEFLOW if self.watch_kubeflow else ()), *(VOLCANO if self.watch_volcano else ()),
+                      *(BATCH if self.watch_jobs else ())]
             self.kubeflow = KubeflowWatch(self, service, wanted)
             self.kubeflow.start()
 

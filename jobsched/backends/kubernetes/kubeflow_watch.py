@@ -1,13 +1,15 @@
 """jobsched as a drop-in scheduler for the Kubeflow training-operator's PyTorchJob, MXJob and TFJob,
-and for Volcano's Job.
+for Volcano's Job, and for ``batch/v1`` Jobs that opt in with ``spec.managedBy: jobsched.io/scheduler``.
 
-With ``--watch-kubeflow`` (backend option ``watch_kubeflow``) and/or ``--watch-volcano``
-(``watch_volcano``), each of these kinds whose CRD is installed is watched: a new object is
+With ``--watch-kubeflow`` (backend option ``watch_kubeflow``), ``--watch-volcano``
+(``watch_volcano``) and/or ``--watch-jobs`` (``watch_jobs``), each of these kinds whose CRD is
+installed is watched: a new object is
 converted (spec/sources.py) and submitted as a gang under its own name; deleting it cancels the job;
 the job's progress is written back to the object's status as its own controller writes it
 (Kubeflow: ``conditions`` Created/Running/Restarting/Succeeded/Failed, ``replicaStatuses`` per
 replica type, ``startTime``, ``completionTime``; Volcano: ``state.phase`` Pending/Running/
-Restarting/Completed/Failed/Aborted, ``running``/``succeeded``/``failed``, ``retryCount``). An object
+Restarting/Completed/Failed/Aborted, ``running``/``succeeded``/``failed``, ``retryCount``; a Job: as
+the Job controller would, ``batch_status``). An object
 whose status already says it ended is left alone (it ran before), and so is one another job's name
 holds. Run it instead of that controller, not beside it: both would start pods for the same object.
 """
@@ -28,7 +30,10 @@ KUBEFLOW = {"pytorchjobs.kubeflow.org": ("v1", "PyTorchJob", "pytorchReplicaSpec
             "mxjobs.kubeflow.org": ("v1", "MXJob", "mxReplicaSpecs"),
             "tfjobs.kubeflow.org": ("v1", "TFJob", "tfReplicaSpecs")}
 VOLCANO = {"jobs.batch.volcano.sh": ("v1alpha1", "VolcanoJob", "")}
-KINDS = {**KUBEFLOW, **VOLCANO}
+# batch/v1 Jobs that name jobsched in spec.managedBy (the Job controller leaves those alone).
+BATCH = {"jobs.batch": ("v1", "Job", "")}
+MANAGED_BY = "jobsched.io/scheduler"
+KINDS = {**KUBEFLOW, **VOLCANO, **BATCH}
 SOURCE_LABEL = "jobsched.io/source-kind"
 
 
@@ -37,7 +42,7 @@ def installed_kinds(api_client: Any, wanted: list[str]) -> list[str]:
     from kubernetes import client
 
     names = {c.metadata.name for c in client.ApiextensionsV1Api(api_client).list_custom_resource_definition().items}
-    return [p for p in wanted if p in names]
+    return [p for p in wanted if p in names or p in BATCH]
 
 
 def _time(ts: float | None) -> str | None:
@@ -96,11 +101,32 @@ def volcano_status(st: Any, obj: dict[str, Any]) -> dict[str, Any]:
             "failed": n if phase == "Failed" else 0, "retryCount": max(len(st.attempts) - 1, 0)}
 
 
+def batch_status(st: Any, obj: dict[str, Any]) -> dict[str, Any]:
+    """A managed Job's status as the Job controller would write it (Kubernetes validates it: an
+    ended Job carries SuccessCriteriaMet/FailureTarget before Complete/Failed, and its times)."""
+    phase, n = st.phase.value, int(st.replicas)
+    out: dict[str, Any] = {"active": n if phase == "Running" else 0, "ready": n if phase == "Running" else 0,
+                           "succeeded": n if phase == "Succeeded" else 0, "failed": n if phase == "Failed" else 0,
+                           "terminating": 0}
+    if st.admitted_at:
+        out["startTime"] = _time(st.admitted_at)
+    if phase in ("Succeeded", "Failed", "Cancelled"):
+        t = _time(st.finished_at or st.created_at)
+        out.setdefault("startTime", t)
+        first, last = ("SuccessCriteriaMet", "Complete") if phase == "Succeeded" else ("FailureTarget", "Failed")
+        reason = {"Succeeded": "CompletionsReached", "Failed": "BackoffLimitExceeded"}.get(phase, "Cancelled")
+        out["conditions"] = [{"type": typ, "status": "True", "reason": reason, "message": st.message or reason,
+                              "lastProbeTime": t, "lastTransitionTime": t} for typ in (first, last)]
+        if phase == "Succeeded":
+            out["completionTime"] = t
+    return out
+
+
 def _ended(obj: dict[str, Any]) -> bool:
     status = obj.get("status") or {}
     if (status.get("state") or {}).get("phase") in ("Completed", "Failed", "Aborted", "Terminated"):
         return True
-    return any(c.get("type") in ("Succeeded", "Failed") and c.get("status") == "True"
+    return any(c.get("type") in ("Succeeded", "Failed", "Complete") and c.get("status") == "True"
                for c in status.get("conditions") or [])
 
 
@@ -144,6 +170,8 @@ class KubeflowWatch:
 
         md = obj["metadata"]
         ns, name = md.get("namespace", "default"), md["name"]
+        if plural in BATCH and (obj.get("spec") or {}).get("managedBy") != MANAGED_BY:
+            return  # the Job controller's (or Kueue's), not ours
         if typ == "DELETED":
             if self._mine(plural, ns, name) is not None:
                 try:
@@ -166,6 +194,8 @@ class KubeflowWatch:
             log.info("scheduling %s %s/%s", KINDS[plural][1], ns, name)
         except Exception as e:
             now = _time(datetime.now(UTC).timestamp())
+            if plural in BATCH:
+                return  # a Job's status cannot say "refused" before it ran; the server log does
             if plural in VOLCANO:
                 self._patch(plural, ns, name, {"state": {"phase": "Failed", "reason": "InvalidSpec",
                                                          "message": str(e)[:1000], "lastTransitionTime": now}})
@@ -178,7 +208,7 @@ class KubeflowWatch:
         from kubernetes.client.exceptions import ApiException
 
         try:
-            group, version = plural.split(".", 1)[1], KINDS[plural][0]
+            group, version = plural.split(".", 1)[1], KINDS[plural][0]  # "batch": /apis/batch/v1 alike
             self.backend.custom.patch_namespaced_custom_object_status(group, version, ns, plural.split(".", 1)[0],
                                                                       name, {"status": status})
             self._written[f"{plural}/{ns}/{name}"] = status
@@ -203,7 +233,7 @@ class KubeflowWatch:
                 st = self._mine(plural, ns, name)
                 if st is None:
                     continue
-                want = (volcano_status(st, obj) if plural in VOLCANO
+                want = (volcano_status(st, obj) if plural in VOLCANO else batch_status(st, obj) if plural in BATCH
                         else kubeflow_status(st, obj, KINDS[plural][2]))
                 if self._written.get(f"{plural}/{ns}/{name}") != want:
                     self._patch(plural, ns, name, want)
