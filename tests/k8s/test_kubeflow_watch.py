@@ -189,3 +189,25 @@ def test_a_batch_job_managed_by_jobsched_runs_as_a_gang_and_completes(rt, k8s_cl
         raise AssertionError("a Job without managedBy was picked up")
     except LookupError:
         pass
+
+
+def test_a_failed_managed_batch_job_gets_the_failed_conditions(rt, k8s_cluster):
+    from kubernetes import client
+
+    pool = label()
+    k8s_cluster.add_nodes(1, cpu="4", memory="4Gi", labels={"pool": pool})
+    doc = yaml.safe_load((CORPUS.parent / "kueue" / "jobs_sample-job.yaml").read_text())
+    doc["metadata"] = {"name": "batch-fails", "namespace": "default"}
+    doc["spec"].update(managedBy="jobsched.io/scheduler", suspend=False, backoffLimit=0, parallelism=1, completions=1)
+    doc["spec"]["template"]["spec"]["nodeSelector"] = {"pool": pool}
+    doc["spec"]["template"]["spec"]["containers"][0]["resources"]["requests"]["cpu"] = "500m"
+    batch = client.BatchV1Api(rt.backend.api_client)
+    batch.create_namespaced_job("default", doc)
+    core = rt.backend.core
+    pods = until(lambda: [p for p in pods_of(core, "batch-fails") if p.status.phase == "Running"] or None,
+                 timeout=60, what="pod running")
+    set_outcome(core, pods, "Failed")
+    job = until(lambda: (j := batch.read_namespaced_job_status("batch-fails", "default")).status.conditions
+                and any(c.type == "Failed" and c.status == "True" for c in j.status.conditions) and j,
+                timeout=60, what="Failed condition")
+    assert [c.type for c in job.status.conditions] == ["FailureTarget", "Failed"] and job.status.failed == 1
