@@ -36,6 +36,7 @@ class ReplicaLaunch:
     working_dir: str | None = None
     image: str | None = None
     gpu_memory_limit: int | None = None  # device memory per GPU this replica may use (shares); None: all
+    args_only: bool = False  # argv are arguments to the image's entrypoint (no command given)
 
 
 @dataclass(frozen=True)

@@ -78,6 +78,9 @@ def _finish(client: Client, st: JobStatus, wait: bool, output: Format, follow: b
         job_detail(st)
     else:
         print(f"{st.namespace}/{st.name} submitted to queue {st.queue} ({st.phase.value})")
+    for e in st.events:  # what a converted manifest asked for that jobsched does not honour
+        if e.reason == "NotHonoured" and not wait:
+            print(f"warning: {st.name}: {e.message}", file=sys.stderr)
     if wait and st.phase.value != "Succeeded":
         from jobsched.cli.progress import failure_hint
 
@@ -110,9 +113,19 @@ def _submit(client: Client, job: Any, wait: bool, output: Format, dry_run: bool,
 def submit(file: Path = typer.Argument(..., help="TrainingJob manifest (YAML)."),
            wait: bool = typer.Option(False, "--wait", "-w", help="Wait until the job ends."),
            output: Format = OUT, dry_run: bool = DRY_RUN, follow: bool = FOLLOW) -> None:
-    """Submit a TrainingJob manifest."""
+    """Submit a job manifest: a TrainingJob, or a Kubeflow PyTorchJob/MXJob/TFJob, batch/v1 Job, Pod
+    or Volcano Job (converted; docs/migrating.md). A file may hold several, separated by '---'."""
+    from jobsched.sdk.multidoc import job_manifests
+
     with sdk_errors():
-        _submit(_client(), file, wait, output, dry_run, follow)
+        client = _client()
+        manifests = job_manifests(file)  # every document validated before the first is sent
+        if len(manifests) > 1 and (wait or follow):
+            from jobsched.cli.output import fail
+
+            fail(f"--wait: {file} holds {len(manifests)} jobs; wait for one job at a time")
+        for manifest in manifests:
+            _submit(client, manifest, wait, output, dry_run, follow)
 
 
 def run(command: list[str] = typer.Argument(..., help="The command, after '--'."),
@@ -280,10 +293,16 @@ def queues(output: Format = OUT) -> None:
 
 
 def queue_apply(file: Path = typer.Argument(..., help="Queue manifest (YAML).")) -> None:
-    """Create or update a queue."""
+    """Create or update queues: jobsched Queues, Kueue ClusterQueue + LocalQueue (+ ResourceFlavor) or
+    Volcano Queues (converted; docs/migrating.md). A file may hold several, separated by '---'."""
+    from jobsched.sdk.multidoc import apply_file
+
     with sdk_errors():
-        q = _client().apply_queue(file)
-    print(f"queue {q.name} applied")
+        applied, warnings = apply_file(_client(), file)
+    for w in warnings:
+        print(f"warning: {w}", file=sys.stderr)
+    for q in applied:
+        print(f"queue {q.name} applied")
 
 
 def nodes(output: Format = OUT) -> None:

@@ -55,6 +55,15 @@ def server(ctx: typer.Context, home: Path | None = HOME,
                                                          "its spec.ttlSecondsAfterFinished says otherwise "
                                                          "(--backend kubernetes; default: kept until the "
                                                          "job is deleted)."),
+           watch_kubeflow: bool = typer.Option(False, help="Schedule the cluster's PyTorchJob, MXJob and "
+                                               "TFJob objects (their CRDs installed) as gangs and write their "
+                                               "status, instead of the training-operator (--backend kubernetes)."),
+           watch_volcano: bool = typer.Option(False, help="Schedule the cluster's Volcano Job objects (their "
+                                              "CRD installed) as gangs and write their status, instead of "
+                                              "Volcano (--backend kubernetes)."),
+           watch_jobs: bool = typer.Option(False, help="Schedule the cluster's batch/v1 Jobs whose "
+                                           "spec.managedBy is jobsched.io/scheduler as gangs and write their "
+                                           "status (--backend kubernetes)."),
            local_nodes: Path | None = typer.Option(None, help="YAML list of virtual nodes to split this "
                                                    "machine into: [{name, cpu, memory, gpus, gpuModel, gpuMemory, labels}] "
                                                    "(--backend local)."),
@@ -128,6 +137,18 @@ def server(ctx: typer.Context, home: Path | None = HOME,
         if ttl_after_finished < 0:
             fail("--ttl-after-finished: must not be negative")
         options["ttl_seconds_after_finished"] = ttl_after_finished  # type: ignore[assignment]
+    if watch_kubeflow:
+        if backend is not Backend.kubernetes:
+            fail("--watch-kubeflow: only with --backend kubernetes")
+        options["watch_kubeflow"] = True  # type: ignore[assignment]
+    if watch_volcano:
+        if backend is not Backend.kubernetes:
+            fail("--watch-volcano: only with --backend kubernetes")
+        options["watch_volcano"] = True  # type: ignore[assignment]
+    if watch_jobs:
+        if backend is not Backend.kubernetes:
+            fail("--watch-jobs: only with --backend kubernetes")
+        options["watch_jobs"] = True  # type: ignore[assignment]
     if local_nodes is not None:
         if backend is not Backend.local:
             fail("--local-nodes: only with --backend local")

@@ -184,9 +184,24 @@ class Client:
     def submit(self, job: JobLike) -> JobStatus:
         """Submit a TrainingJob (model, manifest dict, or path to a YAML file), validated locally
         first; returns its status (Pending). Kubeflow PyTorchJob/MXJob manifests are converted by
-        the server. ``metadata.generateName`` instead of a name: the server picks a free name."""
+        the server (as are batch/v1 Jobs, Pods, Volcano Jobs: ``submit_file`` for a file of several).
+        ``metadata.generateName`` instead of a name: the server picks a free name."""
         manifest = self._manifest(job)
         return JobStatus.model_validate(self._request("POST", "/v1/jobs", json=manifest).json())
+
+    def submit_file(self, path: str | Path) -> builtins.list[JobStatus]:
+        """Submit every job of a YAML file (documents separated by '---', each of any accepted kind:
+        docs/migrating.md); all are validated before the first is sent."""
+        from jobsched.sdk.multidoc import job_manifests
+
+        return [self.submit(m) for m in job_manifests(path)]
+
+    def apply_queues(self, path: str | Path) -> tuple[builtins.list[QueueStatus], builtins.list[str]]:
+        """Apply every queue of a YAML file (jobsched Queues, Kueue ClusterQueue + LocalQueue, Volcano
+        Queues, converted); returns the queues and the conversion's warnings."""
+        from jobsched.sdk.multidoc import apply_file
+
+        return apply_file(self, path)
 
     def dry_run(self, job: JobLike) -> DryRunResult:
         """What submitting the job would do (validation, memory and why, never-fits, quota, where

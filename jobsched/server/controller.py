@@ -29,6 +29,7 @@ from jobsched.server.burst import BurstRoom
 from jobsched.server.gpu_env import mps_running, replica_gpu
 from jobsched.server.lifecycle import FAILURES, Lifecycle
 from jobsched.server.metrics import Metrics
+from jobsched.spec import roles
 from jobsched.spec.node import Node
 from jobsched.spec.quantity import format_bytes
 from jobsched.spec.queue import Queue
@@ -294,10 +295,12 @@ class Controller:
         gpu_mem = {n.name: n.gpu_memory_bytes for n in self.nodes()}
         mps = bool(d.request.gpus) and mps_running()
         shares = []
+        cluster_ports = [free_port() for _ in d.assignments] if spec.spec.cluster_env else []
         for a in d.assignments:
             local_rank = per_node.get(a.node, 0)
             per_node[a.node] = local_rank + 1
-            env = {**_base_env(), **spec.spec.template.env_dict(), **rank_env.get(a.rank, {}),
+            rt = spec.spec.replica(a.rank)  # its role's command, env and image (spec.roles)
+            env = {**_base_env(), **rt.env, **rank_env.get(a.rank, {}),
                    "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port),
                    "WORLD_SIZE": str(len(d.assignments)), "RANK": str(a.rank), "LOCAL_RANK": str(local_rank),
                    "JOBSCHED_JOB": job.name, "JOBSCHED_NAMESPACE": job.namespace,
@@ -305,10 +308,11 @@ class Controller:
                    "JOBSCHED_MEMORY_LIMIT": str(limit or 0)}
             concrete, gpu_env, device = replica_gpu(d.request, a.gpus, gpu_mem.get(a.node, 0), mps)
             env.update(gpu_env)  # after the job's env: the devices are jobsched's to give
+            env.update(roles.role_env(spec.spec, a.rank, lambda r: ("127.0.0.1", cluster_ports[r])))
             shares.append(concrete.gpu_milli)
-            reps.append(ReplicaLaunch(a.rank, a.node, spec.spec.template.argv(), env, concrete, limit,
-                                      a.gpus, spec.spec.template.working_dir, spec.spec.template.image,
-                                      device))
+            reps.append(ReplicaLaunch(a.rank, a.node, rt.argv(), roles.expand_refs(env), concrete, limit,
+                                      a.gpus, spec.spec.template.working_dir, rt.image, device,
+                                      args_only=not rt.command))
         labels = dict(spec.metadata.labels)
         if spec.spec.checkpoint_dir:
             labels["jobsched.io/checkpoint-requested"] = "true"

@@ -80,9 +80,24 @@ class Lifecycle:
             self.metrics.oom_kills.labels(queue=job.queue).inc()
         if stop_reason is not None and att.stop_reason is None and ev.reason in FAILURES:
             self.stop_gang(job.key, att.idx, AttemptReason.GANG_STOPPED.value, grace_seconds=5)
+        if ev.reason == "Completed" and stop_reason is None and self._succeeded(job, replicas, len(att.assignments)):
+            with self.store.tx() as c:  # spec.successRoles done: stop the rest, the attempt Completed
+                self.store.update_attempt(job.uid, att.idx, conn=c, state="stopping", stop_reason="Completed")
+                self.store.add_event(job.uid, ev.time, "Normal", "SuccessRolesDone", "every replica of "
+                                     "spec.successRoles exited 0 — stopping the other replicas", conn=c)
+            self.stop_gang(job.key, att.idx, "Completed", grace_seconds=5)
         n = len(att.assignments)
         if len([r for r in replicas.values() if r.get("reason")]) >= n:
             self.finish_attempt(job, att.idx)
+
+    @staticmethod
+    def _succeeded(job: JobRow, replicas: dict[str, Any], n: int) -> bool:
+        """Every replica of spec.successRoles exited 0 while others still run."""
+        if not job.manifest.get("spec", {}).get("successRoles"):
+            return False
+        ranks = convert.job_spec(job).spec.success_ranks()
+        done = {int(k) for k, r in replicas.items() if r.get("reason") == "Completed"}
+        return bool(ranks) and ranks <= done and len([r for r in replicas.values() if r.get("reason")]) < n
 
     def finish_attempt(self, job: JobRow, idx: int) -> None:
         att = next(a for a in self.store.attempts(job.uid) if a.idx == idx)

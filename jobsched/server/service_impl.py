@@ -58,21 +58,20 @@ def check_manifest_size(manifest: Any, limit: int) -> None:
 
 
 def parse_job(manifest: Any) -> tuple[TrainingJob, list[str]]:
-    """Validate a TrainingJob (or a Kubeflow PyTorchJob/MXJob, converted) manifest."""
-    if not isinstance(manifest, dict):
-        raise SpecError("the manifest must be a mapping (a YAML/JSON object)")
-    kind = manifest.get("kind", "TrainingJob")
-    warnings: list[str] = []
-    if kind in ("PyTorchJob", "MXJob"):
-        from jobsched.spec.kubeflow import convert as kubeflow_convert
+    """Validate a job manifest: a TrainingJob, or a kind converted to one (spec/sources.py: Kubeflow,
+    batch/v1 Job, Pod, Volcano Job); any other kind is refused with the list of accepted kinds."""
+    from jobsched.spec.sources import to_training_job
 
-        return kubeflow_convert(manifest)
-    if kind == "Workflow":
-        raise SpecError("kind Workflow: submit workflows with `jobsched workflow submit`", "kind")
-    try:
-        return TrainingJob.model_validate(manifest), warnings
-    except ValidationError as e:
-        raise SpecError(format_validation_error(e)) from None
+    return to_training_job(manifest)
+
+
+def check_entrypoints(job: TrainingJob, backend: str) -> None:
+    """Only the Kubernetes backend can run an image's entrypoint: elsewhere a command is required."""
+    missing = job.spec.without_command()
+    if missing and backend != "kubernetes":
+        raise Invalid(f"{missing[0]}: no command (the image's entrypoint would run), which only the "
+                      f"Kubernetes backend can do; this server runs the {backend} backend: set `command`, "
+                      "or run it on Kubernetes")
 
 
 class JobService:
@@ -93,6 +92,7 @@ class JobService:
             if ignored:
                 warnings = [*warnings, f"spec.{', spec.'.join(ignored)}: Kubernetes pod settings, not acted on "
                                        f"by the {self.backend.name} backend (ignored)"]
+        check_entrypoints(job, getattr(self.backend, "name", "local"))
         check_manifest_size(manifest, self.max_manifest_bytes)  # then the whole: 413
         job_admin.pick_name(job, lambda ns, n: self.store.job(ns, n) is not None)
         queues = self.store.queues()
@@ -143,6 +143,7 @@ class JobService:
     def dry_run(self, manifest: dict[str, Any]) -> DryRunResult:
         """Validate and size the job and run one scheduling cycle for it alone; store nothing."""
         job, warnings = parse_job(manifest)
+        check_entrypoints(job, getattr(self.backend, "name", "local"))
         return job_admin.dry_run(self.store, self.controller, job, warnings, self.clock())
 
     def delete(self, namespace: str, name: str) -> JobStatus:

@@ -6,7 +6,7 @@ import math
 import os
 import re
 from enum import StrEnum
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, NamedTuple
 
 from pydantic import AfterValidator, Field, field_validator, model_validator
 
@@ -14,8 +14,8 @@ from jobsched.spec import limits as lim
 from jobsched.spec import quantity as q
 from jobsched.spec.base import DNSLabel, Model, _dns_label
 from jobsched.spec.duration import Duration, parse_duration
-from jobsched.spec.kueue import apply_queue_label
 from jobsched.spec.podtemplate import PodTemplateFields
+from jobsched.spec.queuelabel import apply_queue_label
 from jobsched.spec.resources import Resources
 
 API_VERSION = "jobsched.io/v1alpha1"
@@ -159,7 +159,9 @@ class Backoff(Model):
 
 
 class JobTemplate(PodTemplateFields):  # + tolerations, affinity, volumes... (spec/podtemplate.py)
-    command: list[lim.ArgStr] = Field(min_length=1, max_length=lim.MAX_ARGS)
+    # Empty: the image's entrypoint runs (with ``args``), on Kubernetes only; the local and Ray
+    # backends refuse such a job at submit.
+    command: list[lim.ArgStr] = Field(default_factory=list, max_length=lim.MAX_ARGS)
     args: list[lim.ArgStr] = Field(default_factory=list, max_length=lim.MAX_ARGS)
     env: list[EnvVar] = Field(default_factory=list, max_length=lim.MAX_ENV_VARS)
     working_dir: lim.PathStr | None = None  # absolute (the SDK resolves a manifest file's relative one)
@@ -202,11 +204,38 @@ class JobTemplate(PodTemplateFields):  # + tolerations, affinity, volumes... (sp
         return {e.name: e.value for e in self.env}
 
 
+class Role(Model):
+    """Replicas of one role (a Kubeflow replica type, a Volcano task): ranks are given to roles in
+    list order. A field set here replaces the template's for these replicas (``env`` is merged
+    over the template's). All roles share one gang and one per-replica resource request."""
+
+    name: Annotated[str, Field(min_length=1, max_length=63)]
+    replicas: int = Field(1, ge=0, le=10_000)
+    command: list[lim.ArgStr] | None = Field(None, max_length=lim.MAX_ARGS)
+    args: list[lim.ArgStr] | None = Field(None, max_length=lim.MAX_ARGS)
+    env: list[EnvVar] = Field(default_factory=list, max_length=lim.MAX_ENV_VARS)
+    image: lim.ShortStr | None = None
+
+    @field_validator("env", mode="before")
+    @classmethod
+    def _env_mapping(cls, v: Any) -> Any:
+        return JobTemplate._env_mapping(v)
+
+
 class TrainingJobSpec(Model):
     queue: lim.ShortStr = "default"
     priority: lim.Priority = 0  # within ±10^9, like a Kubernetes PriorityClass value
     replicas: int = Field(1, ge=1, le=10_000)
     template: JobTemplate
+    # Per-role command/args/env/image (docs/migrating.md); their replicas add up to ``replicas``.
+    roles: list[Role] = Field(default_factory=list, max_length=64)
+    # TF_CONFIG / MX_CONFIG: each replica gets TensorFlow's / MXNet's cluster spec, its role as the
+    # task type (spec/roles.py).
+    cluster_env: Literal["TF_CONFIG", "MX_CONFIG"] | None = None
+    # Roles whose replicas' success is the job's: once each of them exited 0, the other roles'
+    # replicas (parameter servers, schedulers that serve until stopped) are stopped and the job
+    # succeeds. Empty: every replica must exit 0.
+    success_roles: list[Annotated[str, Field(max_length=63)]] = Field(default_factory=list, max_length=64)
     max_retries: int = Field(3, ge=0, le=100)
     backoff: Backoff = Field(default_factory=lambda: Backoff())
     memory_policy: MemoryPolicy = MemoryPolicy.FIXED
@@ -239,7 +268,54 @@ class TrainingJobSpec(Model):
         if self.gpu_sharing == "Never" and q.GPU_MILLI in {**res.limits, **res.requests}:
             raise ValueError(f"gpuSharing: Never contradicts template.resources {q.GPU_MILLI} (a GPU share)")
         self.checkpoint_dir = _resolve_checkpoint_dir(self.checkpoint_dir, self.template.working_dir)
+        if self.roles:
+            total = sum(r.replicas for r in self.roles)
+            if total != self.replicas:
+                raise ValueError(f"roles: their replicas add up to {total}, spec.replicas is {self.replicas}")
+            names = [r.name for r in self.roles]
+            if len(set(names)) != len(names):
+                raise ValueError("roles: role names must be unique")
+        unknown = [r for r in self.success_roles if r not in {x.name for x in self.roles}]
+        if unknown:
+            raise ValueError(f"successRoles: {unknown[0]!r} is not a role (spec.roles)")
         return self
+
+    def role_of(self, rank: int) -> Role | None:
+        """The role replica ``rank`` belongs to (None without roles)."""
+        first = 0
+        for role in self.roles:
+            if rank < first + role.replicas:
+                return role
+            first += role.replicas
+        return None
+
+    def success_ranks(self) -> set[int]:
+        """The ranks whose success ends the job (``successRoles``); empty: all of them."""
+        out: set[int] = set()
+        first = 0
+        for role in self.roles:
+            if role.name in self.success_roles:
+                out.update(range(first, first + role.replicas))
+            first += role.replicas
+        return out
+
+    def replica(self, rank: int) -> ReplicaTemplate:
+        """What replica ``rank`` runs: its role's command, args, env and image over the template's."""
+        t, role = self.template, self.role_of(rank)
+        env = t.env_dict()
+        if role is None:
+            return ReplicaTemplate(t.command, t.args, env, t.image, None)
+        env.update({e.name: e.value for e in role.env})
+        command = t.command if role.command is None else role.command
+        args = t.args if role.args is None else role.args
+        return ReplicaTemplate(command, args, env, role.image or t.image, role.name)
+
+    def without_command(self) -> list[str]:
+        """Where no command is given (the image's entrypoint would run): ``spec.template``, or a role."""
+        if not self.roles:
+            return [] if self.template.command else ["spec.template.command"]
+        return [f"spec.roles[{i}] ({r.name})" for i, r in enumerate(self.roles)
+                if r.replicas and not (self.template.command if r.command is None else r.command)]
 
     def requests(self) -> Resources:
         """The per-replica request; with a GPU-memory request and gpuSharing Auto, a memory-sized
@@ -250,6 +326,17 @@ class TrainingJobSpec(Model):
     def sharing(self) -> bool:
         """May a replica's GPU be sized as a share of one GPU from its GPU-memory request?"""
         return self.gpu_sharing == "Auto"
+
+
+class ReplicaTemplate(NamedTuple):
+    command: list[str]
+    args: list[str]
+    env: dict[str, str]
+    image: str | None
+    role: str | None
+
+    def argv(self) -> list[str]:
+        return [*self.command, *self.args]
 
 
 def _resolve_checkpoint_dir(path: str | None, working_dir: str | None) -> str | None:

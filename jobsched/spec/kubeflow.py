@@ -1,14 +1,16 @@
-"""Kubeflow Training Operator manifests (PyTorchJob, MXJob) → one gang TrainingJob. Pure.
+"""Kubeflow Training Operator manifests (PyTorchJob, MXJob, TFJob) → one gang TrainingJob. Pure.
 
-The gang is every replica of every role, in rank order (PyTorchJob: Master then Workers; MXJob:
-Scheduler, Servers, Workers). jobsched runs one command for all replicas, so the roles must share
-it; per-role environment goes into the ``jobsched.io/rank-env`` annotation. Whatever cannot be
-honoured is an error (differing commands) or a warning (everything else), never silently dropped.
+The gang is every replica of every role, in rank order (PyTorchJob: Master, Workers; MXJob:
+Scheduler, Servers, Workers, or TunerTracker, TunerServers, Tuners; TFJob: Chief, Master, PS,
+Workers, Evaluator). Each replica type becomes a ``spec.roles`` entry with its own command, args,
+env and image; a replica without ``command`` runs its image's entrypoint with its ``args``
+(Kubernetes backend only). The framework's variables are set as the training-operator sets them
+(PyTorch: MASTER_ADDR/RANK/WORLD_SIZE from jobsched's rendezvous; MXNet: DMLC_*; TensorFlow:
+TF_CONFIG). Whatever cannot be honoured is an error or a warning, never silently dropped.
 """
 
 from __future__ import annotations
 
-import json
 import re
 from typing import Any
 
@@ -18,15 +20,18 @@ from jobsched.spec import quantity as q
 from jobsched.spec.errors import SpecError, format_validation_error
 from jobsched.spec.job import TrainingJob
 from jobsched.spec.podtemplate import PodTemplateFields
+from jobsched.spec.queuelabel import queue_from_labels
 
-RANK_ENV_ANNOTATION = "jobsched.io/rank-env"
+RANK_ENV_ANNOTATION = "jobsched.io/rank-env"  # older conversions' per-rank env (still honoured)
 MAX_REPLICAS = 10_000  # as TrainingJob's spec.replicas
 ROLES = {"PyTorchJob": ("pytorchReplicaSpecs", ("Master", "Worker"), "pytorch"),
-         "MXJob": ("mxReplicaSpecs", ("Scheduler", "Server", "Worker"), "mxnet")}
+         "MXJob": ("mxReplicaSpecs", ("Scheduler", "Server", "Worker", "TunerTracker", "TunerServer", "Tuner"),
+                   "mxnet"),
+         "TFJob": ("tfReplicaSpecs", ("Chief", "Master", "PS", "Worker", "Evaluator"), "tensorflow")}
+_KNOWN_SPEC = {"runPolicy", "elasticPolicy", "nprocPerNode", "jobMode", "successPolicy", *(f for f, _, _ in ROLES.values())}
 # PriorityClass names have no numeric value outside Kubernetes; these common ones map to priorities.
 PRIORITY_CLASSES = {"low": -100, "low-priority": -100, "default": 0, "normal": 0, "medium": 50,
                     "high": 100, "high-priority": 100, "critical": 1000}
-_DMLC_WRAPPER = 'export DMLC_PS_ROOT_URI="$MASTER_ADDR" DMLC_PS_ROOT_PORT="$MASTER_PORT"; exec "$@"'
 _IGNORED_POD = ("hostNetwork", "dnsPolicy", "schedulerName")
 _IGNORED_CONTAINER = ("ports", "imagePullPolicy", "livenessProbe", "readinessProbe", "lifecycle", "envFrom")
 # Pod-spec fields carried over to the TrainingJob's template (spec/podtemplate.py), and the
@@ -36,8 +41,13 @@ _POD_FIELDS = ("tolerations", "affinity", "volumes", "imagePullSecrets", "servic
 _CONTAINER_FIELDS = {"volumeMounts": "volumeMounts", "securityContext": "containerSecurityContext"}
 
 
+def queue_label(labels: dict[str, Any]) -> str | None:
+    """Kueue's rule: the ``kueue.x-k8s.io/queue-name`` label names the (local) queue."""
+    return queue_from_labels(labels, None)
+
+
 def convert(manifest: dict[str, Any]) -> tuple[TrainingJob, list[str]]:
-    """A PyTorchJob or MXJob as a TrainingJob, and warnings for what jobsched does not honour."""
+    """A PyTorchJob, MXJob or TFJob as a TrainingJob, and warnings for what jobsched does not honour."""
     try:
         return _convert(manifest)
     except SpecError:
@@ -51,7 +61,7 @@ def convert(manifest: dict[str, Any]) -> tuple[TrainingJob, list[str]]:
 def _convert(manifest: dict[str, Any]) -> tuple[TrainingJob, list[str]]:
     kind = manifest.get("kind")
     if kind not in ROLES:
-        raise SpecError(f"expected PyTorchJob or MXJob, got {kind!r}", "kind")
+        raise SpecError(f"expected PyTorchJob, MXJob or TFJob, got {kind!r}", "kind")
     api = str(manifest.get("apiVersion", ""))
     if not api.startswith("kubeflow.org/"):
         raise SpecError(f"expected kubeflow.org/v1, got {api!r}", "apiVersion")
@@ -62,6 +72,9 @@ def _convert(manifest: dict[str, Any]) -> tuple[TrainingJob, list[str]]:
     for role in specs:
         if role not in roles:
             raise SpecError(f"unknown replica type {role!r} (one of {', '.join(roles)})", f"spec.{field}")
+    for key in spec:
+        if key not in _KNOWN_SPEC:
+            warnings.append(f"spec.{key}: not acted on by jobsched (ignored)")
     if kind == "PyTorchJob" and "Master" not in specs and "Worker" not in specs:
         raise SpecError("needs a Master or Worker replica spec", f"spec.{field}")
     layout: list[tuple[str, int, dict[str, Any]]] = []
@@ -79,61 +92,92 @@ def _convert(manifest: dict[str, Any]) -> tuple[TrainingJob, list[str]]:
         layout.append((role, replicas, c))
     if kind == "PyTorchJob":
         layout = _elastic(spec, layout, warnings)
+    elif "elasticPolicy" in spec:
+        warnings.append(f"spec.elasticPolicy: a {kind} does not scale in jobsched (ignored)")
     total = sum(n for _, n, _ in layout)
     if total < 1:
         raise SpecError("no replicas", f"spec.{field}")
-    first_role, _, first = next((r, n, c) for r, n, c in layout if n > 0)
-    for role, n, c in layout:
-        if n and (c["argv"], c.get("image")) != (first["argv"], first.get("image")):
-            raise SpecError(f"{role} runs a different command or image than {first_role}; jobsched runs "
-                            "one command for every replica of a gang", f"spec.{field}.{role}")
-    resources = _max_resources([c["resources"] for _, n, c in layout if n], warnings, kind)
-    env = dict(first["env"])
-    for role, n, c in layout:
-        if n and c["env"] != first["env"]:
-            warnings.append(f"spec.{field}.{role}: env differs from {first_role}; per-role values "
-                            "are set per rank")
-    rank_env: dict[str, dict[str, str]] = {}
-    rank = 0
-    for role, n, c in layout:
-        for _ in range(n):
-            extra = {k: v for k, v in c["env"].items() if env.get(k) != v}
-            if kind == "MXJob":
-                extra["DMLC_ROLE"] = role.lower()
-            if extra:
-                rank_env[str(rank)] = extra
-            rank += 1
-    argv = first["argv"]
+    live = [(r, n, c) for r, n, c in layout if n]
+    first = live[0][2]
+    resources = _max_resources([c["resources"] for _, _, c in live], warnings, kind)
+    for key in ("nodeSelector", "workingDir"):
+        for role, _, c in live[1:]:
+            if c[key] != first[key]:
+                warnings.append(f"spec.{field}.{role}: {key} differs from {live[0][0]}'s; every replica "
+                                f"gets {live[0][0]}'s")
+    env: dict[str, str] = {}
+    extra_role_env: dict[str, dict[str, str]] = {r: {} for r, _, _ in layout}
+    cluster_env = None
+    success: list[str] = []  # as the training-operator decides success: servers serve until stopped
+    counts = {r: n for r, n, _ in layout if n}
     if kind == "MXJob":
-        counts = {r: n for r, n, _ in layout}
-        if counts.get("Scheduler", 0) != 1:
-            raise SpecError("an MXJob needs exactly one Scheduler", f"spec.{field}.Scheduler")
-        env.update({"DMLC_NUM_SERVER": str(counts.get("Server", 0)),
-                    "DMLC_NUM_WORKER": str(counts.get("Worker", 0)), "DMLC_USE_KUBERNETES": "0"})
-        argv = ["sh", "-c", _DMLC_WRAPPER, "dmlc-env", *argv]
-        if spec.get("jobMode", "MXTrain") != "MXTrain":
-            warnings.append(f"spec.jobMode: {spec['jobMode']!r} is run like MXTrain")
+        _mxnet(spec, field, layout, env, extra_role_env, warnings)
+        cluster_env = "MX_CONFIG"
+        if spec.get("jobMode", "MXTrain") == "MXTrain" and counts.get("Worker"):
+            success = ["Worker"]
+    elif kind == "TFJob":
+        cluster_env = "TF_CONFIG"
+        chief = next((r for r in ("Chief", "Master") if counts.get(r)), None)
+        if chief or "PS" in counts or "Evaluator" in counts:
+            success = [chief] if chief else ["Worker"] if counts.get("Worker") else []
+        if "successPolicy" in spec:
+            warnings.append(f"spec.successPolicy: {spec['successPolicy']!r}: jobsched's job succeeds when "
+                            f"every {'/'.join(success) or 'replica'} replica exited 0")
+    out_roles = [{"name": role, "replicas": n, "command": c["command"], "args": c["args"],
+                  "env": {**c["env"], **extra_role_env[role]}, **({"image": c["image"]} if c["image"] else {})}
+                 for role, n, c in layout]
     meta = _mapping(manifest.get("metadata"), "metadata")
+    labels = _optional_mapping(meta.get("labels"), "metadata.labels")
     annotations = {k: str(v) for k, v in _optional_mapping(meta.get("annotations"), "metadata.annotations").items()}
-    if rank_env:
-        annotations[RANK_ENV_ANNOTATION] = json.dumps(rank_env, sort_keys=True)
+    name_key = {"name": meta.get("name")} if meta.get("name") or not meta.get("generateName") else {
+        "generateName": meta.get("generateName")}
     out: dict[str, Any] = {
         "apiVersion": "jobsched.io/v1alpha1", "kind": "TrainingJob",
-        "metadata": {"name": meta.get("name"), "namespace": meta.get("namespace", "default"),
-                     "labels": {**_optional_mapping(meta.get("labels"), "metadata.labels"),
-                                "jobsched.io/source-kind": kind},
-                     "annotations": annotations},
-        "spec": {"replicas": total,
-                 "template": {"command": argv, "env": env, "resources": resources,
+        "metadata": {**name_key, "namespace": meta.get("namespace", "default"),
+                     "labels": {**labels, "jobsched.io/source-kind": kind}, "annotations": annotations},
+        "spec": {"replicas": total, "roles": out_roles,
+                 **({"clusterEnv": cluster_env} if cluster_env else {}),
+                 **({"successRoles": success} if success else {}),
+                 "template": {"command": first["command"], "env": env, "resources": resources,
                               **({"image": first["image"]} if first.get("image") else {}),
                               **({"workingDir": first["workingDir"]} if first.get("workingDir") else {}),
                               "nodeSelector": first["nodeSelector"], **_pod_fields(layout, field, warnings)}},
     }
-    _run_policy(spec, out["spec"], layout, warnings)
+    if queue_label(labels):
+        out["spec"]["queue"] = queue_label(labels)
+    _run_policy(spec, out["spec"], specs, warnings)
     try:
         return TrainingJob.model_validate(out), warnings
     except ValidationError as e:
         raise SpecError(format_validation_error(e)) from None
+
+
+def _mxnet(spec: dict[str, Any], field: str, layout: list[tuple[str, int, dict[str, Any]]],
+           env: dict[str, str], role_env: dict[str, dict[str, str]], warnings: list[str]) -> None:
+    """DMLC_* as the training-operator sets them; the scheduler (rank 0) is the ps-lite root."""
+    counts = {r: n for r, n, _ in layout}
+    mode = spec.get("jobMode", "MXTrain")
+    if mode not in ("MXTrain", "MXTune"):
+        raise SpecError(f"must be MXTrain or MXTune, got {mode!r}", "spec.jobMode")
+    train, tune = ("Scheduler", "Server", "Worker"), ("TunerTracker", "TunerServer", "Tuner")
+    wrong = [r for r in counts if r not in (train if mode == "MXTrain" else tune)]
+    if wrong:
+        raise SpecError(f"{wrong[0]} is not a replica type of jobMode {mode}", f"spec.{field}.{wrong[0]}")
+    if mode == "MXTrain":
+        if counts.get("Scheduler", 0) != 1:
+            raise SpecError("an MXJob needs exactly one Scheduler", f"spec.{field}.Scheduler")
+        env.update({"DMLC_PS_ROOT_URI": "$(MASTER_ADDR)", "DMLC_PS_ROOT_PORT": "$(MASTER_PORT)",
+                    "DMLC_NUM_SERVER": str(counts.get("Server", 0)),
+                    "DMLC_NUM_WORKER": str(counts.get("Worker", 0)), "DMLC_USE_KUBERNETES": "0"})
+        for role in counts:
+            role_env[role]["DMLC_ROLE"] = role.lower()
+    else:
+        if counts.get("TunerTracker", 0) != 1:
+            raise SpecError("an MXTune MXJob needs exactly one TunerTracker", f"spec.{field}.TunerTracker")
+    for role, rs in (spec.get(field) or {}).items():
+        if isinstance(rs, dict) and "label" in rs:
+            warnings.append(f"spec.{field}.{role}.label: not acted on by jobsched (ignored; MX_CONFIG's "
+                            "labels are empty)")
 
 
 def _mapping(value: Any, path: str) -> dict[str, Any]:
@@ -160,7 +204,7 @@ def _optional_list(value: Any, path: str) -> list[Any]:
 
 def _container(rs: dict[str, Any], path: str, default: str, warnings: list[str]) -> dict[str, Any]:
     for key in rs:
-        if key not in ("replicas", "template", "restartPolicy"):
+        if key not in ("replicas", "template", "restartPolicy", "label"):
             warnings.append(f"{path}.{key}: not acted on by jobsched (ignored)")
     pod = _mapping(_mapping(rs.get("template"), f"{path}.template").get("spec"), f"{path}.template.spec")
     containers = pod.get("containers")
@@ -180,10 +224,10 @@ def _container(rs: dict[str, Any], path: str, default: str, warnings: list[str])
     for key in c:
         if key in _IGNORED_CONTAINER:
             warnings.append(f"{cpath}.{key}: not acted on by jobsched (ignored)")
-    argv = [str(a) for a in [*_optional_list(c.get("command"), f"{cpath}.command"),
-                             *_optional_list(c.get("args"), f"{cpath}.args")]]
-    if not c.get("command"):
-        raise SpecError("required by jobsched (the image's entrypoint is not known)", f"{cpath}.command")
+    _unlisted(pod, c, f"{path}.template.spec", cpath, warnings)
+    # No command: the image's entrypoint runs with the args (on Kubernetes; refused locally at submit).
+    command = [str(a) for a in _optional_list(c.get("command"), f"{cpath}.command")]
+    args = [str(a) for a in _optional_list(c.get("args"), f"{cpath}.args")]
     env: dict[str, str] = {}
     for j, e in enumerate(_optional_list(c.get("env"), f"{cpath}.env")):
         if not isinstance(e, dict) or "name" not in e:
@@ -204,7 +248,7 @@ def _container(rs: dict[str, Any], path: str, default: str, warnings: list[str])
     where = {k: f"{path}.template.spec.{k}" for k in _POD_FIELDS}
     where.update({to: f"{cpath}.{k}" for k, to in _CONTAINER_FIELDS.items()})
     _check_pod_fields(carried, where)
-    return {"argv": argv, "env": env, "image": c.get("image"), "workingDir": c.get("workingDir"),
+    return {"command": command, "args": args, "env": env, "image": c.get("image"), "workingDir": c.get("workingDir"),
             "resources": resources, "nodeSelector": pod.get("nodeSelector") or {}, "pod": carried,
             "pod_where": where}
 
@@ -235,6 +279,17 @@ def _pod_fields(layout: list[tuple[str, int, dict[str, Any]]], field: str, warni
                 warnings.append(f"{where[key]}: differs from {first_role}'s; {first_role}'s is used for every "
                                 "replica (one pod template)")
     return dict(first)
+
+
+_USED_POD = {"containers", "nodeSelector", "restartPolicy", "initContainers", *_IGNORED_POD, *_POD_FIELDS}
+_USED_CONTAINER = {"name", "image", "command", "args", "env", "resources", "workingDir", *_IGNORED_CONTAINER,
+                   *_CONTAINER_FIELDS}
+
+
+def _unlisted(pod: dict[str, Any], c: dict[str, Any], path: str, cpath: str, warnings: list[str]) -> None:
+    """Every other pod or container field is named too: nothing is dropped silently."""
+    warnings += [f"{path}.{k}: not acted on by jobsched (ignored)" for k in pod if k not in _USED_POD]
+    warnings += [f"{cpath}.{k}: not acted on by jobsched (ignored)" for k in c if k not in _USED_CONTAINER]
 
 
 def _max_resources(all_res: list[dict[str, Any]], warnings: list[str], kind: str) -> dict[str, Any]:
@@ -278,8 +333,7 @@ def _elastic(spec: dict[str, Any], layout: list[tuple[str, int, dict[str, Any]]]
     return layout
 
 
-def _run_policy(spec: dict[str, Any], out: dict[str, Any], layout: list[tuple[str, int, dict[str, Any]]],
-                warnings: list[str]) -> None:
+def _run_policy(spec: dict[str, Any], out: dict[str, Any], specs: dict[str, Any], warnings: list[str]) -> None:
     rp = _optional_mapping(spec.get("runPolicy"), "spec.runPolicy")
     sp = _optional_mapping(rp.get("schedulingPolicy"), "spec.runPolicy.schedulingPolicy")
     if sp.get("queue"):
@@ -299,8 +353,7 @@ def _run_policy(spec: dict[str, Any], out: dict[str, Any], layout: list[tuple[st
     for key in sp:
         if key not in ("queue", "minAvailable", "priorityClass"):
             warnings.append(f"spec.runPolicy.schedulingPolicy.{key}: not acted on by jobsched (ignored)")
-    policies = {c.get("restartPolicy") for c in (spec.get("pytorchReplicaSpecs") or spec.get("mxReplicaSpecs") or {}).values()
-                if isinstance(c, dict)}
+    policies = {c.get("restartPolicy") for c in specs.values() if isinstance(c, dict)}
     if "backoffLimit" in rp:
         out["maxRetries"] = min(int(rp["backoffLimit"]), 100)
     elif policies == {"Never"}:
@@ -310,4 +363,3 @@ def _run_policy(spec: dict[str, Any], out: dict[str, Any], layout: list[tuple[st
     for key in rp:
         if key not in ("schedulingPolicy", "backoffLimit"):
             warnings.append(f"spec.runPolicy.{key}: not acted on by jobsched (ignored)")
-    del layout

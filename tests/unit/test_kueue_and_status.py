@@ -9,7 +9,7 @@ from jobsched.backends.kubernetes.crsync import cr_status
 from jobsched.backends.kubernetes.queuesync import user_manifest
 from jobsched.spec import Queue, TrainingJob
 from jobsched.spec.api import AttemptInfo, AttemptResources, JobStatus
-from jobsched.spec.kueue import KUEUE_QUEUE_LABEL, queue_from_labels
+from jobsched.spec.queuelabel import KUEUE_QUEUE_LABEL, queue_from_labels
 from jobsched.spec.status import JobPhase
 from jobsched.spec.units import quantity_bytes
 

@@ -54,7 +54,8 @@ def test_cpu_millicores_rounded_up():
     (lambda m: m["spec"]["template"]["resources"]["requests"].__setitem__("nvidia.com/gpu", "0.5"),
      "spec.template.resources"),
     (lambda m: m["metadata"].__setitem__("name", "Bad_Name"), "metadata.name"),
-    (lambda m: m["spec"]["template"].__setitem__("command", []), "spec.template.command"),
+    (lambda m: m["spec"].__setitem__("roles", [{"name": "a", "replicas": 9}]), "spec.roles"),
+    (lambda m: m["spec"].__setitem__("successRoles", ["nope"]), "spec.successRoles"),
     (lambda m: m.__setitem__("kind", "Job"), "kind"),
     (lambda m: m["spec"].__setitem__("memoryPolicy", "Sometimes"), "spec.memoryPolicy"),
 ])

@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from jobsched.spec.errors import SpecError
-from jobsched.spec.kubeflow import RANK_ENV_ANNOTATION, convert
+from jobsched.spec.kubeflow import convert
 
 PYTORCHJOB = yaml.safe_load(f"""
 apiVersion: kubeflow.org/v1
@@ -77,14 +77,14 @@ def test_pytorchjob_converts_to_one_gang() -> None:
     job, warnings = convert(copy.deepcopy(PYTORCHJOB))
     s = job.spec
     assert s.replicas == 3 and s.queue == "default" and s.priority == 100 and s.max_retries == 2
-    assert s.template.command[1:] == ["-c", PYTORCHJOB["spec"]["pytorchReplicaSpecs"]["Master"]["template"][
-        "spec"]["containers"][0]["args"][0]]
+    prog = PYTORCHJOB["spec"]["pytorchReplicaSpecs"]["Master"]["template"]["spec"]["containers"][0]["args"][0]
+    assert [(r.name, r.replicas) for r in s.roles] == [("Master", 1), ("Worker", 2)]
+    assert [s.replica(i).argv() for i in range(3)] == [[sys.executable, "-c", prog]] * 3
+    assert [s.replica(i).env["ROLE"] for i in range(3)] == ["master", "worker", "worker"]
     assert s.template.image == "pytorch/pytorch:2.2"
     # the largest of each resource across replica types
     assert s.template.resources.requests == {"cpu": "200m", "memory": "64Mi"}
     assert s.template.resources.limits == {"memory": "128Mi"}
-    assert json.loads(job.metadata.annotations[RANK_ENV_ANNOTATION]) == {
-        "1": {"ROLE": "worker"}, "2": {"ROLE": "worker"}}
     assert job.metadata.labels == {"team": "nlp", "jobsched.io/source-kind": "PyTorchJob"}
     assert any(w.startswith("spec.pytorchReplicaSpecs.Worker.template.spec.containers[0].volumeMounts")
                for w in warnings)
@@ -97,7 +97,7 @@ def test_elastic_policy_and_scheduling_warnings() -> None:
     doc["spec"]["runPolicy"]["schedulingPolicy"]["minAvailable"] = 1
     job, warnings = convert(doc)
     assert job.spec.replicas == 2  # clamped into [min, max]: Master + 1 Worker
-    assert job.spec.template.env_dict()["PET_NNODES"] == "2:2"
+    assert job.spec.replica(1).env["PET_NNODES"] == "2:2"
     assert "spec.elasticPolicy: jobsched runs a fixed gang of 2 replicas (min 2, max 2); it does not scale it" in warnings
     assert "spec.elasticPolicy.rdzvBackend: not acted on by jobsched (ignored)" in warnings
     assert any(w.startswith("spec.runPolicy.schedulingPolicy.minAvailable: 1 ignored") for w in warnings)
@@ -106,8 +106,8 @@ def test_elastic_policy_and_scheduling_warnings() -> None:
 def test_what_cannot_be_honoured_is_an_error_naming_the_field() -> None:
     doc: dict[str, Any] = copy.deepcopy(PYTORCHJOB)
     doc["spec"]["pytorchReplicaSpecs"]["Worker"]["template"]["spec"]["containers"][0]["command"] = ["other"]
-    with pytest.raises(SpecError, match=r"^spec.pytorchReplicaSpecs.Worker: Worker runs a different command"):
-        convert(doc)
+    assert convert(doc)[0].spec.replica(1).argv() == ["other", doc["spec"]["pytorchReplicaSpecs"][
+        "Worker"]["template"]["spec"]["containers"][0]["args"][0]]  # each role its own command
     doc = copy.deepcopy(PYTORCHJOB)
     doc["spec"]["pytorchReplicaSpecs"]["Chief"] = {}
     with pytest.raises(SpecError, match=r"^spec.pytorchReplicaSpecs: unknown replica type 'Chief'"):
@@ -121,9 +121,8 @@ def test_what_cannot_be_honoured_is_an_error_naming_the_field() -> None:
 def test_mxjob_roles_per_rank() -> None:
     job, _ = convert(copy.deepcopy(MXJOB))
     assert job.spec.replicas == 4
-    roles = json.loads(job.metadata.annotations[RANK_ENV_ANNOTATION])
-    assert {int(k): v["DMLC_ROLE"] for k, v in roles.items()} == {0: "scheduler", 1: "server", 2: "worker",
-                                                                  3: "worker"}
+    assert [job.spec.replica(i).env["DMLC_ROLE"] for i in range(4)] == ["scheduler", "server", "worker",
+                                                                         "worker"]
     env = job.spec.template.env_dict()
     assert env["DMLC_NUM_SERVER"] == "1" and env["DMLC_NUM_WORKER"] == "2"
 
@@ -153,3 +152,37 @@ def test_kubeflow_jobs_run_with_their_rendezvous_variables(wfh):
     assert [ln.split(" ", 2)[2] for ln in lines] == [
         "0 scheduler 1 2 127.0.0.1 True", "1 server 1 2 127.0.0.1 True",
         "2 worker 1 2 127.0.0.1 True", "3 worker 1 2 127.0.0.1 True"]
+
+
+TFJOB = yaml.safe_load(f"""
+apiVersion: kubeflow.org/v1
+kind: TFJob
+metadata: {{name: tfj}}
+spec:
+  tfReplicaSpecs:
+    PS:
+      replicas: 1
+      restartPolicy: Never
+      template: {{spec: {{containers: [{{name: tensorflow, image: tf, command: [{sys.executable}, -c,
+        "import time; time.sleep(600)"]}}]}}}}
+    Worker:
+      replicas: 2
+      restartPolicy: Never
+      template: {{spec: {{containers: [{{name: tensorflow, image: tf, command: [{sys.executable}, -c, PROG]}}]}}}}
+""".replace("PROG", json.dumps(
+    "import json, os; c = json.loads(os.environ['TF_CONFIG']); "
+    "print(os.environ['JOBSCHED_ROLE'], c['task']['type'], c['task']['index'], len(c['cluster']['ps']), "
+    "len(c['cluster']['worker']))")))
+
+
+@pytest.mark.slow
+def test_tfjob_workers_get_tf_config_and_the_job_succeeds_while_the_ps_serves(wfh):
+    """The parameter server never exits: once both workers exited 0 (spec.successRoles), it is stopped
+    and the job Succeeded, as the training-operator decides a TFJob's success."""
+    svc = wfh.runtime.service
+    svc.submit(copy.deepcopy(TFJOB))
+    st = _wait(svc, "tfj")
+    assert st.phase.value == "Succeeded", [(e.reason, e.message) for e in st.events]
+    assert "SuccessRolesDone" in [e.reason for e in st.events]
+    lines = sorted(ln.split(" ", 2)[2] for ln in svc.logs("default", "tfj")[0].splitlines())
+    assert lines == ["Worker worker 0 1 2", "Worker worker 1 1 2"]

@@ -60,6 +60,9 @@ class KubernetesBackend:
     # None: kept until the job is deleted). See ttl.py.
     ttl_seconds_after_finished: int | None = None
     record_events: bool = True  # Kubernetes Events for what `jobsched events` records (events.py)
+    watch_kubeflow: bool = False  # schedule PyTorchJob/MXJob/TFJob objects (kubeflow_watch.py)
+    watch_volcano: bool = False  # schedule Volcano Job objects (kubeflow_watch.py)
+    watch_jobs: bool = False  # schedule batch/v1 Jobs with spec.managedBy: jobsched.io/scheduler
     name: str = "kubernetes"
 
     def __post_init__(self) -> None:
@@ -114,6 +117,13 @@ class KubernetesBackend:
 
             self.recorder = EventRecorder(self, service.store)
             self.recorder.start()
+        if self.watch_kubeflow or self.watch_volcano or self.watch_jobs:  # a drop-in for their controllers
+            from jobsched.backends.kubernetes.kubeflow_watch import BATCH, KUBEFLOW, VOLCANO, KubeflowWatch
+
+            wanted = [*(KUBEFLOW if self.watch_kubeflow else ()), *(VOLCANO if self.watch_volcano else ()),
+                      *(BATCH if self.watch_jobs else ())]
+            self.kubeflow = KubeflowWatch(self, service, wanted)
+            self.kubeflow.start()
 
     def make_node_provider(self, pool: Any) -> Any:
         """The NodeProvider for ``jobsched server --node-pool`` (None: no provider configured)."""
@@ -455,6 +465,8 @@ class KubernetesBackend:
             self.crsync.stop()
         if getattr(self, "recorder", None) is not None:
             self.recorder.stop()
+        if getattr(self, "kubeflow", None) is not None:
+            self.kubeflow.stop()
         if self.elector is not None:
             self.elector.stop()
         self.janitor.stop()

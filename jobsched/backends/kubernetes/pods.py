@@ -6,6 +6,7 @@ import re
 from typing import Any
 
 from jobsched.backends.base import GangLaunch, ReplicaEvent, ReplicaLaunch
+from jobsched.spec import roles
 
 SCHEDULER_NAME = "jobsched"
 L_JOB, L_UID, L_ATTEMPT, L_REPLICA = ("jobsched.io/job", "jobsched.io/job-uid", "jobsched.io/attempt",
@@ -33,6 +34,12 @@ def build_pod(gang: GangLaunch, rep: ReplicaLaunch, namespace: str, owner: dict[
     svc = service_name(job_name)
     env = dict(rep.env)
     env["MASTER_ADDR"] = f"{pod_name(job_name, gang.attempt, 0)}.{svc}.{namespace}.svc"
+    for var in roles.PORTS:  # a TFJob's / MXJob's cluster spec: the gang's pods' addresses
+        if var in rep.env and "JOBSCHED_ROLE" in rep.env:
+            env[var] = roles.readdress(var, rep.env[var], lambda r, v=var: (
+                f"{pod_name(job_name, gang.attempt, r)}.{svc}.{namespace}.svc", roles.PORTS[v]))
+    if "DMLC_PS_ROOT_URI" in rep.env and "DMLC_ROLE" in rep.env:  # an MXJob's: rank 0's pod
+        env["DMLC_PS_ROOT_URI"] = env["MASTER_ADDR"]
     if claim:
         env["JOBSCHED_CHECKPOINT_DIR"] = CKPT_MOUNT
     for k in ("PATH", "HOME", "VIRTUAL_ENV", "PYENV_VERSION", "TMPDIR", "USER", "SHELL"):
@@ -50,7 +57,7 @@ def build_pod(gang: GangLaunch, rep: ReplicaLaunch, namespace: str, owner: dict[
         limits["nvidia.com/gpu"] = str(req.gpus)
     container: dict[str, Any] = {
         "name": "replica", "image": rep.image or "python:3.11-slim",
-        "command": rep.argv[:1], "args": rep.argv[1:],
+        **({"args": rep.argv} if rep.args_only else {"command": rep.argv[:1], "args": rep.argv[1:]}),
         "env": [{"name": k, "value": v} for k, v in sorted(env.items())],
         "resources": {"requests": requests, "limits": limits},
     }
