@@ -44,11 +44,15 @@ class OwnPod:
     name: str
     node: str | None
     live: bool  # not Succeeded/Failed: it holds (or will hold) room
-    requests: tuple[int, int, int] = (0, 0, 0)
+    obj: Any = field(default=None, repr=False)
 
     @property
     def key(self) -> str:
         return f"{self.namespace}/{self.name}"
+
+    @property
+    def requests(self) -> tuple[int, int, int]:
+        return requests(self.obj)
 
 
 def own_pod(pod: Any) -> OwnPod | None:
@@ -57,7 +61,7 @@ def own_pod(pod: Any) -> OwnPod | None:
         return None
     phase = pod.status.phase if pod.status else None
     return OwnPod(rep[0], rep[1], rep[2], pod.metadata.namespace, pod.metadata.name,
-                  pod.spec.node_name if pod.spec else None, phase not in TERMINAL, requests(pod))
+                  pod.spec.node_name if pod.spec else None, phase not in TERMINAL, pod)
 
 
 def requests(pod: Any) -> tuple[int, int, int]:
@@ -137,7 +141,9 @@ class Reconciler:
     def clear_superseded(self, namespace: str, uid: str, attempt: int) -> int:
         """Before attempt ``attempt`` creates pods: delete the job's live pods of other attempts and
         wait until they are gone. Returns how many were deleted."""
-        if not any(p.uid == uid and p.attempt != attempt and p.live for p in self.own()):
+        other = str(attempt)
+        if not any((o.metadata.labels or {}).get(P.L_UID) == uid and o.metadata.labels.get(P.L_ATTEMPT) != other
+                   and not (o.status and o.status.phase in TERMINAL) for o in self.cached()):
             return 0  # the cache (complete since start-up) knows of none: no API call
         old = [p for p in self._listed(namespace, uid) if p.attempt != attempt and p.live]
         n = self._delete(old)
