@@ -48,10 +48,16 @@ class Recovery:
             job = self.store.job_by_uid(att.job_uid)
             if job is None or self.in_flight(job.key, att.idx):
                 continue
-            self.recover(job, att)
+            try:
+                self.recover(job, att)
+            except Exception as e:  # the API server away, a deletion not yet confirmed: next time
+                log.warning("recovering attempt %d of %s failed (retried in %g s): %s", att.idx, job.key, EVERY, e)
         live = self.store.live_attempts()
-        busy = {(a.job_uid, a.idx) for a in live if not a.handles}  # starts in flight
-        self.backend.reconcile({(a.job_uid, a.idx) for a in live}, busy, self._known)
+        busy = {(a.job_uid, a.idx) for a in live if not a.handles}  # starts in flight, or not recovered
+        try:
+            self.backend.reconcile({(a.job_uid, a.idx) for a in live}, busy, self._known)
+        except Exception as e:
+            log.warning("reconciling pods failed (retried in %g s): %s", EVERY, e)
 
     def _known(self, uids: set[str]) -> set[str]:
         return set(self.store.jobs_by_uid(uids))

@@ -25,7 +25,7 @@ from tests.integration.server_proc import Server
 
 pytestmark = [pytest.mark.k8s, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parents[2]
-KILLS, JOBS, SEED = 20, 16, 14
+KILLS, JOBS, SEED = 20, 40, 14
 NODES, NODE_CPU, NODE_MEM = 4, 4000, 16 * 2**30
 OUTCOME_ANNOTATION, OUTCOME_AFTER_ANNOTATION = "jobsched.io/kwok-outcome", "jobsched.io/kwok-outcome-after"
 

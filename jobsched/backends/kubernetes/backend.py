@@ -354,7 +354,8 @@ class KubernetesBackend:
             tk = self._by_pod.get(key)
             t = self._tracked.get(tk) if tk else None
             if t is None or t.done:
-                if t is None and pod.spec is not None and pod.spec.node_name:
+                if t is None and pod.spec is not None and pod.spec.node_name and not (
+                        pod.status and pod.status.phase in ("Succeeded", "Failed")):
                     self._nodes_version += 1  # an untracked pod holds room until it is gone
                 return
             if typ == "DELETED":
