@@ -383,6 +383,8 @@ def test_foreign_pods_make_jobs_wait_then_run(rt, k8s_cluster):
         _foreign_pod(core, f"g-{pool}-{i}", n, gpus=1)
     until(lambda: sum(n.held_vector().gpus for n in rt.backend.nodes()
                       if n.labels.get("pool") == f"{pool}-gpu") == 2, what="foreign pods seen")
+    shown = {n.name: n for n in rt.service.nodes()}  # GET /v1/nodes: allocatable whole, the held room apart
+    assert shown[cpu_node].held["cpu"] == "7000m" and shown[cpu_node].allocatable["cpu"] == "8"
     rt.service.submit(job("pinned", 1, pool, cpu="7"))
     gpu_job = job("gpus4", 2, f"{pool}-gpu")
     gpu_job["spec"]["template"]["resources"]["requests"]["nvidia.com/gpu"] = 4
