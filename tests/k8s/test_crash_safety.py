@@ -190,7 +190,10 @@ def test_kill_at_random_points_never_runs_a_job_twice(k8s_cluster, tmp_path, wai
             threading.Event().wait(rng.uniform(0.05, 2.5))  # the kill point: random, seeded
             server.kill9()
             submitter.join(timeout=30)
-            left_unbound = watch.unbound()
+            # Read after the kill, from the API server (the watch may lag a bind just made).
+            left_unbound = {p.metadata.uid for p in core.list_namespaced_pod("default").items
+                            if str((p.metadata.labels or {}).get("jobsched.io/job", "")).startswith(pool)
+                            and not p.spec.node_name}
             try:
                 coord.delete_namespaced_lease("jobsched-scheduler", "default")
             except ApiException as e:
