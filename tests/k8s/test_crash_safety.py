@@ -77,12 +77,12 @@ class PodWatch:
         from kubernetes import watch
 
         while not self._stop.is_set():
-            listed = self.core.list_namespaced_pod("default", label_selector="jobsched.io/job-uid")
-            with self.lock:
-                self.pods = {p.metadata.uid: p for p in listed.items if self._ours(p)}
-                self._check("list")
             self._w = watch.Watch()
             try:
+                listed = self.core.list_namespaced_pod("default", label_selector="jobsched.io/job-uid")
+                with self.lock:
+                    self.pods = {p.metadata.uid: p for p in listed.items if self._ours(p)}
+                    self._check("list")
                 for ev in self._w.stream(self.core.list_namespaced_pod, "default", label_selector="jobsched.io/job-uid",
                                          resource_version=listed.metadata.resource_version, timeout_seconds=30):
                     pod = ev["object"]
@@ -98,7 +98,7 @@ class PodWatch:
                         self._check(f"{ev['type']} {pod.metadata.name}")
                     self._finish_running(pod)
             except Exception:  # noqa: BLE001 - the stream broke: list again
-                continue
+                self._stop.wait(0.2)
 
     def _finish_running(self, pod: Any) -> None:
         ann = pod.metadata.annotations or {}
