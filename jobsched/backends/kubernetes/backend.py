@@ -348,6 +348,7 @@ class KubernetesBackend:
 
     # events -----------------------------------------------------------------------------------
     def _on_pod(self, typ: str, pod: Any) -> None:
+        self.reconciler.observe(typ, pod)
         key = f"{pod.metadata.namespace}/{pod.metadata.name}"
         now = time.time()
         with self._lock:

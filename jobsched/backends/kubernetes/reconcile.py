@@ -15,6 +15,7 @@ Every pod jobsched creates carries its job's uid and the attempt index (``pods.L
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -89,6 +90,25 @@ class Reconciler:
     cached: Callable[[], list[Any]]  # the pods informer's objects (jobsched's pods)
     confirm_timeout: float = 30.0
     counts: Counts = field(default_factory=Counts)
+    # job uid -> {namespace/name: attempt} of its live pods, kept by observe() from the pods informer
+    _live: dict[str, dict[str, int]] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def observe(self, typ: str, pod: Any) -> None:
+        """Every event of the pods informer (SYNC, ADDED, MODIFIED, DELETED)."""
+        rep = P.replica_of(pod)
+        if rep is None:
+            return
+        key = f"{pod.metadata.namespace}/{pod.metadata.name}"
+        gone = typ == "DELETED" or bool(pod.status and pod.status.phase in TERMINAL)
+        with self._lock:
+            pods = self._live.setdefault(rep[0], {})
+            if gone:
+                pods.pop(key, None)
+                if not pods:
+                    del self._live[rep[0]]
+            else:
+                pods[key] = rep[1]
 
     def own(self) -> list[OwnPod]:
         return [p for p in (own_pod(o) for o in self.cached()) if p is not None]
@@ -141,10 +161,10 @@ class Reconciler:
     def clear_superseded(self, namespace: str, uid: str, attempt: int) -> int:
         """Before attempt ``attempt`` creates pods: delete the job's live pods of other attempts and
         wait until they are gone. Returns how many were deleted."""
-        other = str(attempt)
-        if not any((o.metadata.labels or {}).get(P.L_UID) == uid and o.metadata.labels.get(P.L_ATTEMPT) != other
-                   and not (o.status and o.status.phase in TERMINAL) for o in self.cached()):
-            return 0  # the cache (complete since start-up) knows of none: no API call
+        with self._lock:
+            others = any(a != attempt for a in self._live.get(uid, {}).values())
+        if not others:
+            return 0  # the informer (complete since start-up) knows of none: no API call
         old = [p for p in self._listed(namespace, uid) if p.attempt != attempt and p.live]
         n = self._delete(old)
         self._gone(namespace, uid, lambda p: p.attempt != attempt and p.live)
