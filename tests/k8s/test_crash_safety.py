@@ -13,6 +13,7 @@ had passed), so that each restart takes over at once.
 
 from __future__ import annotations
 
+import os
 import random
 import threading
 from collections import defaultdict
@@ -25,7 +26,8 @@ from tests.integration.server_proc import Server
 
 pytestmark = [pytest.mark.k8s, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parents[2]
-KILLS, JOBS, SEED = 20, 40, 14
+KILLS, JOBS = 20, 40
+SEED = int(os.environ.get("KILL_TEST_SEED", "14"))  # another seed: other kill points
 NODES, NODE_CPU, NODE_MEM = 4, 4000, 16 * 2**30
 OUTCOME_ANNOTATION, OUTCOME_AFTER_ANNOTATION = "jobsched.io/kwok-outcome", "jobsched.io/kwok-outcome-after"
 
