@@ -12,6 +12,7 @@ import threading
 import time
 import uuid
 from collections import deque
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -167,7 +168,6 @@ class KubernetesBackend:
         return use
 
     def nodes(self) -> list[Node]:
-
         out = []
         foreign = self.foreign_usage()
         for n in self.nodes_inf.items():
@@ -417,7 +417,7 @@ class KubernetesBackend:
         return self.reconciler.recover_start(ns, gang.job_uid, gang.attempt, len(gang.replicas))
 
     def reconcile(self, live: set[tuple[str, int]], busy: set[tuple[str, int]],
-                  known: Any) -> int:
+                  known: Callable[[set[str]], set[str]]) -> int:
         """Delete pods of ended attempts and orphan unbound pods (see Reconciler.sweep)."""
         return self.reconciler.sweep(live, busy, known)
 
