@@ -125,7 +125,7 @@ class Controller:
 
     def tick(self) -> None:
         changed = self.collect_binds()
-        self.recovery.tick()  # adopt or clear starts an earlier process left; delete stale pods
+        changed |= self.recovery.tick()  # adopt or clear starts an earlier process left; delete stale pods
         events = self.backend.poll()
         for ev in events:
             self.lifecycle.on_event(ev)

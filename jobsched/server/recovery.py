@@ -35,13 +35,15 @@ class Recovery:
         self.enabled = hasattr(backend, "recover_start")
         self._next = 0.0
 
-    def tick(self) -> None:
+    def tick(self) -> bool:
+        """Returns whether an attempt was adopted or requeued (the controller schedules again)."""
         if not self.enabled or time.monotonic() < self._next:
-            return
+            return False
         is_leader = getattr(self.backend, "is_leader", None)
         if is_leader is not None and not is_leader():
-            return  # only the leader deletes or adopts
+            return False  # only the leader deletes or adopts
         self._next = time.monotonic() + EVERY
+        changed = False
         for att in self.store.live_attempts():
             if att.handles:
                 continue
@@ -50,6 +52,7 @@ class Recovery:
                 continue
             try:
                 self.recover(job, att)
+                changed = True
             except Exception as e:  # the API server away, a deletion not yet confirmed: next time
                 log.warning("recovering attempt %d of %s failed (retried in %g s): %s", att.idx, job.key, EVERY, e)
         live = self.store.live_attempts()
@@ -58,6 +61,7 @@ class Recovery:
             self.backend.reconcile({(a.job_uid, a.idx) for a in live}, busy, self._known)
         except Exception as e:
             log.warning("reconciling pods failed (retried in %g s): %s", EVERY, e)
+        return changed
 
     def _known(self, uids: set[str]) -> set[str]:
         return set(self.store.jobs_by_uid(uids))
