@@ -59,6 +59,7 @@ class PodWatch:
         self.succeeded: dict[str, set[tuple[int, str]]] = defaultdict(set)  # job -> {(attempt, pod uid)}
         self.violations: list[str] = []
         self.lock = threading.Lock()
+        self.created, self.bound = threading.Event(), threading.Event()  # a pod of ours was created/bound
         self._stop = threading.Event()
         self._w: Any = None
         self.thread = threading.Thread(target=self._run, daemon=True)
@@ -93,10 +94,15 @@ class PodWatch:
                     if not self._ours(pod):
                         continue
                     with self.lock:
+                        before = self.pods.get(pod.metadata.uid)
                         if ev["type"] == "DELETED":
                             self.pods.pop(pod.metadata.uid, None)
                         else:
                             self.pods[pod.metadata.uid] = pod
+                            if ev["type"] == "ADDED":
+                                self.created.set()
+                            if pod.spec.node_name and (before is None or not before.spec.node_name):
+                                self.bound.set()
                         self._check(f"{ev['type']} {pod.metadata.name}")
                     self._finish_running(pod)
             except Exception:  # noqa: BLE001 - the stream broke: list again
@@ -143,6 +149,17 @@ class PodWatch:
             return set(self.pods)
 
 
+def kill_point(rng: random.Random, watch: PodWatch) -> None:
+    """Wait for a random point (seeded) over submit, pod creation, binding, and later."""
+    phase = rng.choice(("submit", "create", "bind", "later"))
+    if phase == "create":
+        watch.created.wait(10)  # a pod was just created: its gang's other pods and binds are in flight
+    elif phase == "bind":
+        watch.bound.wait(10)  # a bind went through: the store has not recorded it yet
+    threading.Event().wait({"submit": rng.uniform(0.0, 0.4), "later": rng.uniform(0.4, 2.5)}.get(
+        phase, rng.uniform(0.0, 0.03)))
+
+
 def _submit(server: Server, names: list[str], pool: str) -> None:
     for n in names:
         try:
@@ -187,9 +204,11 @@ def test_kill_at_random_points_never_runs_a_job_twice(k8s_cluster, tmp_path, wai
             if kill and kill % 4 == 0:  # submissions a kill interrupted are made again (a client retry)
                 to_submit += _missing(server, [n for n in names if n not in to_submit])
             batch, to_submit = to_submit[:2], to_submit[2:]
+            watch.created.clear()
+            watch.bound.clear()
             submitter = threading.Thread(target=_submit, args=(server, batch, pool), daemon=True)
             submitter.start()
-            threading.Event().wait(rng.uniform(0.05, 2.5))  # the kill point: random, seeded
+            kill_point(rng, watch)
             server.kill9()
             submitter.join(timeout=30)
             # Read after the kill, from the API server (the watch may lag a bind just made).
