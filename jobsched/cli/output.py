@@ -261,6 +261,11 @@ def nodes_table(nodes: Sequence[NodeStatus]) -> None:
         if milli is not None and used_v.get("nvidia.com/gpu"):
             used_v["nvidia.com/gpu"] = f"{milli / 1000:g}"  # type: ignore[assignment]  # shares add up
         used = fmt_resources(used_v, milli=True)
+        if any(n.held.values()):  # room other schedulers' pods hold for now (Kubernetes)
+            from jobsched.spec.quantity import cpu_milli
+
+            held = {k: cpu_milli(v) if k == "cpu" else v for k, v in n.held.items() if v and v != "0m"}
+            used = f"{used or '-'}; held by others: {fmt_resources(held, milli=True)}"
         t.add_row(n.name, gpu_cell(n), alloc, used or "-", n.enforcement or "-",
                   "no" if n.unschedulable else "yes")
     console().print(t)

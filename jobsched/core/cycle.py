@@ -157,7 +157,14 @@ class Scheduler:
                 return out
         if over:
             return [Wait(g.key, f"queue {g.queue!r} quota exceeded for {', '.join(over)}", quota=True)]
-        return [Wait(g.key, self._why_not(table, g, allowed), for_capacity=True)]
+        return [Wait(g.key, self._held_note(table, g, allowed) + self._why_not(table, g, allowed), for_capacity=True)]
+
+    def _held_note(self, table: NodeTable, g: PodGroup, allowed: npt.NDArray[np.bool_]) -> str:
+        """A prefix for a gang that would fit once other schedulers' pods give their room back."""
+        n = table.held_nodes(allowed)
+        if not n or place_gang(table.without_held(), g, self.scorer, self.gpus, allowed) is None:
+            return ""
+        return f"waiting: capacity held by pods of other schedulers on {n} node{'s' if n > 1 else ''}; "
 
     def _why_not(self, table: NodeTable, g: PodGroup, allowed: npt.NDArray[np.bool_]) -> str:
         n = placeable_count(table, g, self.scorer, self.gpus)

@@ -40,6 +40,9 @@ class NodeTable:
     price: F64
     labels: list[dict[str, str]]
     gpu_mem: I64 = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # bytes per GPU, 0: unknown
+    # Room held by pods outside jobsched's accounting (other schedulers'): out of the free columns,
+    # not out of the capacity, so ``emptied`` (the never-fits check) ignores it. (N, 3): cpu, mem, GPUs.
+    held: I64 = field(default_factory=lambda: np.zeros((0, 3), dtype=np.int64))
     # Derived per-row summaries, kept in step by allocate/release.
     gpu_full: I32 = field(init=False)  # number of completely free GPUs
     gpu_max_free: I32 = field(init=False)  # largest free share on any GPU
@@ -54,6 +57,8 @@ class NodeTable:
             self.gpu_mem = np.zeros(len(self.names), dtype=np.int64)
         if len(self.taints) != len(self.names):
             self.taints = [()] * len(self.names)
+        if self.held.shape != (len(self.names), 3):
+            self.held = np.zeros((len(self.names), 3), dtype=np.int64)
         self._refresh_gpu_rows(np.arange(len(self.names)))
 
     # construction ---------------------------------------------------------------------------
@@ -106,7 +111,7 @@ class NodeTable:
     @classmethod
     def from_nodes(cls, nodes: Sequence[Node]) -> NodeTable:
         vecs = [nd.allocatable_vector() for nd in nodes]
-        return cls.from_arrays(
+        t = cls.from_arrays(
             [nd.name for nd in nodes],
             [v.cpu_milli for v in vecs],
             [v.memory for v in vecs],
@@ -118,6 +123,32 @@ class NodeTable:
             [nd.gpu_memory_bytes for nd in nodes],
             [tuple((t.key, t.value, t.effect) for t in nd.taints) for nd in nodes],
         )
+        held = [(i, nd.held_vector()) for i, nd in enumerate(nodes) if nd.held]
+        for i, h in held:
+            t.held[i] = (h.cpu_milli, h.memory, min(h.gpus, int(t.gpu_count[i])))
+            t.cpu_free[i] -= h.cpu_milli
+            t.mem_free[i] -= h.memory
+            t.gpu_free[i, : t.held[i, 2]] = 0  # whole GPUs taken by the holders
+        if held:
+            t._refresh_gpu_rows(np.array([i for i, _ in held]))
+        return t
+
+    def without_held(self) -> NodeTable:
+        """A copy with the held room given back (what could run once other schedulers' pods end)."""
+        t = self.copy()
+        rows = np.flatnonzero(self.held.any(axis=1))
+        t.cpu_free[rows] += self.held[rows, 0]
+        t.mem_free[rows] += self.held[rows, 1]
+        for i in rows:
+            taken = np.flatnonzero(t.gpu_free[i] == 0)[: self.held[i, 2]]
+            t.gpu_free[i, taken] = 1000
+        t._refresh_gpu_rows(rows)
+        return t
+
+    def held_nodes(self, among: B | None = None) -> int:
+        """How many nodes (of ``among``) have room held by pods outside jobsched's accounting."""
+        held = self.held.any(axis=1)
+        return int((held & among).sum() if among is not None else held.sum())
 
     def copy(self) -> NodeTable:
         t = NodeTable(
@@ -135,6 +166,7 @@ class NodeTable:
             labels=self.labels,
             gpu_mem=self.gpu_mem,
             taints=self.taints,
+            held=self.held,
         )
         t._label_masks = self._label_masks  # labels are immutable; share the cache
         t.constraint_cache = self.constraint_cache

@@ -29,6 +29,7 @@ from jobsched.server.burst import BurstRoom
 from jobsched.server.gpu_env import mps_running, replica_gpu
 from jobsched.server.lifecycle import FAILURES, Lifecycle
 from jobsched.server.metrics import Metrics
+from jobsched.server.recovery import Recovery
 from jobsched.spec import roles
 from jobsched.spec.node import Node
 from jobsched.spec.quantity import format_bytes
@@ -57,6 +58,7 @@ class Controller:
         self.binder = Binder(backend, int(getattr(backend, "parallel_starts", 4)), start_timeout)
         self.lifecycle = Lifecycle(store, backend, metrics, clock, self.max_node_memory, self.max_gpu_memory)
         self.lifecycle.stop_gang = self.binder.stop
+        self.recovery = Recovery(store, backend, self.lifecycle, self.binder.in_flight, self.bound)
         self.provisionable = provisionable
         self.provisioning = provisioning  # jobsched.server.provisioning.Provisioning, optional
         from jobsched.rightsizing.cost import CostAccumulator
@@ -124,6 +126,7 @@ class Controller:
 
     def tick(self) -> None:
         changed = self.collect_binds()
+        changed |= self.recovery.tick()  # adopt or clear starts an earlier process left; delete stale pods
         events = self.backend.poll()
         for ev in events:
             self.lifecycle.on_event(ev)

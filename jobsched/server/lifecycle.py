@@ -210,12 +210,25 @@ class Lifecycle:
             self.store.update_job(job.uid, conn=c, **fields)
             self.store.add_event(job.uid, now, *event, conn=c)
 
+    def requeue_interrupted(self, job: JobRow, idx: int) -> None:
+        """An attempt the scheduler restarted during, with nothing of it left running (its pods
+        deleted and gone): ended Lost, the job requeued without using a retry."""
+        now = self.clock()
+        msg = f"attempt {idx} was not fully bound when the scheduler restarted: its pods were deleted, requeued"
+        with self.store.tx() as c:
+            self.store.update_attempt(job.uid, idx, conn=c, state="ended", reason="Lost", finished_at=now,
+                                      message="the scheduler restarted before every replica was bound")
+            self.store.update_job(job.uid, conn=c, phase=JobPhase.PENDING.value, reason="Requeued", message=msg)
+            self.store.add_event(job.uid, now, "Normal", "Requeued", msg, conn=c)
+
     def readopt(self) -> None:
         """After a restart: re-adopt live replicas; those that vanished come back as Lost."""
         for att in self.store.live_attempts():
             job = self.store.job_by_uid(att.job_uid)
             if job is None:
                 continue
+            if (att.state == "starting" or not att.handles) and hasattr(self.backend, "recover_start"):
+                continue  # the backend knows what was bound: recovery.py adopts or clears it (leader)
             if att.state == "starting" or not att.handles:
                 # Crashed between assume and bind: nothing may be running; treat as lost.
                 for rank in range(len(att.assignments)):

@@ -283,7 +283,7 @@ class JobService:
         enforcement = self.backend.enforcement()
         note_fn = getattr(self.backend, "gpu_note", None)
         note = (note_fn() if note_fn is not None else "") or None
-        return [NodeStatus(name=n.name, allocatable=dict(n.allocatable), labels=dict(n.labels),
+        return [NodeStatus(name=n.name, allocatable=dict(n.allocatable), held=dict(n.held), labels=dict(n.labels),
                            gpu_model=n.gpu_model or None, gpu_memory=n.gpu_memory_bytes or None,
                            gpu_note=note if not n.allocatable_vector().gpus else None,
                            unschedulable=n.unschedulable, enforcement=enforcement,

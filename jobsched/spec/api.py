@@ -190,6 +190,7 @@ class NodeStatus(ApiModel):
     gpu_note: str | None = None  # why no GPU was found (local backend: NVML)
     allocatable: dict[str, Any] = Field(default_factory=dict)
     allocated: dict[str, int] = Field(default_factory=dict)
+    held: dict[str, Any] = Field(default_factory=dict)  # by other schedulers' pods (Kubernetes), for now
     labels: dict[str, str] = Field(default_factory=dict)
     unschedulable: bool = False
     enforcement: str | None = None

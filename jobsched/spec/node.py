@@ -36,11 +36,16 @@ class Node(Model):
     price_per_hour: float = Field(0.0, ge=0, le=1e9, allow_inf_nan=False)
     gpu_memory: q.Quantity | None = None  # memory of each GPU; None: unknown
     taints: list[NodeTaint] = Field(default_factory=list, max_length=lim.MAX_LIST)
+    # Requests of pods jobsched does not account for itself (other schedulers' pods, and its own pods
+    # of ended attempts until they are gone): taken from the free room, but not from ``allocatable``,
+    # so that "can never fit" is judged against what is there for good.
+    held: dict[str, q.Quantity] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _bounds(self) -> Node:
         q.check_bounds(self.capacity, "capacity")
         q.check_bounds(self.allocatable, "allocatable")
+        q.check_bounds(self.held, "held")
         if self.gpu_memory is not None and q.parse_quantity(self.gpu_memory) > lim.MAX_MEMORY:
             raise ValueError(f"gpuMemory: must be at most 1Pi, got {self.gpu_memory!r}")
         return self
@@ -48,6 +53,9 @@ class Node(Model):
     def allocatable_vector(self) -> Resources:
         src = self.allocatable or self.capacity
         return Resources.from_quantities({k: v for k, v in src.items() if k in (q.CPU, q.MEMORY, q.GPU)})
+
+    def held_vector(self) -> Resources:
+        return Resources.from_quantities({k: v for k, v in self.held.items() if k in (q.CPU, q.MEMORY, q.GPU)})
 
     @property
     def gpu_model(self) -> str:

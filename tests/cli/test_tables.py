@@ -98,3 +98,14 @@ def test_attempts_peak_above_limit_is_noted_and_chosen_is_the_last(capsys: pytes
     assert out[head + 1].split() == ["ATTEMPT", "REQUEST", "LIMIT", "MODE", "PEAK", "NODE", "EXIT", "REASON"]
     assert out[head + 2].split() == ["0", "100Mi", "100Mi", "-", "105Mi", "(≥", "limit)", "local", "-", "OOMKilled"]
     assert out[head + 3].split() == ["1", "150Mi", "150Mi", "-", "-", "local", "-", "Completed"]
+
+
+def test_nodes_table_shows_room_other_schedulers_hold(capsys: pytest.CaptureFixture[str]) -> None:
+    from jobsched.cli.output import nodes_table
+    from jobsched.spec.api import NodeStatus
+
+    nodes_table([NodeStatus(name="n1", allocatable={"cpu": "8"}, allocated={"cpu": 1000},
+                            held={"cpu": "7000m", "memory": 2**26, "nvidia.com/gpu": 0}),
+                 NodeStatus(name="n2", allocatable={"cpu": "8"})])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "cpu=1; held by others: cpu=7, memory=64Mi" in out and "held" not in out.split("n2")[1]

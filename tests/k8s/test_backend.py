@@ -350,11 +350,61 @@ def test_pods_of_other_schedulers_hold_room(rt, k8s_cluster):
     body = client.V1Binding(metadata=client.V1ObjectMeta(name=f"foreign-{pool}"),
                             target=client.V1ObjectReference(api_version="v1", kind="Node", name=names[0]))
     core.create_namespaced_pod_binding(f"foreign-{pool}", "default", body, _preload_content=False)
-    until(lambda: any(n.name == names[0] and n.allocatable_vector().cpu_milli == 0 for n in rt.backend.nodes()),
-          what="foreign pod's room subtracted")
+    until(lambda: any(n.name == names[0] and n.held_vector().cpu_milli == 2000 for n in rt.backend.nodes()),
+          what="foreign pod's room held")
     rt.service.submit(job("beside", 1, pool, cpu="2"))
     pods = until(lambda: [p for p in pods_of(core, "beside") if p.spec.node_name] or None, what="bound")
     assert pods[0].spec.node_name == names[1]  # not onto the node the other scheduler filled
+
+
+def _foreign_pod(core, name: str, node: str, cpu: str = "0", gpus: int = 0) -> None:
+    from kubernetes import client
+
+    req = {"cpu": cpu, "memory": "64Mi", **({"nvidia.com/gpu": str(gpus)} if gpus else {})}
+    core.create_namespaced_pod("default", {
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
+        "spec": {"schedulerName": "someone-else", "containers": [
+            {"name": "c", "image": "x", "resources": {"requests": req, "limits": req}}]}})
+    body = client.V1Binding(metadata=client.V1ObjectMeta(name=name),
+                            target=client.V1ObjectReference(api_version="v1", kind="Node", name=node))
+    core.create_namespaced_pod_binding(name, "default", body, _preload_content=False)
+
+
+def test_foreign_pods_make_jobs_wait_then_run(rt, k8s_cluster):
+    """Other schedulers' pods hold room for now, not for good: a job pinned to a node a foreign pod
+    fills, and a 4-GPU gang while foreign 1-GPU pods hold GPUs, stay Pending (saying why) and run
+    once those pods are gone."""
+    pool = label()
+    (cpu_node,) = k8s_cluster.add_nodes(1, cpu="8", memory="16Gi", labels={"pool": pool})
+    gpu_nodes = k8s_cluster.add_nodes(2, cpu="8", memory="16Gi", gpus=4, labels={"pool": f"{pool}-gpu"})
+    core = core_api(rt)
+    _foreign_pod(core, f"f-{pool}", cpu_node, cpu="7")
+    for i, n in enumerate(gpu_nodes):
+        _foreign_pod(core, f"g-{pool}-{i}", n, gpus=1)
+    until(lambda: sum(n.held_vector().gpus for n in rt.backend.nodes()
+                      if n.labels.get("pool") == f"{pool}-gpu") == 2, what="foreign pods seen")
+    shown = {n.name: n for n in rt.service.nodes()}  # GET /v1/nodes: allocatable whole, the held room apart
+    assert shown[cpu_node].held["cpu"] == "7000m" and shown[cpu_node].allocatable["cpu"] == "8"
+    rt.service.submit(job("pinned", 1, pool, cpu="7"))
+    gpu_job = job("gpus4", 2, f"{pool}-gpu")
+    gpu_job["spec"]["template"]["resources"]["requests"]["nvidia.com/gpu"] = 4
+    rt.service.submit(gpu_job)
+    for name, n in (("pinned", 1), ("gpus4", 2)):
+        st = until(lambda name=name: (s := rt.service.get("default", name)).message and s, what=f"{name} waits",
+                   rt=rt, name=name)
+        assert st.phase.value == "Pending", (name, st.phase, st.message)
+        assert st.message.startswith(f"waiting: capacity held by pods of other schedulers on {n} node"), st.message
+    time.sleep(1.5)  # a few more cycles: still waiting, never failed
+    assert {rt.service.get("default", n).phase.value for n in ("pinned", "gpus4")} == {"Pending"}
+    assert pods_of(core, "pinned") == [] and pods_of(core, "gpus4") == []
+    core.delete_namespaced_pod(f"f-{pool}", "default", grace_period_seconds=0)
+    for i in range(2):
+        core.delete_namespaced_pod(f"g-{pool}-{i}", "default", grace_period_seconds=0)
+    for name in ("pinned", "gpus4"):
+        until(lambda name=name: rt.service.get("default", name).phase.value == "Running", what=f"{name} runs",
+              rt=rt, name=name)
+    assert {p.spec.node_name for p in pods_of(core, "pinned")} == {cpu_node}
+    assert {p.spec.node_name for p in pods_of(core, "gpus4")} == set(gpu_nodes)
 
 
 def test_gpu_feature_discovery_labels_size_gpu_placement(rt, k8s_cluster):

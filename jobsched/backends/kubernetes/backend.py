@@ -12,6 +12,7 @@ import threading
 import time
 import uuid
 from collections import deque
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +21,7 @@ from typing import Any
 from jobsched.backends.base import GangLaunch, ReplicaEvent, StartError
 from jobsched.backends.kubernetes import pods as P
 from jobsched.backends.kubernetes.informer import Informer, wait_synced
+from jobsched.backends.kubernetes.reconcile import Reconciler, add_usage, requests
 from jobsched.backends.kubernetes.ttl import Janitor
 from jobsched.spec.node import GPU_MODEL_LABEL, Node, gfd_gpu
 
@@ -92,6 +94,7 @@ class KubernetesBackend:
         self.foreign_inf = Informer("foreign-pods", self.core.list_pod_for_all_namespaces, self._on_foreign,
                                     label_selector=f"!{P.L_UID}",
                                     field_selector="status.phase!=Succeeded,status.phase!=Failed")
+        self.reconciler = Reconciler(self.core, self.pods_inf.items)
         self.jobs_inf: Informer | None = None
         self.queues_inf: Informer | None = None
         self.elector = None
@@ -171,28 +174,21 @@ class KubernetesBackend:
             self._nodes_version += 1
 
     def foreign_usage(self) -> dict[str, tuple[int, int, int]]:
-        """(cpu milli, memory bytes, GPUs) requested per node by pods jobsched did not place."""
-        from jobsched.spec import quantity as q
-
+        """(cpu milli, memory bytes, GPUs) requested per node by pods jobsched did not place, and by
+        its own pods that no live attempt tracks (left by an earlier process, until deleted)."""
         use: dict[str, tuple[int, int, int]] = {}
         for pod in self.foreign_inf.items():
             node = pod.spec.node_name if pod.spec else None
-            if not node:
-                continue
-            cpu = mem = gpu = 0
-            for c in pod.spec.containers or []:
-                req = {**((c.resources.limits or {}) if c.resources else {}),
-                       **((c.resources.requests or {}) if c.resources else {})}
-                cpu += q.cpu_milli(req["cpu"]) if "cpu" in req else 0
-                mem += q.memory_bytes(req["memory"]) if "memory" in req else 0
-                gpu += q.whole(req["nvidia.com/gpu"], "nvidia.com/gpu") if "nvidia.com/gpu" in req else 0
-            a, b, g = use.get(node, (0, 0, 0))
-            use[node] = (a + cpu, b + mem, g + gpu)
+            if node:
+                add_usage(use, node, requests(pod))
+        with self._lock:
+            tracked = set(self._by_pod)
+        for own in self.reconciler.own():
+            if own.node and own.live and own.key not in tracked:
+                add_usage(use, own.node, own.requests)
         return use
 
     def nodes(self) -> list[Node]:
-        from jobsched.spec import quantity as q
-
         out = []
         foreign = self.foreign_usage()
         for n in self.nodes_inf.items():
@@ -200,11 +196,8 @@ class KubernetesBackend:
             ready = any(c.type == "Ready" and c.status == "True" for c in (st.conditions or []))
             alloc: dict[str, Any] = {k: v for k, v in (st.allocatable or st.capacity or {}).items()
                                      if k in ("cpu", "memory", "nvidia.com/gpu")}
-            used = foreign.get(n.metadata.name)
-            if used:
-                alloc["cpu"] = f"{max(q.cpu_milli(alloc.get('cpu', 0)) - used[0], 0)}m"
-                alloc["memory"] = max(q.memory_bytes(alloc.get("memory", 0)) - used[1], 0)
-                alloc["nvidia.com/gpu"] = max(q.whole(alloc.get("nvidia.com/gpu", 0), "gpu") - used[2], 0)
+            used = foreign.get(n.metadata.name)  # held for now, not for good: "never fits" ignores it
+            held = {"cpu": f"{used[0]}m", "memory": used[1], "nvidia.com/gpu": used[2]} if used else {}
             labels = dict(n.metadata.labels or {})
             model, gpu_mem = gfd_gpu(labels)  # NVIDIA GPU Feature Discovery's labels
             if model:
@@ -213,7 +206,7 @@ class KubernetesBackend:
                 out.append(Node.model_validate({
                     "name": n.metadata.name, "capacity": {k: v for k, v in (st.capacity or {}).items()
                                                           if k in ("cpu", "memory", "nvidia.com/gpu")},
-                    "allocatable": alloc, "labels": labels, "gpu_memory": gpu_mem or None,
+                    "allocatable": alloc, "held": held, "labels": labels, "gpu_memory": gpu_mem or None,
                     "unschedulable": bool(n.spec and n.spec.unschedulable) or not ready or _transient_taint(n),
                     "price_per_hour": float((n.metadata.annotations or {}).get("jobsched.io/price-per-hour", 0)),
                     "taints": _taints(n),
@@ -231,6 +224,8 @@ class KubernetesBackend:
         self.janitor.started(gang.job_key, gang.job_uid, gang.attempt, len(gang.replicas), P.service_name(job_name),
                              self._ttl(gang))
         try:
+            # Another attempt's pods still there (an earlier process's): gone before ours exist.
+            self.reconciler.clear_superseded(ns, gang.job_uid, gang.attempt)
             # A headless Service for rendezvous (multi-replica gangs) and the checkpoint volume
             # (when the job asks for one) are created side by side; then every pod, then every bind.
             with ThreadPoolExecutor(max_workers=8) as pool:
@@ -383,12 +378,16 @@ class KubernetesBackend:
 
     # events -----------------------------------------------------------------------------------
     def _on_pod(self, typ: str, pod: Any) -> None:
+        self.reconciler.observe(typ, pod)
         key = f"{pod.metadata.namespace}/{pod.metadata.name}"
         now = time.time()
         with self._lock:
             tk = self._by_pod.get(key)
             t = self._tracked.get(tk) if tk else None
             if t is None or t.done:
+                if t is None and pod.spec is not None and pod.spec.node_name and not (
+                        pod.status and pod.status.phase in ("Succeeded", "Failed")):
+                    self._nodes_version += 1  # an untracked pod holds room until it is gone
                 return
             if typ == "DELETED":
                 t.done = True
@@ -432,6 +431,7 @@ class KubernetesBackend:
             with self._lock:
                 self._tracked[(gang.job_key, gang.attempt, int(rank))] = t
                 self._by_pod[f"{ns}/{pod}"] = (gang.job_key, gang.attempt, int(rank))
+                self._nodes_version += 1  # counted by its attempt now, no longer as untracked
             obj = self.pods_inf.cache.get(f"{ns}/{pod}")
             if obj is None:
                 with self._lock:
@@ -442,6 +442,18 @@ class KubernetesBackend:
             else:
                 self._on_pod("MODIFIED", obj)
         return events
+
+    # reconciliation with the API server (reconcile.py) ---------------------------------------
+    def recover_start(self, gang: GangLaunch) -> dict[int, dict[str, object]] | None:
+        """A "starting" attempt of an earlier process: its handles if all its pods are bound, else
+        None once its pods are deleted and gone."""
+        ns = gang.job_key.split("/", 1)[0]
+        return self.reconciler.recover_start(ns, gang.job_uid, gang.attempt, len(gang.replicas))
+
+    def reconcile(self, live: set[tuple[str, int]], busy: set[tuple[str, int]],
+                  known: Callable[[set[str]], set[str]]) -> int:
+        """Delete pods of ended attempts and orphan unbound pods (see Reconciler.sweep)."""
+        return self.reconciler.sweep(live, busy, known)
 
     # logs, misc -------------------------------------------------------------------------------
     def log_paths(self, job_key: str, attempt: int) -> dict[int, str]:
