@@ -102,7 +102,7 @@ def _job(manifest: dict[str, Any], kind: str, replicas: int, c: dict[str, Any], 
         "spec": {"replicas": replicas, "maxRetries": min(retries, 100),
                  **({"queue": queue} if queue else {}),
                  "template": {"command": c["command"], "args": c["args"], "env": env,
-                              "resources": c["resources"], "nodeSelector": c["nodeSelector"],
+                              "resources": c["resources"], "nodeSelector": c["nodeSelector"], **c["pod"],
                               **({"image": c["image"]} if c["image"] else {}),
                               **({"workingDir": c["workingDir"]} if c["workingDir"] else {})}},
     }

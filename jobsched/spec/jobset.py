@@ -21,6 +21,7 @@ from jobsched.spec.kubeflow import (
     _max_resources,
     _optional_list,
     _optional_mapping,
+    _pod_fields,
     queue_label,
 )
 
@@ -36,6 +37,7 @@ def convert(manifest: dict[str, Any]) -> tuple[TrainingJob, list[str]]:
     if not rjs:
         raise SpecError("at least one replicated job is required", "spec.replicatedJobs")
     roles: list[dict[str, Any]] = []
+    layout: list[tuple[str, int, dict[str, Any]]] = []  # for the pod fields: one template serves all
     resources, first = [], None
     for i, rj in enumerate(rjs):
         path = f"spec.replicatedJobs[{i}]"
@@ -51,6 +53,7 @@ def convert(manifest: dict[str, Any]) -> tuple[TrainingJob, list[str]]:
                 warnings.append(f"{path}.template.spec.{key}: not acted on by jobsched (ignored)")
         c = _container({"template": job.get("template")}, f"{path}.template.spec", "", warnings)
         first = first or c
+        layout.append((str(rj.get("name") or f"job{i}"), 1, c))
         resources.append(c["resources"])
         env = dict(c["env"])
         if job.get("completionMode") == "Indexed":
@@ -88,7 +91,7 @@ def convert(manifest: dict[str, Any]) -> tuple[TrainingJob, list[str]]:
                  "maxRetries": min(_count(fp.get("maxRestarts", 0), "spec.failurePolicy.maxRestarts"), 100),
                  **({"successRoles": success} if success else {}), **({"queue": queue} if queue else {}),
                  "template": {"command": first["command"], "resources": _max_resources(resources, warnings, "JobSet"),
-                              "nodeSelector": first["nodeSelector"],
+                              "nodeSelector": first["nodeSelector"], **_pod_fields(layout, "", warnings),
                               **({"workingDir": first["workingDir"]} if first["workingDir"] else {})}},
     }
     try:

@@ -25,6 +25,7 @@ from jobsched.spec.kubeflow import (
     _max_resources,
     _optional_list,
     _optional_mapping,
+    _pod_fields,
     queue_label,
 )
 from jobsched.spec.queue import Queue
@@ -45,6 +46,7 @@ def convert_job(manifest: dict[str, Any]) -> tuple[TrainingJob, list[str]]:
     if not tasks:
         raise SpecError("at least one task is required", "spec.tasks")
     roles: list[dict[str, Any]] = []
+    layout: list[tuple[str, int, dict[str, Any]]] = []  # for the pod fields: one template serves all
     resources = []
     first: dict[str, Any] | None = None
     success: list[str] = []
@@ -63,6 +65,7 @@ def convert_job(manifest: dict[str, Any]) -> tuple[TrainingJob, list[str]]:
             success.append(name)  # TaskCompleted → CompleteJob: this task's success is the job's
         _policies(task.get("policies"), f"{path}.policies", warnings)
         first = first or c
+        layout.append((name, 1, c))
         resources.append(c["resources"])
         roles.append({"name": name, "replicas": replicas, "command": c["command"], "args": c["args"],
                       "env": c["env"], **({"image": c["image"]} if c["image"] else {})})
@@ -97,7 +100,7 @@ def convert_job(manifest: dict[str, Any]) -> tuple[TrainingJob, list[str]]:
                  "queue": spec.get("queue") or queue_label(labels) or "default",
                  "template": {"command": first["command"], "env": env,
                               "resources": _max_resources(resources, warnings, "Job"),
-                              "nodeSelector": first["nodeSelector"],
+                              "nodeSelector": first["nodeSelector"], **_pod_fields(layout, "", warnings),
                               **({"workingDir": first["workingDir"]} if first["workingDir"] else {})}},
     }
     pc = spec.get("priorityClassName")

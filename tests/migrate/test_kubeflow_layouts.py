@@ -33,8 +33,8 @@ LAYOUTS = [
     ("pytorch_smoke-dist_pytorch_job_sendrecv.yaml", "PyTorchJob", [("Master", 1, False), ("Worker", 3, False)], 0),
     ("tensorflow_dist-mnist_tf_job_mnist.yaml", "TFJob", [("PS", 2, False), ("Worker", 4, False)], 0),
     ("tensorflow_distribution_strategy_estimator-API_distributed_tfjob.yaml", "TFJob", [("Worker", 3, False)], 1),
-    ("tensorflow_distribution_strategy_keras-API_multi_worker_tfjob.yaml", "TFJob", [("Worker", 2, False)], 3),
-    ("tensorflow_mnist_with_summaries_tf_job_mnist.yaml", "TFJob", [("Worker", 1, True)], 3),
+    ("tensorflow_distribution_strategy_keras-API_multi_worker_tfjob.yaml", "TFJob", [("Worker", 2, False)], 1),
+    ("tensorflow_mnist_with_summaries_tf_job_mnist.yaml", "TFJob", [("Worker", 1, True)], 1),
     ("tensorflow_simple.yaml", "TFJob", [("Worker", 2, True)], 0),
 ]
 

@@ -175,7 +175,18 @@ def test_every_pod_and_container_field_not_acted_on_is_named() -> None:
     doc["spec"]["runtimeClassName"] = "nvidia"
     doc["spec"]["tolerations"] = [{"key": "gpu", "operator": "Exists"}]
     doc["spec"]["containers"][0]["tty"] = True
-    _, warnings = to_training_job(doc)
-    assert set(warnings) >= {"spec.runtimeClassName: not acted on by jobsched (ignored)",
-                             "spec.tolerations: not acted on by jobsched (ignored)",
-                             "spec.containers[0].tty: not acted on by jobsched (ignored)"}
+    job, warnings = to_training_job(doc)
+    assert "spec.containers[0].tty: not acted on by jobsched (ignored)" in warnings
+    # The pod-spec fields TrainingJob's template takes are carried over, not warned about.
+    assert not [w for w in warnings if "runtimeClassName" in w or "tolerations" in w]
+    assert job.spec.template.runtime_class_name == "nvidia"
+    assert job.spec.template.tolerations == [{"key": "gpu", "operator": "Exists"}]
+
+
+def test_volcano_task_pod_fields_are_carried_and_differences_named() -> None:
+    (doc,) = docs("volcano/integrations_tensorflow_dist-mnist_tf-dist-mnist-example.yaml")
+    gpu = [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
+    doc["spec"]["tasks"][0]["template"]["spec"]["tolerations"] = gpu
+    job, warnings = to_training_job(doc)
+    assert job.spec.template.tolerations == gpu  # the first task's; one pod template serves every replica
+    assert any(w.startswith("spec.tasks[1].template.spec.tolerations: differs") for w in warnings), warnings
