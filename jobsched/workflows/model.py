@@ -242,7 +242,7 @@ class Template(ArgoModel):
                          "securityContext", "serviceAccountName", "archiveLocation", "daemon",
                          "synchronization", "memoize", "metrics", "hostAliases",
                          "priorityClassName", "priority", "schedulerName", "executor",
-                         "automountServiceAccountToken", "failFast"})
+                         "automountServiceAccountToken"})
     volumes: Any = None
     sidecars: Any = None
     init_containers: Any = None
