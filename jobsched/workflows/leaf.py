@@ -93,8 +93,9 @@ class LeafMixin:
             max_retries = self.runtime_retries(tmpl, local)
             n.runtime_retries = max_retries is not None and max_retries > 0
             scope = {**local, "retries": str(retry), "node.name": n.name, "pod.name": n.id}
-            sub = Template.model_validate(substitute_all(
-                tmpl.model_dump(mode="json", by_alias=True, exclude_none=True), scope))
+            sub = Template.model_validate(substitute_all(  # metrics: not acted on, and may
+                tmpl.model_dump(mode="json", by_alias=True, exclude_none=True,  # name outputs
+                                exclude={"metrics"}), scope))
             sub.node_selector = {**self.wf.spec.node_selector, **sub.node_selector}
             notes: list[str] = []
             manifest, pod = pods.build_job(
