@@ -64,7 +64,7 @@ class WorkflowController:
         self.crons = CronScheduler(self.workdir / "cron-workflows.json",
                                    lambda doc: self.submit(doc),
                                    lambda ns, name: (ns, name) in self._active,
-                                   lambda ns, name: self.cancel(ns, name))
+                                   self._request_cancel)
         for ns, name in self.store.names(active_only=True):  # resume after a restart
             st = self.store.load(ns, name)
             if st is not None:
@@ -191,8 +191,7 @@ class WorkflowController:
         st = self.get(namespace, name, archived=0)  # NotFound
         if st.done:
             return st
-        self.store.request_cancel(namespace, name, self.clock())
-        self._cancels.add((namespace, name))
+        self._request_cancel(namespace, name)
         if self._thread is None:  # no loop running (tests, tools): act on it here
             self.reconcile()
             return self.get(namespace, name)
@@ -203,6 +202,11 @@ class WorkflowController:
                 self._passed.wait(max(0.0, deadline - time.monotonic()))
         st.cancelled = True
         return st
+
+    def _request_cancel(self, namespace: str, name: str) -> None:
+        """Record the intent; the next pass acts on it."""
+        self.store.request_cancel(namespace, name, self.clock())
+        self._cancels.add((namespace, name))
 
     def logs(self, namespace: str, name: str) -> str:
         st = self.get(namespace, name, archived=0)

@@ -61,6 +61,7 @@ def _docs(f: str) -> list[dict[str, Any]]:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(600)
 def test_runnable_examples_reach_the_phase_argo_documents(make_harness) -> None:
     h = make_harness()
     h.ctl.interval = 0.2
@@ -70,7 +71,7 @@ def test_runnable_examples_reach_the_phase_argo_documents(make_harness) -> None:
     for f in RUNNABLE:  # all at once: they run side by side
         items = h.ctl.submit_documents(_docs(f))
         started[f] = [i["name"] for i in items if i["kind"] == "Workflow"]
-    deadline = time.monotonic() + 600
+    deadline = time.monotonic() + 480
     phases: dict[str, list[str]] = {}
     while len(phases) < len(started) and time.monotonic() < deadline:
         for f, names in started.items():
@@ -81,4 +82,6 @@ def test_runnable_examples_reach_the_phase_argo_documents(make_harness) -> None:
         time.sleep(0.5)
     wrong = {f: (p, FILES[f]["run"]) for f, p in phases.items() if any(x not in FILES[f]["run"] for x in p)}
     assert not wrong, wrong
-    assert sorted(phases) == sorted(started), set(started) - set(phases)
+    pending = {f: [(n.display_name, n.phase) for n in h.ctl.get("default", names[0], archived=0).nodes.values()
+                   if not n.fulfilled] for f, names in started.items() if f not in phases}
+    assert not pending, pending
