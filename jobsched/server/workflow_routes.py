@@ -55,7 +55,7 @@ def make_router(runtime: Any, controller: WorkflowController | None = None) -> A
 
     @r.get("/crons")
     def list_crons() -> list[dict[str, Any]]:
-        return ctl.crons.list()
+        return ctl.crons.describe_all()
 
     @r.get("", response_model=list[WorkflowSummary])
     def list_workflows(request: Request, namespace: str | None = Query(None)) -> list[WorkflowSummary]:

@@ -64,7 +64,7 @@ class CronScheduler:
                 "schedule": cron.schedules(CronWorkflow.model_validate(e["manifest"])),
                 "lastScheduled": e["last"], "workflows": e["workflows"], "skipped": e["skipped"]}
 
-    def list(self) -> list[dict[str, Any]]:
+    def describe_all(self) -> list[dict[str, Any]]:
         with self._lock:
             return [self.describe(k) for k in sorted(self.entries)]
 

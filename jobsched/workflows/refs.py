@@ -46,7 +46,8 @@ def _invocations(tmpl: dict[str, Any], path: str) -> list[tuple[str, dict[str, A
 
 class _Resolver:
     def __init__(self, library: Library) -> None:
-        self.library, self.errors = library, []  # type: list[str]
+        self.library = library
+        self.errors: list[str] = []
         self.added: dict[str, dict[str, Any]] = {}
 
     def wt(self, path: str, cluster: bool, name: str) -> dict[str, Any] | None:

@@ -64,7 +64,7 @@ def test_scheduler_creates_workflows_and_honours_forbid_replace_and_deadline(tmp
         clock.t = ts("2026-11-27T10:00:01")  # the first still runs (30 s sleep): Forbid skips
         ctl.reconcile()
         assert [w.name for w in ctl.list()] == [first]
-        assert ctl.crons.list()[0]["skipped"][-1]["reason"] == f"concurrencyPolicy Forbid: {first} is running"
+        assert ctl.crons.describe_all()[0]["skipped"][-1]["reason"] == f"concurrencyPolicy Forbid: {first} is running"
 
         ctl.submit_documents([cw("0 * * * *", concurrencyPolicy="Replace")])
         clock.t = ts("2026-11-27T11:00:01")
@@ -77,7 +77,7 @@ def test_scheduler_creates_workflows_and_honours_forbid_replace_and_deadline(tmp
         clock.t = ts("2026-11-27T15:00:30")  # the server was "down" past 12:00..15:00
         ctl.reconcile()
         assert len(ctl.list()) == 2  # 15:00 was missed by 30 s > startingDeadlineSeconds 10
-        assert ctl.crons.list()[0]["skipped"][-1] == {"scheduledTime": "2026-11-27T15:00:00Z",
+        assert ctl.crons.describe_all()[0]["skipped"][-1] == {"scheduledTime": "2026-11-27T15:00:00Z",
                                                       "reason": "missed its starting deadline"}
     finally:
         for w in ctl.list():
