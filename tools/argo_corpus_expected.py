@@ -65,7 +65,7 @@ PHASES: dict[str, list[str]] = {
     **dict.fromkeys(["resubmit.yaml", "retry-backoff.yaml", "retry-container.yaml", "retry-on-error.yaml",
                      "retry-conditional.yaml", "retry-script.yaml", "retry-with-steps.yaml",
                      "workflow-template/retry-with-steps.yaml", "template-defaults.yaml",
-                     "retry-container-to-completion.yaml"], ["Succeeded", "Failed"]),
+                     "retry-container-to-completion.yaml", "custom-metrics.yaml"], ["Succeeded", "Failed"]),
 }
 # Commands the host lacks, replaced by an equivalent (and long sleeps shortened, to fit CI).
 REPLACE: dict[str, list[list[str]]] = {

@@ -40,6 +40,9 @@ class Operator(LoopMixin, LeafMixin):
             **{f"workflow.parameters.{k}": v for k, v in st.parameters.items()},
             **{f"workflow.outputs.parameters.{k}": v for k, v in st.outputs.items()},
         }
+        params = json.dumps([{"name": k, "value": v} for k, v in st.parameters.items()])
+        self.gscope.setdefault("workflow.parameters.json", params)
+        self.gscope.setdefault("workflow.parameters", params)
 
     def global_outputs(self) -> dict[str, str]:
         return {k: v for k, v in self.gscope.items() if k.startswith("workflow.outputs.")}

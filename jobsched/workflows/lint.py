@@ -271,7 +271,7 @@ def _check_refs(path: str, t: Template, workflow_params: set[str]) -> list[str]:
     """References to undeclared inputs, workflow parameters, tasks or steps (as argo lint does)."""
     known = {
         "inputs.parameters": {p.name for p in t.inputs.parameters},
-        "workflow.parameters": workflow_params,
+        "workflow.parameters": workflow_params | {"json"},
         "tasks": {k.name for k in t.dag.tasks} if t.dag else set(),
         "steps": {s.name for g in t.steps for s in g} if t.steps else set(),
     }

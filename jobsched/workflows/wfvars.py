@@ -26,7 +26,11 @@ def workflow_variables(st: WorkflowState, wf: Workflow, now: float) -> dict[str,
         "workflow.serviceAccountName": str(wf.spec.service_account_name or ""),
         "workflow.priority": str(wf.spec.priority or 0),
         "workflow.labels.json": json.dumps(wf.metadata.labels),
+        "workflow.labels": json.dumps(wf.metadata.labels),
         "workflow.annotations.json": json.dumps(wf.metadata.annotations),
+        "workflow.annotations": json.dumps(wf.metadata.annotations),
+        **({"workflow.scheduledTime": wf.metadata.annotations["workflows.argoproj.io/scheduled-time"]}
+           if "workflows.argoproj.io/scheduled-time" in wf.metadata.annotations else {}),
         **{f"workflow.labels.{k}": v for k, v in wf.metadata.labels.items()},
         **{f"workflow.annotations.{k}": v for k, v in wf.metadata.annotations.items()},
     }
