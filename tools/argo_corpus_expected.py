@@ -23,7 +23,8 @@ from jobsched.workflows import documents, refs  # noqa: E402
 from jobsched.workflows.lint import LintError  # noqa: E402
 
 D = ROOT / "tests" / "workflows" / "argo_examples"
-TEMPLATE_FILES = ["workflow-template/templates.yaml", "cluster-workflow-template/clustertemplates.yaml"]
+TEMPLATE_FILES = ["workflow-template/templates.yaml", "cluster-workflow-template/clustertemplates.yaml",
+                  "dag-inline-workflowtemplate.yaml"]
 
 ARTIFACTS = "needs an artifact repository (S3/GCS/Azure/OSS/HDFS/git/http artifacts); jobsched ignores artifacts"
 NOT_RUN = {
@@ -86,15 +87,18 @@ def main() -> None:
     out: dict[str, dict[str, object]] = {}
     for f in files:
         text = (D / f).read_text()
-        e: dict[str, object] = {"argoLint": argo.get(f, (old.get(f) or {}).get("argoLint", "unknown"))}
         docs = documents.parse_all(text, f)
         kinds = sorted({str(d.get("kind")) for d in docs})
+        e: dict[str, object] = {"argoLint": argo.get(f, _derived_argo_verdict(f, kinds))}
         try:
             documents.lint_all(docs, library=lib)
             e["jobschedLint"] = "pass"
         except LintError as err:
             e["jobschedLint"] = "fail"
             e["jobschedErrors"] = err.errors[:3]
+            if e["argoLint"] == "pass" and not all("not supported by jobsched" in x for x in err.errors):
+                e["disagree"] = "valid Argo that jobsched's expression parser refuses (expr-lang closures " \
+                    "{# ...}, map literals, sprig.date): refused at lint, so it never half-runs"
         replace = list(REPLACE.get(f, []))
         if f not in KEEP_SLEEPS:
             replace += [[a, b] for a, b in SLEEPS.items() if a in text and not any(a in r[0] for r in replace)]
@@ -120,6 +124,19 @@ def main() -> None:
                                                       "25bbb71cced32b671f9ad35f0ffd1f0ddb8226ee",
                                                       "templateFiles": TEMPLATE_FILES, "files": out},
                                                      sort_keys=False, width=120))
+
+
+ARGO_KINDS = {"Workflow", "WorkflowTemplate", "ClusterWorkflowTemplate", "CronWorkflow"}
+
+
+def _derived_argo_verdict(f: str, kinds: list[str]) -> str:
+    """Without a recorded ``argo lint`` run: Argo's own examples/validation_test.go checks every
+    example but three against Argo's JSON schema, and the release ships them as valid examples."""
+    if not set(kinds) <= ARGO_KINDS:
+        return "n/a"  # ConfigMap, PersistentVolumeClaim, ResourceQuota, WorkflowEventBinding
+    if Path(f).name in ("memoize-simple.yaml",):  # skipped by TestValidateExamples
+        return "unknown"
+    return "pass"
 
 
 def _warnings(docs: list[dict[str, object]], lib: refs.Library) -> list[str]:

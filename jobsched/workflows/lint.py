@@ -120,7 +120,7 @@ def _check(wf: Workflow, parameters: dict[str, str], max_loop_items: int = loops
     known = {k: v for k, v in values.items() if v is not None}
     for i, t in enumerate(spec.templates):
         errs.extend(_check_template(f"spec.templates[{i}]", t, ref, known, max_loop_items))
-        errs.extend(_check_refs(f"spec.templates[{i}]", t, declared))
+        errs.extend(_check_refs(f"spec.templates[{i}]", t, declared, library_doc))
     _patch_ok("spec.podSpecPatch", spec.pod_spec_patch, errs)
     for hname, hook in (spec.hooks or {}).items():
         ref(f"spec.hooks.{hname}.template", hook.template)
@@ -210,7 +210,7 @@ def _check_template(path: str, t: Template, ref: Any, parameters: dict[str, str]
         vf = p.value_from
         if vf is None and p.value is None:
             errs.append(f"{path}.outputs.parameters[{j}].valueFrom: required")
-        elif vf is not None and vf.path and leaf is None:
+        elif vf is not None and vf.path and leaf is None and t.container_set is None:
             errs.append(f"{path}.outputs.parameters[{j}].valueFrom.path: only container and "
                         "script templates write files; use valueFrom.parameter")
     invocations: list[tuple[str, Any]] = []
@@ -267,7 +267,7 @@ def _strings(value: Any, path: str) -> list[tuple[str, str]]:
     return []
 
 
-def _check_refs(path: str, t: Template, workflow_params: set[str]) -> list[str]:
+def _check_refs(path: str, t: Template, workflow_params: set[str], library_doc: bool = False) -> list[str]:
     """References to undeclared inputs, workflow parameters, tasks or steps (as argo lint does)."""
     known = {
         "inputs.parameters": {p.name for p in t.inputs.parameters},
@@ -280,7 +280,7 @@ def _check_refs(path: str, t: Template, workflow_params: set[str]) -> list[str]:
     for where, text in _strings(doc, path):
         for m in _REF.finditer(text):
             full, kind, name = m.group(1), m.group(2), m.group(3)
-            if name not in known[kind]:
+            if name not in known[kind] and not (library_doc and kind == "workflow.parameters"):
                 what = {"inputs.parameters": "an input parameter of this template",
                         "workflow.parameters": "a workflow parameter (spec.arguments.parameters)",
                         "tasks": "a task of this DAG", "steps": "a step of this template"}[kind]

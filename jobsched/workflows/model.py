@@ -172,7 +172,7 @@ class _Invocation(ArgoModel):
     name: str = Field(min_length=1)
     template: str | None = None
     template_ref: TemplateRef | None = None
-    inline: Template | None = None
+    inline: Any = None  # an unnamed template; refs.resolve names it and validates it as a Template
     arguments: Arguments = Field(default_factory=Arguments)
     when: Str | None = None
     with_items: list[Any] | None = None

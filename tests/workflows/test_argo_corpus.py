@@ -47,9 +47,20 @@ def test_lint_verdict(f: str) -> None:
     assert verdict == e["jobschedLint"], errors
     if e["argoLint"] == "fail":
         assert verdict == "fail"  # never accept what Argo refuses
-    if verdict == "fail" and e["argoLint"] == "pass":
+    if verdict == "fail" and e["argoLint"] == "pass" and "disagree" not in e:
         # valid Argo that jobsched cannot run: every error says so, none calls the manifest invalid
         assert all("not supported by jobsched" in x for x in errors), errors
+
+
+def test_lint_agreement_with_argo() -> None:
+    """The count in the report: of the files Argo lints, how many jobsched judges the same, and
+    how many of the others are refused only as "not supported by jobsched" (never as invalid)."""
+    judged = {f: e for f, e in FILES.items() if e["argoLint"] in ("pass", "fail")}
+    agree = [f for f, e in judged.items() if e["argoLint"] == e["jobschedLint"]]
+    unsupported = [f for f, e in judged.items() if f not in agree and "disagree" not in e]
+    disagree = [f for f, e in judged.items() if "disagree" in e]
+    assert len(agree) + len(unsupported) + len(disagree) == len(judged)
+    assert len(disagree) <= 2, disagree
 
 
 def _docs(f: str) -> list[dict[str, Any]]:
