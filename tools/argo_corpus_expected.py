@@ -80,7 +80,6 @@ KEEP_SLEEPS = {"timeouts-step.yaml", "step-level-timeout.yaml", "dag-task-level-
 
 def main() -> None:
     expected_path = D / "EXPECTED.yaml"
-    old = yaml.safe_load(expected_path.read_text())["files"] if expected_path.exists() else {}
     argo = json.loads(Path(sys.argv[1]).read_text()) if len(sys.argv) > 1 else {}
     files = sorted(str(p.relative_to(D)) for p in D.rglob("*.yaml") if p.name != "EXPECTED.yaml")
     lib = refs.library_of([d for f in TEMPLATE_FILES for d in documents.parse_all((D / f).read_text())])
