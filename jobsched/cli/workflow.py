@@ -130,7 +130,8 @@ def _submitted_documents(items: list[dict[str, Any]], wait: bool, output: Format
         with sdk_errors():
             api = _api()
             workflows = [api.wait(w["name"], w["namespace"]) for w in workflows]
-            items = [next((w for w in workflows if w["name"] == i.get("name")), i) for i in items]
+            done = {w["name"]: w for w in workflows}
+            items = [{**i, **done.get(i["name"], {})} if i.get("kind") == "Workflow" else i for i in items]
     if output is not Format.table:
         emit(items, output)
     else:
