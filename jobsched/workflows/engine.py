@@ -191,7 +191,10 @@ class Operator(LoopMixin, LeafMixin):
     def resolve_inputs(self, tmpl: Template, args: dict[str, str]) -> dict[str, str]:
         out: dict[str, str] = {}
         for p in tmpl.inputs.parameters:
-            value = args.get(p.name, p.value if p.value is not None else p.default)
+            value = args.get(p.name)
+            if value is None:  # the template's own value/default: workflow variables, {{=...}}
+                own = p.value if p.value is not None else p.default
+                value = substitute(own, self.gscope, strict=False) if own is not None else None
             if value is None:
                 raise ValueError(f"inputs.parameters.{p.name} was not supplied")
             if p.enum is not None and value not in p.enum:

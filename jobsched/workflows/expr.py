@@ -20,7 +20,7 @@ _TOKEN = re.compile(r"""
     \s*(?:
       (?P<num>\d+(?:\.\d+)?(?![\w-]))
     | (?P<str>"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*'|`[^`]*`)
-    | (?P<op>&&|\|\||==|!=|<=|>=|=~|!~|[!<>()+\-*/%,\[\]?:])
+    | (?P<op>&&|\|\||==|!=|<=|>=|=~|!~|[!<>()+\-*/%,\[\]?:{}\#])
     | (?P<ident>[A-Za-z_][\w.]*(?:-[\w.]+)*)
     | (?P<member>\.[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*)
     )""", re.VERBOSE)
@@ -100,6 +100,7 @@ class _Parser:
     def __init__(self, tokens: list[tuple[str, str]], resolve: Callable[[str], Any] | None) -> None:
         self.t, self.i, self.resolve = tokens, 0, resolve
         self.skip = 1 if resolve is None else 0  # >0: parse only (an untaken branch, or check())
+        self.hash: Any = None  # '#' inside a closure: the current element
 
     def peek(self) -> tuple[str, str] | None:
         return self.t[self.i] if self.i < len(self.t) else None
@@ -213,7 +214,45 @@ class _Parser:
             self.take()
             v = self.unary()
             return 0 if self.skip else -_to_int_or_float(v)
-        return self.primary()
+        return self.postfix(self.primary())
+
+    def postfix(self, v: Any) -> Any:
+        """``x[0]``, ``x['k']``, ``x.k`` on a value (a call's result, ``#``, a literal)."""
+        while self.at("[") or (self.peek() or ("", ""))[0] == "member":
+            if self.take()[1] == "[":
+                key = self.ternary()
+                self.take("]")
+                keys = [key]
+            else:
+                keys = self.t[self.i - 1][1].split(".")[1:]
+            for k in keys:
+                v = None if self.skip else _index(v, k)
+        return v
+
+    def closure(self) -> Closure:
+        """``{...}`` as a function argument: a predicate over ``#`` (filter, map, all, any...)."""
+        start, depth = self.i, 1
+        while depth:
+            kind, value = self.take()
+            depth += {"{": 1, "}": -1}.get(value, 0) if kind == "op" else 0
+        body = self.t[start:self.i - 1]
+        _Parser(body, None).parse()  # its syntax, now (lint)
+        return Closure(body, self.resolve)
+
+    def map_literal(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        while not self.at("}"):
+            kind, key = self.take()
+            self.take(":")
+            out[key[1:-1] if kind == "str" else key] = self.ternary()
+            if self.at(","):
+                self.take()
+        self.take("}")
+        return out
+
+    def is_map_literal(self) -> bool:
+        nxt = self.t[self.i + 1] if self.i + 1 < len(self.t) else ("", "")
+        return self.at("}") or ((self.peek() or ("", ""))[0] in ("ident", "str") and nxt[1] == ":")
 
     def primary(self) -> Any:
         kind, value = self.take()
@@ -226,6 +265,12 @@ class _Parser:
             v = self.ternary()
             self.take(")")
             return v
+        if kind == "op" and value == "#":
+            return None if self.skip else self.hash
+        if kind == "op" and value == "{":
+            if self.is_map_literal():
+                return self.map_literal()
+            return self.closure()
         if kind == "op" and value == "[":  # a list literal
             items: list[Any] = []
             while not self.at("]"):
@@ -267,6 +312,30 @@ class _Parser:
                 return ""
             return self.resolve(value)
         raise ExprError(f"unexpected {value!r}")
+
+
+class Closure:
+    """A ``{...}`` predicate; calling it evaluates the body with ``#`` bound to the argument."""
+
+    def __init__(self, tokens: list[tuple[str, str]], resolve: Callable[[str], Any] | None) -> None:
+        self.tokens, self.resolve = tokens, resolve
+
+    def __call__(self, item: Any) -> Any:
+        p = _Parser(self.tokens, self.resolve)
+        p.hash = item
+        return p.parse()
+
+
+def _index(v: Any, key: Any) -> Any:
+    v = exprfuncs.jsonish(v)
+    try:
+        if isinstance(v, list):
+            return v[int(key)]
+        if isinstance(v, dict):
+            return v[str(key)]
+    except (IndexError, KeyError, ValueError):
+        raise ExprError(f"no element {key!r} in {v!r}") from None
+    raise ExprError(f"cannot index {v!r} with {key!r}")
 
 
 def _to_int_or_float(v: Any) -> int | float:

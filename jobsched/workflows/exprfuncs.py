@@ -57,7 +57,7 @@ def _from_json(v: Any) -> Any:
 
 
 def _to_json(v: Any) -> str:
-    return json.dumps(v, separators=(",", ":"))
+    return json.dumps(v, separators=(",", ":"), sort_keys=True)  # as Go's encoding/json
 
 
 _PATH_TOKEN = re.compile(r"\.([A-Za-z_][\w-]*)|\[(\d+|\*|'[^']*'|\"[^\"]*\")\]|\.\*")
@@ -108,7 +108,51 @@ def _split(s: Any, sep: Any) -> dict[str, str]:
     return {f"_{i}": p for i, p in enumerate(str(s).split(str(sep)))}
 
 
+_GO_LAYOUT = [("January", "%B"), ("Monday", "%A"), ("2006", "%Y"), ("Jan", "%b"), ("Mon", "%a"),
+              ("MST", "%Z"), ("01", "%m"), ("02", "%d"), ("15", "%H"), ("03", "%I"), ("04", "%M"),
+              ("05", "%S"), ("06", "%y"), ("PM", "%p")]
+
+
+def go_date(layout: Any, when: Any) -> str:
+    """``sprig.date(layout, time)``: a Go layout (``2006-01-02``) applied to an RFC 3339 time or a
+    Unix timestamp."""
+    from datetime import UTC, datetime
+
+    if isinstance(when, (int, float)) or (isinstance(when, str) and num(when) is not None):
+        t = datetime.fromtimestamp(float(when), UTC)
+    else:
+        try:
+            t = datetime.fromisoformat(str(when).replace("Z", "+00:00"))
+        except ValueError:
+            raise FuncError(f"not a time: {when!r}") from None
+    out, text = "", str(layout)
+    while text:
+        for go, py in _GO_LAYOUT:
+            if text.startswith(go):
+                out, text = out + t.strftime(py), text[len(go):]
+                break
+        else:
+            out, text = out + text[0].replace("%", "%%"), text[1:]
+    return out
+
+
+def _seq(xs: Any) -> list[Any]:
+    v = jsonish(xs)
+    return list(v) if isinstance(v, (list, dict)) else [v]
+
+
+def _truthy(v: Any) -> bool:
+    return v.strip().lower() not in ("", "false", "0") if isinstance(v, str) else bool(v)
+
+
 FUNCS: dict[str, Callable[..., Any]] = {
+    "filter": lambda xs, f: [x for x in _seq(xs) if _truthy(f(x))],
+    "map": lambda xs, f: [f(x) for x in _seq(xs)],
+    "all": lambda xs, f: all(_truthy(f(x)) for x in _seq(xs)),
+    "any": lambda xs, f: any(_truthy(f(x)) for x in _seq(xs)),
+    "none": lambda xs, f: not any(_truthy(f(x)) for x in _seq(xs)),
+    "one": lambda xs, f: sum(1 for x in _seq(xs) if _truthy(f(x))) == 1,
+    "count": lambda xs, f: sum(1 for x in _seq(xs) if _truthy(f(x))),
     "int": to_int, "asInt": to_int, "float": to_float, "asFloat": to_float, "string": str,
     "len": len, "toJson": _to_json, "fromJson": _from_json, "jsonpath": jsonpath,
     "lower": lambda s: str(s).lower(), "upper": lambda s: str(s).upper(),
@@ -138,6 +182,7 @@ SPRIG: dict[str, Callable[..., Any]] = {
     "dict": lambda *kv: {str(kv[i]): kv[i + 1] for i in range(0, len(kv) - 1, 2)},
     "b64enc": lambda s: __import__("base64").b64encode(str(s).encode()).decode(),
     "b64dec": lambda s: __import__("base64").b64decode(str(s)).decode(),
+    "date": go_date, "now": lambda: __import__("time").time(),
     "regexMatch": lambda rx, s: re.search(str(rx), str(s)) is not None,
     "regexFind": lambda rx, s: (m.group(0) if (m := re.search(str(rx), str(s))) else ""),
     "regexReplaceAll": lambda rx, s, r: re.sub(str(rx), str(r).replace("$", "\\"), str(s)),
