@@ -24,6 +24,10 @@ spec:
     exit:
       template: report
       arguments: {parameters: [{name: s, value: "{{workflow.status}}"}]}
+    started:
+      expression: workflow.status == "Running"
+      template: sh
+      arguments: {parameters: [{name: cmd, value: "echo started {{workflow.name}}"}]}
   templates:
   - name: main
     dag:
@@ -71,6 +75,7 @@ def test_hooks_variables_patch_expressions_and_timeouts(wfh):
     assert n["cond"].outputs["result"] == "yes"  # a ternary in {{=...}}
     assert n["hooked.onExit"].outputs["result"] == "exit Succeeded"
     assert n["hooked.hooks.done"].outputs["result"] == "done"
+    assert st.nodes[f"{st.name}.hooks.started"].outputs["result"] == "started fidelity"  # workflow-level
     assert n["slow"].phase == "Failed" and n["slow"].message == "timeout of 1s exceeded"
     out = st.nodes[f"{st.name}.onExit"].outputs["result"]
     status, rest = out.split(" ", 1)
