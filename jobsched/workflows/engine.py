@@ -233,6 +233,8 @@ class Operator(LoopMixin, LeafMixin):
                 n = self.run_one(name, inv, scope, parent, display, depth)
         if n.phase in ("Skipped", "Omitted"):
             return n, True
+        if not inv.hooks and not inv.on_exit:
+            return n, n.fulfilled
         kind = "tasks" if isinstance(inv, DagTask) else "steps"
         hscope = {**scope, **self.exports(f"{kind}.{inv.name}", n)}
         hooks_done = self.run_hooks(name, inv.hooks, hscope, parent, depth)
