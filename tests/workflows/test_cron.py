@@ -83,3 +83,18 @@ def test_scheduler_creates_workflows_and_honours_forbid_replace_and_deadline(tmp
         for w in ctl.list():
             ctl.cancel(w.namespace, w.name)
         ctl.store.close()
+
+
+def test_cron_workflows_and_templates_survive_a_restart(tmp_path, wfh) -> None:
+    clock = Clock(ts("2026-11-27T08:00:00"))
+    ctl = controller(tmp_path, wfh.runtime, clock)
+    lib = {"apiVersion": "argoproj.io/v1alpha1", "kind": "WorkflowTemplate", "metadata": {"name": "lib"},
+           "spec": {"templates": [{"name": "t", "container": {"image": "a", "command": ["true"]}}]}}
+    ctl.submit_documents([lib, cw("@daily")])
+    ctl.store.close()
+    again = controller(tmp_path, wfh.runtime, clock)
+    try:
+        assert [c["name"] for c in again.crons.describe_all()] == ["nightly"]
+        assert (False, "lib") in again.templates
+    finally:
+        again.store.close()
