@@ -246,11 +246,7 @@ def _check_template(path: str, t: Template, ref: Any, parameters: dict[str, str]
             errs.append(f"{ipath}.withSequence: count and end are mutually exclusive")
         else:
             errs.extend(loops.check_static(ipath, inv, parameters or {}, max_loop_items))
-        if inv.when:
-            try:
-                expr.tokenize(re.sub(r"{{[^}]*}}", "x", inv.when), dashes=False)
-            except expr.ExprError as e:
-                errs.append(f"{ipath}.when: {e}")
+        _expr_ok(f"{ipath}.when", inv.when, errs)  # the parser evaluate_when uses
     return errs
 
 
