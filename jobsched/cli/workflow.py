@@ -90,14 +90,22 @@ def submit(file: Path = typer.Argument(..., help="Argo Workflow manifest (YAML).
            wait: bool = typer.Option(False, "--wait", "-w", help="Wait until the workflow ends."),
            output: Format = OUT) -> None:
     """Submit an Argo Workflow; every step runs as a jobsched job."""
+    from jobsched.sdk.errors import InvalidSpec
     from jobsched.sdk.workflows import lint as lint_workflow
 
     params = _params(parameter)
     with sdk_errors():
-        lint_workflow(file, params, max_loop_items=None)  # errors before anything is sent (the
-        # server checks loop sizes against its own --max-loop-items)
+        try:
+            lint_workflow(file, params, max_loop_items=None)  # errors before anything is sent (the
+            # server checks loop sizes against its own --max-loop-items)
+        except InvalidSpec as e:
+            if "or submit it first" not in str(e):  # a WorkflowTemplate the server may have
+                raise
         api = _api()
         st = api.submit(file, params)
+        if "items" in st:  # several documents (templates, cron workflows, workflows)
+            _submitted_documents(st["items"], wait, output)
+            return
         for w in st.get("warnings", []):
             print(f"warning: {w}", file=sys.stderr)
         if wait:
@@ -110,6 +118,28 @@ def submit(file: Path = typer.Argument(..., help="Argo Workflow manifest (YAML).
     else:
         print(f"{st['namespace']}/{st['name']} submitted ({st['phase']})")
     if wait and st["phase"] != "Succeeded":
+        raise typer.Exit(EXIT_JOB_FAILED)
+
+
+def _submitted_documents(items: list[dict[str, Any]], wait: bool, output: Format) -> None:
+    workflows = [i for i in items if i.get("kind") == "Workflow"]
+    for i in items:
+        for w in i.get("warnings", []):
+            print(f"warning: {i.get('kind')} {i.get('name')}: {w}", file=sys.stderr)
+    if wait:
+        with sdk_errors():
+            api = _api()
+            workflows = [api.wait(w["name"], w["namespace"]) for w in workflows]
+            done = {w["name"]: w for w in workflows}
+            items = [{**i, **done.get(i["name"], {})} if i.get("kind") == "Workflow" else i for i in items]
+    if output is not Format.table:
+        emit(items, output)
+    else:
+        for i in items:
+            what = "submitted" if i.get("kind") == "Workflow" else "created"
+            ns = f"{i['namespace']}/" if i.get("namespace") else ""
+            print(f"{i.get('kind', 'Workflow')} {ns}{i['name']} {what}" + (f" ({i['phase']})" if "phase" in i else ""))
+    if wait and any(w["phase"] != "Succeeded" for w in workflows):
         raise typer.Exit(EXIT_JOB_FAILED)
 
 

@@ -44,18 +44,45 @@ def load_workflow(source: WorkflowLike) -> dict[str, Any]:
         raise InvalidSpec(str(e)) from None
 
 
+def load_documents(source: WorkflowLike) -> list[dict[str, Any]]:
+    """Every document of a file or YAML text (Workflows, WorkflowTemplates, CronWorkflows...)."""
+    if isinstance(source, dict):
+        return [source]
+    from jobsched.spec import yamlsafe
+    from jobsched.spec.errors import SpecError
+    from jobsched.workflows.documents import parse_all
+    from jobsched.workflows.lint import LintError
+
+    text: str | bytes = str(source)
+    name = "<manifest>"
+    try:
+        if isinstance(source, Path) or "\n" not in str(source):
+            name = str(Path(source))
+            text = yamlsafe.load_file(name)
+        return parse_all(text, name)
+    except (LintError, SpecError) as e:
+        raise InvalidSpec(str(e)) from None
+
+
+def _single_workflow(docs: list[dict[str, Any]]) -> bool:
+    return len(docs) == 1 and docs[0].get("kind") == "Workflow"
+
+
 def lint(source: WorkflowLike, parameters: dict[str, str] | None = None,
          max_loop_items: int | None = -1) -> list[str]:
     """Check a workflow locally (no server) like ``argo lint``; returns warnings, raises InvalidSpec.
     Loops are checked against ``max_loop_items`` (-1: the default server limit; None: not at all,
     leaving it to the server, whose limit may differ)."""
+    from jobsched.workflows.documents import lint_all
     from jobsched.workflows.lint import LintError, load
     from jobsched.workflows.loops import MAX_LOOP_ITEMS
 
-    manifest = load_workflow(source)
+    docs = load_documents(source)
     limit = MAX_LOOP_ITEMS if max_loop_items == -1 else (max_loop_items or sys.maxsize)
     try:
-        return load(manifest, parameters, limit)[1]
+        if _single_workflow(docs):
+            return load(docs[0], parameters, limit)[1]
+        return [w for item in lint_all(docs, parameters, max_loop_items=limit) for w in item.warnings]
     except LintError as e:
         prefix = f"{source}: " if isinstance(source, (str, Path)) and "\n" not in str(source) else ""
         raise InvalidSpec("\n".join(prefix + line for line in e.errors)) from None
@@ -73,7 +100,14 @@ class WorkflowsAPI:
         return lint(source, parameters)
 
     def submit(self, source: WorkflowLike, parameters: dict[str, str] | None = None) -> dict[str, Any]:
-        body = {"manifest": load_workflow(source), "parameters": parameters or {}}
+        """One Workflow: its status. A multi-document file (or a WorkflowTemplate / CronWorkflow):
+        ``{"items": [...]}``, one entry per document (a Workflow's entry is its status)."""
+        docs = load_documents(source)
+        if not _single_workflow(docs):
+            body = {"manifests": docs, "parameters": parameters or {}}
+            items: dict[str, Any] = self.client._request("POST", "/v1/workflows/documents", json=body).json()
+            return items
+        body = {"manifest": docs[0], "parameters": parameters or {}}
         result: dict[str, Any] = self.client._request("POST", "/v1/workflows", json=body).json()
         return result
 

@@ -43,6 +43,20 @@ def make_router(runtime: Any, controller: WorkflowController | None = None) -> A
         tenancy.authorize_namespace(request, manifest)
         return describe(call(ctl.submit, manifest, parameters))
 
+    @r.post("/documents", status_code=201)
+    def submit_documents(request: Request,
+                         manifests: list[dict[str, Any]] = Body(..., embed=True, description=(
+                             "the documents of one file: Workflows, WorkflowTemplates, "
+                             "ClusterWorkflowTemplates, CronWorkflows")),
+                         parameters: dict[str, str] = Body(default_factory=dict, embed=True)) -> dict[str, Any]:
+        for m in manifests:
+            tenancy.authorize_namespace(request, m)
+        return {"items": call(ctl.submit_documents, manifests, parameters)}
+
+    @r.get("/crons")
+    def list_crons() -> list[dict[str, Any]]:
+        return ctl.crons.describe_all()
+
     @r.get("", response_model=list[WorkflowSummary])
     def list_workflows(request: Request, namespace: str | None = Query(None)) -> list[WorkflowSummary]:
         return tenancy.scoped_list(request, namespace, ctl.list,

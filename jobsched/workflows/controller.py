@@ -9,6 +9,7 @@ in flight; loops expand lazily within that (``fanout.py``).
 
 from __future__ import annotations
 
+import json
 import secrets
 import string
 import threading
@@ -19,7 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from jobsched.spec.base import _dns_label
-from jobsched.workflows import lint
+from jobsched.workflows import documents, lint, refs
+from jobsched.workflows.cronctl import CronScheduler
 from jobsched.workflows.engine import Operator
 from jobsched.workflows.fanout import Budget, Hooks
 from jobsched.workflows.loops import Limits
@@ -55,6 +57,14 @@ class WorkflowController:
         self._thread: threading.Thread | None = None
         self._passed = threading.Condition()  # notified after every pass
         self.cancel_wait = 0.5  # seconds cancel waits for the loop to act before answering
+        self._templates_path = self.workdir / "workflow-templates.json"
+        self.templates: refs.Library = {}  # WorkflowTemplates submitted, for templateRef
+        if self._templates_path.exists():
+            self.templates = {(c, n): d for c, n, d in json.loads(self._templates_path.read_text())}
+        self.crons = CronScheduler(self.workdir / "cron-workflows.json",
+                                   lambda doc: self.submit(doc),
+                                   lambda ns, name: (ns, name) in self._active,
+                                   self._request_cancel)
         for ns, name in self.store.names(active_only=True):  # resume after a restart
             st = self.store.load(ns, name)
             if st is not None:
@@ -65,7 +75,10 @@ class WorkflowController:
     @classmethod
     def for_runtime(cls, runtime: Any, **kwargs: Any) -> WorkflowController:
         kwargs.setdefault("limits", Limits.from_env())
-        return cls(ServiceRunner(runtime.service), runtime.store_path,
+        runner = ServiceRunner(runtime.service)
+        # a backend that can run a container's own entrypoint (a step without `command`) says so
+        runner.runs_entrypoints = bool(getattr(runtime.backend, "runs_entrypoints", False))
+        return cls(runner, runtime.store_path,
                    Path(runtime.home) / "workflows", **kwargs)
 
     # ---- API ---------------------------------------------------------------------------------------
@@ -73,8 +86,16 @@ class WorkflowController:
         _, warnings = lint.load(manifest, parameters, self.limits.max_loop_items)
         return warnings
 
-    def submit(self, manifest: dict[str, Any], parameters: dict[str, str] | None = None) -> WorkflowState:
-        wf, warnings = lint.load(manifest, parameters, self.limits.max_loop_items)
+    def submit(self, manifest: dict[str, Any], parameters: dict[str, str] | None = None,
+               library: refs.Library | None = None) -> WorkflowState:
+        """Lint and start one Workflow (``library``: WorkflowTemplates from the same file, besides
+        those submitted before). A step without ``command`` needs a runner that runs entrypoints."""
+        lib = {**self.templates, **(library or {})}
+        wf, warnings = lint.load(manifest, parameters, self.limits.max_loop_items, lib)
+        missing = lint.entrypoint_only(wf)
+        if missing and not getattr(self.runner, "runs_entrypoints", False):
+            raise lint.LintError([f"{p}: not set; {lint.ENTRYPOINT_HINT}" for p in missing])
+        manifest = refs.resolve(manifest, lib)
         params = {p.name: (parameters or {}).get(p.name, p.value or "") for p in wf.spec.arguments.parameters}
         ns = wf.metadata.namespace
         with self._submit_lock:
@@ -105,6 +126,37 @@ class WorkflowController:
             self._active[(ns, name)] = (st, wf)
         self._wake.set()
         return st.model_copy(deep=True)
+
+    def submit_documents(self, docs: list[dict[str, Any]],
+                         parameters: dict[str, str] | None = None) -> list[dict[str, Any]]:
+        """A multi-document file: every document is linted before anything is kept; then
+        WorkflowTemplates are stored, CronWorkflows scheduled and Workflows started, in file order."""
+        linted = documents.lint_all(docs, parameters, self.templates, self.limits.max_loop_items)
+        same_file = refs.library_of(docs)
+        for item in linted:
+            if item.kind == "Workflow":
+                missing = lint.entrypoint_only(item.workflow) if item.workflow else []
+                if missing and not getattr(self.runner, "runs_entrypoints", False):
+                    raise lint.LintError([f"{p}: not set; {lint.ENTRYPOINT_HINT}" for p in missing])
+        out: list[dict[str, Any]] = []
+        for item in linted:
+            if item.kind in refs.TEMPLATE_KINDS:
+                self.templates.update(refs.library_of([item.manifest]))
+                self._save_templates()
+                out.append({"kind": item.kind, "name": item.name, "warnings": item.warnings})
+            elif item.kind == "CronWorkflow":
+                out.append({**self.crons.apply(item.manifest, self.clock()), "warnings": item.warnings})
+            else:
+                st = self.submit(item.manifest, parameters, same_file)
+                out.append({"kind": "Workflow", **describe(st)})
+        self._wake.set()
+        return out
+
+    def _save_templates(self) -> None:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        tmp = self._templates_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps([[c, n, d] for (c, n), d in self.templates.items()]))
+        tmp.replace(self._templates_path)
 
     def get(self, namespace: str, name: str, archived: int = 1000) -> WorkflowState:
         """The workflow's state, with up to ``archived`` finished loop children put back into the
@@ -139,8 +191,7 @@ class WorkflowController:
         st = self.get(namespace, name, archived=0)  # NotFound
         if st.done:
             return st
-        self.store.request_cancel(namespace, name, self.clock())
-        self._cancels.add((namespace, name))
+        self._request_cancel(namespace, name)
         if self._thread is None:  # no loop running (tests, tools): act on it here
             self.reconcile()
             return self.get(namespace, name)
@@ -151,6 +202,11 @@ class WorkflowController:
                 self._passed.wait(max(0.0, deadline - time.monotonic()))
         st.cancelled = True
         return st
+
+    def _request_cancel(self, namespace: str, name: str) -> None:
+        """Record the intent; the next pass acts on it."""
+        self.store.request_cancel(namespace, name, self.clock())
+        self._cancels.add((namespace, name))
 
     def logs(self, namespace: str, name: str) -> str:
         st = self.get(namespace, name, archived=0)
@@ -179,6 +235,10 @@ class WorkflowController:
     # ---- the loop ----------------------------------------------------------------------------------
     def reconcile(self) -> int:
         """One pass over every active workflow; returns how many are still active."""
+        try:
+            self.crons.tick(self.clock())
+        except Exception:  # noqa: BLE001 - a bad schedule must not stop the workflows
+            pass
         with self._lock:
             entries = list(self._active.items())
             live = sum(1 for _, (st, _) in entries for n in st.nodes.values() if n.job is not None)

@@ -18,11 +18,12 @@ from jobsched.workflows.fanout import Budget, Hooks, LoopMixin, loop_result
 from jobsched.workflows.leaf import LeafMixin
 from jobsched.workflows.lint import dag_deps
 from jobsched.workflows.loops import Limits
-from jobsched.workflows.model import DagTask, Template, Workflow, WorkflowStep
+from jobsched.workflows.model import DagTask, LifecycleHook, Template, Workflow, WorkflowStep
 from jobsched.workflows.pods import node_id
 from jobsched.workflows.render import Unresolved, substitute, substitute_all
 from jobsched.workflows.runner import JobRunner
 from jobsched.workflows.state import FAILED, NodeStatus, WorkflowState
+from jobsched.workflows.wfvars import failures, workflow_variables
 
 MAX_DEPTH = 60
 _TYPES = {"container": "Pod", "script": "Pod", "dag": "DAG", "steps": "Steps"}
@@ -35,11 +36,13 @@ class Operator(LoopMixin, LeafMixin):
         self.hooks = hooks or Hooks(Limits(), Budget(Limits().max_live_steps))
         self._running: list[NodeStatus] | None = None  # nodes with a job in flight (may_start)
         self.gscope: dict[str, str] = {
-            "workflow.name": st.name, "workflow.namespace": st.namespace, "workflow.uid": st.uid,
-            "workflow.creationTimestamp": str(st.created_at),
+            **workflow_variables(st, wf, now),
             **{f"workflow.parameters.{k}": v for k, v in st.parameters.items()},
             **{f"workflow.outputs.parameters.{k}": v for k, v in st.outputs.items()},
         }
+        params = json.dumps([{"name": k, "value": v} for k, v in st.parameters.items()])
+        self.gscope.setdefault("workflow.parameters.json", params)
+        self.gscope.setdefault("workflow.parameters", params)
 
     def global_outputs(self) -> dict[str, str]:
         return {k: v for k, v in self.gscope.items() if k.startswith("workflow.outputs.")}
@@ -75,17 +78,27 @@ class Operator(LoopMixin, LeafMixin):
         if self.hooks.cancel_requested():  # asked while this pass ran: stop now, expand no further
             st.cancelled = True
             return self.operate()
+        hooks_done = self.run_hooks(st.name, spec.hooks, dict(self.gscope), None, 0)
         if not main.fulfilled:
             return
         phase = "Succeeded" if main.phase in ("Succeeded", "Skipped") else main.phase
         message = main.message if phase != "Succeeded" else None
-        if spec.on_exit:
-            self.gscope["workflow.status"] = phase
-            ex = self.run_template(f"{st.name}.onExit", spec.on_exit, {}, None, "onExit", 0)
+        exit_hook = (spec.hooks or {}).get("exit")
+        on_exit = spec.on_exit or (exit_hook.template if exit_hook is not None else None)
+        if on_exit:
+            self.gscope.update({"workflow.status": phase, "workflow.failures": failures(st)})
+            try:
+                args = self.hook_args(exit_hook, self.gscope) if exit_hook and not spec.on_exit else {}
+            except (Unresolved, expr.ExprError) as e:
+                args = {}
+                phase, message = "Error", f"spec.hooks.exit: {e}"
+            ex = self.run_template(f"{st.name}.onExit", on_exit, args, None, "onExit", 0)
             if not ex.fulfilled:
                 return
             if ex.failed and phase == "Succeeded":
                 phase, message = "Failed", f"exit handler failed: {ex.message}"
+        if not hooks_done:
+            return
         self.finish(phase, message)
 
     def finish(self, phase: str, message: str | None) -> None:
@@ -155,11 +168,12 @@ class Operator(LoopMixin, LeafMixin):
         local = {**self.gscope, **{f"inputs.parameters.{k}": v for k, v in n.inputs.items()}}
         if tmpl.timeout:
             try:
-                limit = _seconds(substitute(tmpl.timeout, local))
+                timeout = substitute(tmpl.timeout, local)
+                limit = _seconds(timeout)
             except (ValueError, Unresolved) as e:
                 return self.set_phase(n, "Error", f"timeout: {e}")
             if self.now - (n.started_at or self.now) > limit:
-                self.kill(n, "Failed", f"timeout of {tmpl.timeout} exceeded")
+                self.kill(n, "Failed", f"timeout of {timeout} exceeded")
                 return n
         if tmpl.leaf is not None:
             return self.run_leaf(n, tmpl, local)
@@ -177,7 +191,10 @@ class Operator(LoopMixin, LeafMixin):
     def resolve_inputs(self, tmpl: Template, args: dict[str, str]) -> dict[str, str]:
         out: dict[str, str] = {}
         for p in tmpl.inputs.parameters:
-            value = args.get(p.name, p.value if p.value is not None else p.default)
+            value = args.get(p.name)
+            if value is None:  # the template's own value/default: workflow variables, {{=...}}
+                own = p.value if p.value is not None else p.default
+                value = substitute(own, self.gscope, strict=False) if own is not None else None
             if value is None:
                 raise ValueError(f"inputs.parameters.{p.name} was not supplied")
             if p.enum is not None and value not in p.enum:
@@ -214,10 +231,58 @@ class Operator(LoopMixin, LeafMixin):
                 n = self.run_loop(name, inv, scope, parent, display, depth)
             else:
                 n = self.run_one(name, inv, scope, parent, display, depth)
-        if inv.on_exit and n.fulfilled and n.phase not in ("Skipped", "Omitted"):
-            ex = self.run_template(f"{name}.onExit", inv.on_exit, {}, parent, f"{display}.onExit", depth + 1)
-            return n, ex.fulfilled
-        return n, n.fulfilled
+        if n.phase in ("Skipped", "Omitted"):
+            return n, True
+        if not inv.hooks and not inv.on_exit:
+            return n, n.fulfilled
+        kind = "tasks" if isinstance(inv, DagTask) else "steps"
+        hscope = {**scope, **self.exports(f"{kind}.{inv.name}", n)}
+        hooks_done = self.run_hooks(name, inv.hooks, hscope, parent, depth)
+        exit_hook = (inv.hooks or {}).get("exit")
+        on_exit = inv.on_exit or (exit_hook.template if exit_hook is not None else None)
+        if on_exit and n.fulfilled:
+            try:
+                args = self.hook_args(exit_hook, hscope) if exit_hook and not inv.on_exit else {}
+            except (Unresolved, expr.ExprError) as e:
+                ex = self.node(f"{name}.onExit", f"{display}.onExit", "Pod", on_exit, parent, "Error", str(e))
+                return n, True
+            ex = self.run_template(f"{name}.onExit", on_exit, args, parent, f"{display}.onExit", depth + 1)
+            return n, ex.fulfilled and hooks_done
+        return n, n.fulfilled and hooks_done
+
+    # ---- lifecycle hooks -------------------------------------------------------------------------
+    def hook_args(self, hook: LifecycleHook | None, scope: dict[str, str]) -> dict[str, str]:
+        if hook is None:
+            return {}
+        return {p.name: substitute(p.value if p.value is not None else (p.default or ""), scope)
+                for p in hook.arguments.parameters}
+
+    def run_hooks(self, owner: str, hooks: dict[str, LifecycleHook] | None, scope: dict[str, str],
+                  parent: NodeStatus | None, depth: int) -> bool:
+        """Hooks other than ``exit``: each runs once, the first pass its ``expression`` holds (as
+        Argo's executeTmplLifeCycleHook). True when every started hook has finished."""
+        done = True
+        for hname, hook in (hooks or {}).items():
+            if hname == "exit" or not hook.template:
+                continue
+            name = f"{owner}.hooks.{hname}"
+            if name not in self.st.nodes:
+                if self.st.cancelled or not hook.expression:
+                    continue
+                try:
+                    fire = expr._truthy(expr.evaluate(substitute(hook.expression, scope, strict=False),
+                                                      scope.__getitem__))
+                    args = self.hook_args(hook, scope) if fire else {}
+                except (KeyError, Unresolved, expr.ExprError):
+                    fire = False  # e.g. a variable that does not exist yet
+                if not fire:
+                    continue
+            else:
+                args = {}
+            h = self.run_template(name, hook.template, args, parent, f"{owner.rsplit('.', 1)[-1]}.hooks.{hname}",
+                                  depth + 1)
+            done = done and h.fulfilled
+        return done
 
     def run_one(self, name: str, inv: DagTask | WorkflowStep, scope: dict[str, str],
                 parent: NodeStatus, display: str, depth: int) -> NodeStatus:
@@ -268,7 +333,6 @@ class Operator(LoopMixin, LeafMixin):
             if t in tasks and t not in needed:
                 needed.add(t)
                 stack.extend(deps[t])
-        fail_fast = tmpl.dag.fail_fast if tmpl.dag.fail_fast is not None else True
         scope = dict(local)
         finished: dict[str, bool] = {}
 
@@ -287,12 +351,12 @@ class Operator(LoopMixin, LeafMixin):
                     "AnySucceeded": any(k.phase == "Succeeded" for k in kids) if kids else ph == "Succeeded",
                     "AllFailed": all(k.failed for k in kids) if kids else ph in FAILED}[res]
 
-        all_tasks = tmpl.dag.tasks
-
         def stopped() -> bool:
-            return fail_fast and any(
+            """The template-level ``failFast`` (Argo's checkParallelism): no new task starts once a
+            child failed. ``dag.failFast`` does not stop tasks; it only decides the DAG's phase."""
+            return bool(tmpl.fail_fast) and any(
                 (x := tnode(t)) is not None and x.failed and not _continues(tasks[t], x.phase)
-                and not _handled(t, all_tasks) for t in needed)
+                for t in needed)
 
         order = graphlib.TopologicalSorter({t: [d for d in deps[t] if d in needed]
                                             for t in needed}).static_order()
@@ -316,20 +380,27 @@ class Operator(LoopMixin, LeafMixin):
         if not all(finished.get(t, False) for t in needed):
             running = any(finished.get(t) is False and tnode(t) is not None for t in needed)
             if stopped() and not running:
-                return self.set_phase(n, "Failed", "a task failed (failFast)")
+                return self.set_phase(n, "Failed", "template has failed or errored children and failFast enabled")
             return n
 
-        def effective(t: str) -> str:
+        def branch(t: str) -> tuple[str, str]:
+            """(phase, task) of ``t``'s branch, as Argo's assessDAGPhase: a Skipped or Omitted task
+            inherits the phase of the tasks before it, Failed or Error first."""
             x = tnode(t)
             assert x is not None
-            if x.phase == "Omitted":
-                return "Failed" if any(effective(d) in FAILED for d in deps[t]) else "Succeeded"
-            return x.phase
+            if x.phase not in ("Skipped", "Omitted"):
+                return x.phase, t
+            inherited = [branch(d) for d in deps[t] if d in needed]
+            bad = [b for b in inherited if b[0] in FAILED]
+            return bad[0] if bad else ("Succeeded", t)
 
         for t in targets:
-            ph = effective(t)
+            ph, cause = branch(t)
             if ph in FAILED and not _continues(tasks[t], ph):
-                return self.set_phase(n, ph, f"task {t!r} {ph.lower()}")
+                if cause == t:
+                    return self.set_phase(n, ph, f"task {t!r} {ph.lower()}")
+                return self.set_phase(n, ph, f"task {cause!r} {ph.lower()} (so {t!r} was "
+                                             f"{tnode(t).phase.lower()})")  # type: ignore[union-attr]
         return self.template_outputs(n, tmpl, scope)
 
     @staticmethod
@@ -373,21 +444,6 @@ class Operator(LoopMixin, LeafMixin):
 def _continues(inv: DagTask | WorkflowStep | None, phase: str) -> bool:
     c = inv.continue_on if inv is not None else None
     return c is not None and ((phase == "Failed" and c.failed) or (phase == "Error" and c.error))
-
-
-def _handled(task: str, tasks: list[DagTask]) -> bool:
-    """Does another task's ``depends`` act on ``task`` failing (.Failed, .Errored, ...)?"""
-    for t in tasks:
-        if not t.depends:
-            continue
-        toks = expr.tokenize(t.depends, dashes=True)
-        for i, (kind, value) in enumerate(toks):
-            name, _, res = value.partition(".")
-            if kind == "ident" and name == task and (
-                    res in ("Failed", "Errored", "Completed", "AllFailed", "AnySucceeded")
-                    or (i and toks[i - 1][1] == "!")):
-                return True
-    return False
 
 
 def _seconds(text: str) -> float:

@@ -160,7 +160,7 @@ class LoopMixin:
         kids = {c.name: c for c in self.hooks.archived(group.name)}
         kids.update(pending)
         ordered = sorted(kids.values(), key=lambda c: c.loop_index or 0)
-        group.outputs = {"result": json.dumps([k.outputs.get("result") for k in ordered
+        group.outputs = {"result": json.dumps([_aggregate(k.outputs["result"]) for k in ordered
                                                if "result" in k.outputs]),
                          "parameters": [k.outputs.get("parameters", {}) for k in ordered]}
         if loop.failed is not None:
@@ -177,3 +177,15 @@ def loop_result(x: NodeStatus, res: str) -> bool | None:
     if res == "AnySucceeded":
         return ph.get("Succeeded", 0) > 0
     return ph.get("Failed", 0) + ph.get("Error", 0) == x.loop.finished
+
+
+def _aggregate(result: Any) -> Any:
+    """A child's result in a loop's aggregated list: a JSON object stays an object (as Argo's
+    processAggregateNodeOutputs), anything else the string."""
+    if isinstance(result, str) and result.lstrip().startswith("{"):
+        try:
+            value = json.loads(result)
+        except json.JSONDecodeError:
+            return result
+        return value if isinstance(value, dict) else result
+    return result

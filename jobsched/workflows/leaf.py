@@ -55,8 +55,13 @@ class LeafMixin:
     def retry_strategy(self, tmpl: Template) -> RetryStrategy | None:
         return tmpl.retry_strategy or self.wf.spec.retry_strategy
 
-    def patches(self, tmpl: Template) -> list[str]:
-        return [p for p in (self.wf.spec.pod_spec_patch, tmpl.pod_spec_patch) if p]
+    def patches(self, tmpl: Template, scope: dict[str, str] | None = None) -> list[str]:
+        """The workflow's and the template's podSpecPatch; the workflow's substituted with ``scope``
+        (the template's already is, as part of the template)."""
+        wf_patch = self.wf.spec.pod_spec_patch
+        if wf_patch and scope is not None:
+            wf_patch = substitute(wf_patch, scope)
+        return [p for p in (wf_patch, tmpl.pod_spec_patch) if p]
 
     def runtime_retries(self, tmpl: Template, local: dict[str, str]) -> int | None:
         """maxRetries for the job when the runtime can do the retrying, else None."""
@@ -88,14 +93,15 @@ class LeafMixin:
             max_retries = self.runtime_retries(tmpl, local)
             n.runtime_retries = max_retries is not None and max_retries > 0
             scope = {**local, "retries": str(retry), "node.name": n.name, "pod.name": n.id}
-            sub = Template.model_validate(substitute_all(
-                tmpl.model_dump(mode="json", by_alias=True, exclude_none=True), scope))
+            sub = Template.model_validate(substitute_all(  # metrics: not acted on, and may
+                tmpl.model_dump(mode="json", by_alias=True, exclude_none=True,  # name outputs
+                                exclude={"metrics"}), scope))
             sub.node_selector = {**self.wf.spec.node_selector, **sub.node_selector}
             notes: list[str] = []
             manifest, pod = pods.build_job(
                 tmpl=sub, workflow=self.st.name, namespace=self.st.namespace, node_name=n.name,
                 retry=retry, step_dir=self.step_dir(n), wf_annotations=self.wf.metadata.annotations,
-                patches=self.patches(sub), max_retries=max_retries or 0,
+                patches=self.patches(sub, scope), max_retries=max_retries or 0,
                 memory_floor=n.memory_floor, notes=notes)
         except (Unresolved, ValueError, expr.ExprError) as e:
             return self.set_phase(n, "Error", str(e))
@@ -255,8 +261,9 @@ class LeafMixin:
                 raise expr.ExprError(f"unknown variable {name!r}")
 
             try:
-                ok = expr._truthy(expr.evaluate(rs.expression, resolve))
-            except expr.ExprError as e:
+                text = substitute(rs.expression, {**local, **last}, strict=False)  # {{inputs.parameters.x}}
+                ok = expr._truthy(expr.evaluate(text, resolve))
+            except (expr.ExprError, Unresolved) as e:
                 n.notes.append(f"retryStrategy.expression: {e}")
                 ok = False
         if ok and rs.backoff and rs.backoff.max_duration:

@@ -15,7 +15,7 @@ from pydantic import ValidationError
 
 from jobsched.spec import yamlsafe
 from jobsched.spec.errors import SpecError, format_validation_error
-from jobsched.workflows import expr, loops
+from jobsched.workflows import expr, loops, refs
 from jobsched.workflows.model import UNSUPPORTED_KINDS, DagTask, Template, Workflow, ignored_fields
 from jobsched.workflows.util import ANN_MEMORY_POLICY, ANN_PLACEMENT, ANN_REPLICAS, parse_duration
 
@@ -38,20 +38,32 @@ def parse_yaml(text: str | bytes, source: str = "<manifest>") -> dict[str, Any]:
 
 
 def load(manifest: dict[str, Any], parameters: dict[str, str] | None = None,
-         max_loop_items: int = loops.MAX_LOOP_ITEMS) -> tuple[Workflow, list[str]]:
+         max_loop_items: int = loops.MAX_LOOP_ITEMS, library: refs.Library | None = None,
+         library_doc: bool = False) -> tuple[Workflow, list[str]]:
     """Validate; return the workflow and warnings (ignored Argo fields). A loop known at submit to
-    have more than ``max_loop_items`` items is an error naming its field."""
+    have more than ``max_loop_items`` items is an error naming its field. ``templateRef`` and
+    ``workflowTemplateRef`` are resolved against ``library`` first (:mod:`refs`).
+    ``library_doc``: a WorkflowTemplate's spec (no entrypoint or argument values required)."""
     if manifest.get("apiVersion") != "argoproj.io/v1alpha1" or manifest.get("kind") != "Workflow":
         raise LintError([f"apiVersion/kind: expected argoproj.io/v1alpha1 Workflow, got "
                          f"{manifest.get('apiVersion')!r} {manifest.get('kind')!r}"])
     try:
+        manifest = refs.resolve(manifest, library or {})
+    except refs.RefError as e:
+        raise LintError(e.errors) from None
+    try:
         wf = Workflow.model_validate(manifest)
     except ValidationError as e:
         raise LintError(format_validation_error(e).splitlines()) from None
-    errors = _check(wf, parameters or {}, max_loop_items)
+    errors = _check(wf, parameters or {}, max_loop_items, library_doc)
     if errors:
         raise LintError(errors)
     warnings = [f"{p}: accepted but not acted on by jobsched (ignored)" for p in ignored_fields(wf)]
+    for i, t in enumerate(wf.spec.templates):
+        if t.leaf is not None and not t.leaf.command and not (t.script and t.script.source):
+            field = "script" if t.script else "container"
+            warnings.append(f"spec.templates[{i}].{field}.command: not set, so the step runs the "
+                            f"image's entrypoint: on Kubernetes only ({ENTRYPOINT_HINT})")
     for i, t in enumerate(wf.spec.templates):
         if t.leaf is None and t.retry_strategy is not None:
             warnings.append(f"spec.templates[{i}].retryStrategy: not acted on for a {t.kind} template "
@@ -59,15 +71,24 @@ def load(manifest: dict[str, Any], parameters: dict[str, str] | None = None,
     return wf, warnings
 
 
-def _check(wf: Workflow, parameters: dict[str, str], max_loop_items: int = loops.MAX_LOOP_ITEMS) -> list[str]:
+ENTRYPOINT_HINT = ("the local backend runs commands on the host and cannot run an image's "
+                   "entrypoint: set `command`, or run it on Kubernetes")
+
+
+def entrypoint_only(wf: Workflow) -> list[str]:
+    """The leaf templates that rely on the image's entrypoint (no ``command``)."""
+    return [f"spec.templates[{i}].{'script' if t.script else 'container'}.command"
+            for i, t in enumerate(wf.spec.templates)
+            if t.leaf is not None and not t.leaf.command and not (t.script and t.script.source)]
+
+
+def _check(wf: Workflow, parameters: dict[str, str], max_loop_items: int = loops.MAX_LOOP_ITEMS,
+           library_doc: bool = False) -> list[str]:
     errs: list[str] = []
     spec = wf.spec
     if not wf.metadata.name and not wf.metadata.generate_name:
         errs.append("metadata.name: required (or metadata.generateName)")
-    if spec.workflow_template_ref is not None:
-        errs.append("spec.workflowTemplateRef: WorkflowTemplates are not supported by jobsched; "
-                    "inline the templates")
-    if not spec.entrypoint:
+    if not spec.entrypoint and not library_doc:
         errs.append("spec.entrypoint: required")
     names: dict[str, int] = {}
     for i, t in enumerate(spec.templates):
@@ -87,7 +108,7 @@ def _check(wf: Workflow, parameters: dict[str, str], max_loop_items: int = loops
     declared = {p.name for p in spec.arguments.parameters}
     for j, p in enumerate(spec.arguments.parameters):
         value = parameters.get(p.name, p.value)
-        if value is None and p.value_from is None:
+        if value is None and p.value_from is None and not library_doc:
             errs.append(f"spec.arguments.parameters[{j}].value: required for {p.name!r} "
                         "(or pass -p {p.name}=...)".replace("{p.name}", p.name))
         elif p.enum is not None and value is not None and value not in p.enum:
@@ -99,9 +120,35 @@ def _check(wf: Workflow, parameters: dict[str, str], max_loop_items: int = loops
     known = {k: v for k, v in values.items() if v is not None}
     for i, t in enumerate(spec.templates):
         errs.extend(_check_template(f"spec.templates[{i}]", t, ref, known, max_loop_items))
-        errs.extend(_check_refs(f"spec.templates[{i}]", t, declared))
+        errs.extend(_check_refs(f"spec.templates[{i}]", t, declared, library_doc))
     _patch_ok("spec.podSpecPatch", spec.pod_spec_patch, errs)
+    for hname, hook in (spec.hooks or {}).items():
+        ref(f"spec.hooks.{hname}.template", hook.template)
+        _expr_ok(f"spec.hooks.{hname}.expression", hook.expression, errs)
     return errs
+
+
+def _expr_ok(path: str, text: str | None, errs: list[str]) -> None:
+    """Parse an expression the engine evaluates after substitution (``{{..}}`` stands for a value)."""
+    if text:
+        try:
+            expr.check(re.sub(r"{{[^}]*}}", "x", text))
+        except expr.ExprError as e:
+            errs.append(f"{path}: {e}")
+
+
+_INLINE_EXPR = re.compile(r"{{\s*=(.*?)}}", re.S)
+
+
+def _inline_exprs(path: str, t: Template, errs: list[str]) -> None:
+    """Every ``{{=expression}}`` in the template parses (the engine's parser, nothing resolved)."""
+    doc = t.model_dump(mode="json", by_alias=True, exclude_none=True)
+    for where, text in _strings(doc, path):
+        for m in _INLINE_EXPR.finditer(text):
+            try:
+                expr.check(m.group(1))
+            except expr.ExprError as e:
+                errs.append(f"{where}: {{{{={m.group(1).strip()}}}}}: {e}")
 
 
 def _patch_ok(path: str, patch: str | None, errs: list[str]) -> None:
@@ -134,10 +181,7 @@ def _check_template(path: str, t: Template, ref: Any, parameters: dict[str, str]
     if t.parallelism is not None and t.parallelism < 0:
         errs.append(f"{path}.parallelism: must not be negative")
     leaf = t.leaf
-    if leaf is not None and not leaf.command:
-        field = "script" if t.script else "container"
-        errs.append(f"{path}.{field}.command: required by jobsched (it runs the command itself; "
-                    "the image's entrypoint is not known)")
+    _inline_exprs(path, t, errs)
     rs = t.retry_strategy
     if rs is not None:
         if rs.limit is not None and "{{" not in rs.limit and not re.fullmatch(r"\d+", rs.limit.strip()):
@@ -150,11 +194,7 @@ def _check_template(path: str, t: Template, ref: Any, parameters: dict[str, str]
                         parse_duration(value)
                     except ValueError as e:
                         errs.append(f"{path}.retryStrategy.backoff.{field}: {e}")
-        if rs.expression:
-            try:
-                expr.tokenize(rs.expression, dashes=False)
-            except expr.ExprError as e:
-                errs.append(f"{path}.retryStrategy.expression: {e}")
+        _expr_ok(f"{path}.retryStrategy.expression", rs.expression, errs)
     _patch_ok(f"{path}.podSpecPatch", t.pod_spec_patch, errs)
     ann = t.metadata.annotations
     if ANN_REPLICAS in ann and not (ann[ANN_REPLICAS].isdigit() and int(ann[ANN_REPLICAS]) >= 1):
@@ -170,7 +210,7 @@ def _check_template(path: str, t: Template, ref: Any, parameters: dict[str, str]
         vf = p.value_from
         if vf is None and p.value is None:
             errs.append(f"{path}.outputs.parameters[{j}].valueFrom: required")
-        elif vf is not None and vf.path and leaf is None:
+        elif vf is not None and vf.path and leaf is None and t.container_set is None:
             errs.append(f"{path}.outputs.parameters[{j}].valueFrom.path: only container and "
                         "script templates write files; use valueFrom.parameter")
     invocations: list[tuple[str, Any]] = []
@@ -186,15 +226,17 @@ def _check_template(path: str, t: Template, ref: Any, parameters: dict[str, str]
         errs.extend(_check_dag(f"{path}.dag", t))
         invocations += [(f"{path}.dag.tasks[{k}]", task) for k, task in enumerate(t.dag.tasks)]
     for ipath, inv in invocations:
-        if inv.template_ref is not None:
-            errs.append(f"{ipath}.templateRef: WorkflowTemplate references are not supported by "
-                        "jobsched; inline the template")
-        elif inv.inline is not None:
-            errs.append(f"{ipath}.inline: inline templates are not supported; name the template")
-        elif inv.template is None:
-            errs.append(f"{ipath}.template: required")
+        if inv.template is None:
+            errs.append(f"{ipath}.template: required (or templateRef, or inline)")
         ref(f"{ipath}.template", inv.template)
         ref(f"{ipath}.onExit", inv.on_exit)
+        for hname, hook in (inv.hooks or {}).items():
+            if hook.template is None:
+                errs.append(f"{ipath}.hooks.{hname}.template: required (or templateRef)")
+            ref(f"{ipath}.hooks.{hname}.template", hook.template)
+            if hname != "exit" and not hook.expression:
+                errs.append(f"{ipath}.hooks.{hname}.expression: required for a hook other than 'exit'")
+            _expr_ok(f"{ipath}.hooks.{hname}.expression", hook.expression, errs)
         kinds = [n for n, v in (("withItems", inv.with_items), ("withParam", inv.with_param),
                                 ("withSequence", inv.with_sequence)) if v is not None]
         if len(kinds) > 1:
@@ -204,11 +246,7 @@ def _check_template(path: str, t: Template, ref: Any, parameters: dict[str, str]
             errs.append(f"{ipath}.withSequence: count and end are mutually exclusive")
         else:
             errs.extend(loops.check_static(ipath, inv, parameters or {}, max_loop_items))
-        if inv.when:
-            try:
-                expr.tokenize(re.sub(r"{{[^}]*}}", "x", inv.when), dashes=False)
-            except expr.ExprError as e:
-                errs.append(f"{ipath}.when: {e}")
+        _expr_ok(f"{ipath}.when", inv.when, errs)  # the parser evaluate_when uses
     return errs
 
 
@@ -225,11 +263,11 @@ def _strings(value: Any, path: str) -> list[tuple[str, str]]:
     return []
 
 
-def _check_refs(path: str, t: Template, workflow_params: set[str]) -> list[str]:
+def _check_refs(path: str, t: Template, workflow_params: set[str], library_doc: bool = False) -> list[str]:
     """References to undeclared inputs, workflow parameters, tasks or steps (as argo lint does)."""
     known = {
         "inputs.parameters": {p.name for p in t.inputs.parameters},
-        "workflow.parameters": workflow_params,
+        "workflow.parameters": workflow_params | {"json"},
         "tasks": {k.name for k in t.dag.tasks} if t.dag else set(),
         "steps": {s.name for g in t.steps for s in g} if t.steps else set(),
     }
@@ -238,7 +276,7 @@ def _check_refs(path: str, t: Template, workflow_params: set[str]) -> list[str]:
     for where, text in _strings(doc, path):
         for m in _REF.finditer(text):
             full, kind, name = m.group(1), m.group(2), m.group(3)
-            if name not in known[kind]:
+            if name not in known[kind] and not (library_doc and kind == "workflow.parameters"):
                 what = {"inputs.parameters": "an input parameter of this template",
                         "workflow.parameters": "a workflow parameter (spec.arguments.parameters)",
                         "tasks": "a task of this DAG", "steps": "a step of this template"}[kind]

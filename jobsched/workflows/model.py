@@ -119,7 +119,23 @@ class Container(ArgoModel):
 
 
 class Script(Container):
-    source: str
+    source: str | None = None  # none: run command + args, like a container
+
+
+class LifecycleHook(ArgoModel):
+    """``hooks.<name>``: ``exit`` runs after the step/task/workflow; others run once, when their
+    ``expression`` first holds."""
+
+    template: str | None = None
+    template_ref: TemplateRef | None = None
+    arguments: Arguments = Field(default_factory=Arguments)
+    expression: str | None = None
+
+
+class TemplateRef(ArgoModel):
+    name: str = Field(min_length=1)
+    template: str = Field(min_length=1)
+    cluster_scope: bool = False
 
 
 class Backoff(ArgoModel):
@@ -155,8 +171,8 @@ class _Invocation(ArgoModel):
 
     name: str = Field(min_length=1)
     template: str | None = None
-    template_ref: Any = None
-    inline: Any = None
+    template_ref: TemplateRef | None = None
+    inline: Any = None  # an unnamed template; refs.resolve names it and validates it as a Template
     arguments: Arguments = Field(default_factory=Arguments)
     when: Str | None = None
     with_items: list[Any] | None = None
@@ -164,8 +180,7 @@ class _Invocation(ArgoModel):
     with_sequence: Sequence | None = None
     continue_on: ContinueOn | None = None
     on_exit: str | None = None
-    hooks: Any = None
-    IGNORED = frozenset({"hooks"})
+    hooks: dict[str, LifecycleHook] | None = None
 
     @field_validator("name")
     @classmethod
@@ -220,13 +235,14 @@ class Template(ArgoModel):
     parallelism: int | None = None
     fail_fast: bool | None = None
     pod_spec_patch: str | None = None
+    pod_resources: Resources | None = None  # pod-level resources: the step's, unless the container sets them
     metadata: TemplateMeta = Field(default_factory=TemplateMeta)
     node_selector: dict[str, str] = Field(default_factory=dict)
     IGNORED = frozenset({"volumes", "sidecars", "initContainers", "affinity", "tolerations",
                          "securityContext", "serviceAccountName", "archiveLocation", "daemon",
                          "synchronization", "memoize", "metrics", "hostAliases",
                          "priorityClassName", "priority", "schedulerName", "executor",
-                         "automountServiceAccountToken", "failFast"})
+                         "automountServiceAccountToken"})
     volumes: Any = None
     sidecars: Any = None
     init_containers: Any = None
@@ -276,6 +292,11 @@ class WorkflowMeta(ArgoModel):
     IGNORED = frozenset()
 
 
+class WorkflowTemplateRef(ArgoModel):
+    name: str = Field(min_length=1)
+    cluster_scope: bool = False
+
+
 class WorkflowSpec(ArgoModel):
     entrypoint: str | None = None
     templates: list[Template] = Field(default_factory=list)
@@ -284,15 +305,17 @@ class WorkflowSpec(ArgoModel):
     parallelism: int | None = Field(None, ge=0)
     active_deadline_seconds: int | None = None
     pod_spec_patch: str | None = None
+    pod_resources: Resources | None = None
     retry_strategy: RetryStrategy | None = None
     node_selector: dict[str, str] = Field(default_factory=dict)
-    workflow_template_ref: Any = None
+    workflow_template_ref: WorkflowTemplateRef | None = None
+    hooks: dict[str, LifecycleHook] | None = None
     shutdown: Literal["Terminate", "Stop"] | None = None
     IGNORED = frozenset({"serviceAccountName", "volumes", "volumeClaimTemplates",
                          "imagePullSecrets", "affinity", "tolerations", "artifactRepositoryRef",
                          "ttlStrategy", "podGC", "securityContext", "hostNetwork", "dnsPolicy",
                          "dnsConfig", "priority", "podPriorityClassName", "schedulerName",
-                         "archiveLogs", "hooks", "metrics", "synchronization", "workflowMetadata",
+                         "archiveLogs", "metrics", "synchronization", "workflowMetadata",
                          "podMetadata", "volumeClaimGC", "artifactGC", "podDisruptionBudget",
                          "executor", "automountServiceAccountToken", "hostAliases",
                          "templateDefaults", "suspend", "podPriority", "shutdown"})
@@ -313,7 +336,6 @@ class WorkflowSpec(ArgoModel):
     pod_priority_class_name: Any = None
     scheduler_name: Any = None
     archive_logs: Any = None
-    hooks: Any = None
     metrics: Any = None
     synchronization: Any = None
     workflow_metadata: Any = None
@@ -341,6 +363,50 @@ class Workflow(ArgoModel):
             if t.name == name:
                 return t
         return None
+
+
+class WorkflowTemplate(ArgoModel):
+    """``WorkflowTemplate`` / ``ClusterWorkflowTemplate``: a library of templates (and a default
+    spec) that workflows use through ``templateRef`` and ``spec.workflowTemplateRef``."""
+
+    api_version: Literal["argoproj.io/v1alpha1"]
+    kind: Literal["WorkflowTemplate", "ClusterWorkflowTemplate"]
+    metadata: WorkflowMeta = Field(default_factory=WorkflowMeta)
+    spec: WorkflowSpec
+    status: Any = Field(None, exclude=True)
+
+
+class CronWorkflowSpec(ArgoModel):
+    schedule: str | None = None
+    schedules: list[str] = Field(default_factory=list)
+    timezone: str | None = None
+    concurrency_policy: Literal["Allow", "Forbid", "Replace"] = "Allow"
+    starting_deadline_seconds: int | None = Field(None, ge=0)
+    successful_jobs_history_limit: int | None = Field(None, ge=0)
+    failed_jobs_history_limit: int | None = Field(None, ge=0)
+    suspend: bool = False
+    workflow_spec: WorkflowSpec
+    workflow_metadata: WorkflowMeta | None = None
+    stop_strategy: Any = None
+    when: str | None = None
+    IGNORED = frozenset({"stopStrategy"})
+
+
+class CronWorkflow(ArgoModel):
+    api_version: Literal["argoproj.io/v1alpha1"]
+    kind: Literal["CronWorkflow"]
+    metadata: WorkflowMeta = Field(default_factory=WorkflowMeta)
+    spec: CronWorkflowSpec
+    status: Any = Field(None, exclude=True)
+
+
+_Invocation.model_rebuild()
+DagTask.model_rebuild()
+WorkflowStep.model_rebuild()
+Dag.model_rebuild()
+Template.model_rebuild()
+WorkflowSpec.model_rebuild()
+Workflow.model_rebuild()
 
 
 def ignored_fields(model: ArgoModel, path: str = "") -> list[str]:

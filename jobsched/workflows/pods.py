@@ -106,7 +106,7 @@ def build_job(*, tmpl: Template, workflow: str, namespace: str, node_name: str, 
         return s
 
     argv = [rewrite(str(a)) for a in [*container.get("command", []), *container.get("args", [])]]
-    if tmpl.script is not None:
+    if tmpl.script is not None and tmpl.script.source is not None:
         script = step_dir / f"script-{retry}"
         script.write_text(rewrite(tmpl.script.source))
         argv = [rewrite(str(a)) for a in container.get("command", [])] + [str(script)]
@@ -114,6 +114,8 @@ def build_job(*, tmpl: Template, workflow: str, namespace: str, node_name: str, 
     env.update({"JOBSCHED_STEP_DIR": str(step_dir), "JOBSCHED_OUTPUTS_DIR": str(outputs_dir),
                 "JOBSCHED_WORKFLOW": workflow, "JOBSCHED_RETRY": str(retry)})
     resources = container.get("resources", {})
+    if not (resources.get("requests") or resources.get("limits")) and tmpl.pod_resources is not None:
+        resources = tmpl.pod_resources.model_dump(mode="json", exclude_none=True)  # pod-level resources
     res = {k: {rk: rv for rk, rv in resources.get(k, {}).items()} for k in ("requests", "limits")
            if resources.get(k)}
     if memory_floor is not None:

@@ -27,6 +27,7 @@ class ServiceRunner:
 
     def __init__(self, service: Any) -> None:
         self.service = service
+        self.runs_entrypoints = False  # see WorkflowController.for_runtime
 
     def submit(self, manifest: dict[str, Any]) -> str:
         return str(self.service.submit(manifest).name)

@@ -127,3 +127,50 @@ def test_sdk_workflows(server: Runtime) -> None:
     api.submit(long)
     st = api.cancel("to-cancel")
     assert st["phase"] == "Failed" and st["message"] == "Workflow terminated by user"
+
+
+LIBRARY = """\
+apiVersion: argoproj.io/v1alpha1
+kind: WorkflowTemplate
+metadata: {name: lib}
+spec:
+  templates:
+  - name: say
+    inputs: {parameters: [{name: m}]}
+    container: {image: alpine, command: [echo, "{{inputs.parameters.m}}"]}
+"""
+USES_LIBRARY = """\
+apiVersion: argoproj.io/v1alpha1
+kind: Workflow
+metadata: {name: NAME}
+spec:
+  entrypoint: main
+  templates:
+  - name: main
+    steps:
+    - - {name: hi, templateRef: {name: lib, template: say}, arguments: {parameters: [{name: m, value: hello}]}}
+"""
+
+
+def test_cli_multi_document_files_and_stored_templates(server: Runtime, tmp_path: Path) -> None:
+    both = tmp_path / "both.yaml"
+    both.write_text(LIBRARY + "---\n" + USES_LIBRARY.replace("NAME", "first"))
+    r = cli("lint", str(both))
+    assert r.exit_code == 0, r.stderr
+    r = cli("submit", str(both), "--wait")
+    assert r.exit_code == 0, r.stderr
+    assert r.stdout.splitlines() == ["WorkflowTemplate lib created", "Workflow default/first submitted (Succeeded)"]
+    later = tmp_path / "later.yaml"  # only the workflow: the server has the template now
+    later.write_text(USES_LIBRARY.replace("NAME", "second"))
+    assert cli("lint", str(later)).exit_code == 2  # offline lint, like `argo lint --offline`, needs it
+    r = cli("submit", str(later), "--wait", "-o", "json")
+    assert r.exit_code == 0, r.stderr
+    st = json.loads(r.stdout)
+    assert next(n for n in st["nodes"] if n["displayName"] == "hi")["outputs"]["result"] == "hello"
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(USES_LIBRARY.replace("NAME", "third") + "---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\n")
+    r = cli("submit", str(bad))
+    assert r.exit_code == 2
+    assert "document 2 (ConfigMap 'c'): apiVersion/kind: expected argoproj.io/v1alpha1" in r.stderr
+    assert "Traceback" not in r.stderr
+    assert [w["name"] for w in json.loads(cli("list", "-o", "json").stdout)] == ["first", "second"]

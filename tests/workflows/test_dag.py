@@ -177,11 +177,73 @@ def test_handled_failure_fail_fast_continue_on_and_target(wfh):
     assert handled.phase == "Succeeded"  # a failure acted on by depends: fail.Failed
     fast, slow = nodes[f"{st.name}[0].fast"], nodes[f"{st.name}[0].slow"]
     assert fast.phase == "Failed" and slow.phase == "Failed"
-    # failFast (the default) starts nothing new after a failure; failFast: false runs every branch.
-    fast_kids = {nodes[c].display_name: nodes[c] for c in fast.children}
-    assert "third" not in fast_kids
-    assert all(k.started_at <= fast_kids["fail"].finished_at for k in fast_kids.values())
+    # As Argo's dag.go: dag.failFast only decides the DAG's phase; the other branch still runs
+    # (only a template-level failFast stops new tasks, see test_template_fail_fast_stops_new_tasks).
+    assert nodes[f"{fast.name}.third"].phase == "Succeeded"
     assert nodes[f"{slow.name}.third"].phase == "Succeeded"
+    assert fast.message == "task 'fail' failed"
     targeted = nodes[f"{st.name}[0].targeted"]
     assert targeted.phase == "Succeeded"
     assert {nodes[c].display_name for c in targeted.children} == {"start", "mid"}  # end never ran
+
+
+DEPENDS_ON_FAILURE = """
+apiVersion: argoproj.io/v1alpha1
+kind: Workflow
+metadata: {name: depends-on-failure}
+spec:
+  entrypoint: main
+  templates:
+  - name: main
+    dag:
+      tasks:
+      - {name: B, template: fail}
+      - {name: C, template: ok}
+      - {name: D, template: ok, depends: "B.Failed && C"}
+      - {name: E, template: ok, depends: "B"}
+      - {name: F, template: ok, depends: "E"}
+  - name: fail
+    container: {image: alpine, command: ["false"]}
+  - name: ok
+    container: {image: alpine, command: ["true"]}
+"""
+
+
+def test_depends_that_handles_a_failure_runs_and_omitted_is_reported_omitted(wfh):
+    st = wfh.run(DEPENDS_ON_FAILURE)
+    n = by_display(st)
+    assert n["D"].phase == "Succeeded"  # failFast (the default) does not stop it
+    assert n["E"].phase == "Omitted" and n["F"].phase == "Omitted"
+    # the target F's branch failed at B: the DAG fails, naming B, and F stays Omitted
+    assert st.phase == "Failed"
+    assert st.nodes[st.name].message == "task 'B' failed (so 'F' was omitted)"
+
+
+TEMPLATE_FAIL_FAST = """
+apiVersion: argoproj.io/v1alpha1
+kind: Workflow
+metadata: {name: template-fail-fast}
+spec:
+  entrypoint: main
+  templates:
+  - name: main
+    failFast: true
+    dag:
+      tasks:
+      - {name: fail, template: fail}
+      - {name: first, template: slow}
+      - {name: second, template: ok, dependencies: [first]}
+  - name: fail
+    container: {image: alpine, command: ["false"]}
+  - name: slow
+    container: {image: alpine, command: [python3, -c, "import time; time.sleep(3)"]}
+  - name: ok
+    container: {image: alpine, command: ["true"]}
+"""
+
+
+def test_template_fail_fast_stops_new_tasks(wfh):
+    st = wfh.run(TEMPLATE_FAIL_FAST)
+    assert st.phase == "Failed"
+    names = {x.display_name for x in st.nodes.values()}
+    assert "first" in names and "second" not in names

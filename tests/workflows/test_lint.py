@@ -143,9 +143,12 @@ def test_unsupported_kinds_and_refs() -> None:
         tasks(d)[0].pop("template")
         tasks(d)[0]["templateRef"] = {"name": "x", "template": "y"}
     assert errors_of(m) == [
-        "spec.templates[0].dag.tasks[0].templateRef: WorkflowTemplate references are not supported by "
-        "jobsched; inline the template",
-        "spec.templates[1].suspend: template kind 'suspend' is not supported by jobsched"]
+        "spec.templates[0].dag.tasks[0].templateRef.name: WorkflowTemplate 'x' not found (put it in "
+        "the same file, or submit it first with `jobsched workflow submit`)"]
+
+    def s(d: dict[str, Any]) -> None:
+        d["spec"]["templates"][1] = {"name": "echo", "suspend": {}}
+    assert errors_of(s) == ["spec.templates[1].suspend: template kind 'suspend' is not supported by jobsched"]
 
 
 def test_workflow_parameters_need_values_and_respect_enums() -> None:
@@ -159,10 +162,13 @@ def test_workflow_parameters_need_values_and_respect_enums() -> None:
         "arguments: parameter 'nope' is not declared in spec.arguments.parameters"]
 
 
-def test_container_needs_a_command_on_jobsched() -> None:
-    def m(d: dict[str, Any]) -> None:
-        del d["spec"]["templates"][1]["container"]["command"]
-    assert errors_of(m)[0].startswith("spec.templates[1].container.command: required by jobsched")
+def test_container_without_command_lints_with_a_warning() -> None:
+    doc = copy.deepcopy(BASE)
+    del doc["spec"]["templates"][1]["container"]["command"]
+    _, warnings = load(doc)
+    assert warnings == ["spec.templates[1].container.command: not set, so the step runs the image's "
+                        "entrypoint: on Kubernetes only (the local backend runs commands on the host "
+                        "and cannot run an image's entrypoint: set `command`, or run it on Kubernetes)"]
 
 
 def test_wrong_kind_and_bad_retry_limit() -> None:
