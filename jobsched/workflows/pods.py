@@ -106,6 +106,9 @@ def build_job(*, tmpl: Template, workflow: str, namespace: str, node_name: str, 
         return s
 
     argv = [rewrite(str(a)) for a in [*container.get("command", []), *container.get("args", [])]]
+    args: list[str] = []
+    if not container.get("command") and tmpl.script is None:  # the image's entrypoint runs with the args
+        argv, args = [], argv  # (Kubernetes only: the controller refuses such a step elsewhere)
     if tmpl.script is not None and tmpl.script.source is not None:
         script = step_dir / f"script-{retry}"
         script.write_text(rewrite(tmpl.script.source))
@@ -136,7 +139,7 @@ def build_job(*, tmpl: Template, workflow: str, namespace: str, node_name: str, 
         "placement": ann.get(ANN_PLACEMENT, "Pack"),
         "rightSizing": {"family": f"wf-{tmpl.name}"[:63]},
         "template": {
-            "command": argv, "env": env, "workingDir": container.get("workingDir", str(step_dir)),
+            "command": argv, **({"args": args} if args else {}), "env": env, "workingDir": container.get("workingDir", str(step_dir)),
             "resources": res,
             "nodeSelector": {**tmpl.node_selector, **pod.get("nodeSelector", {})},
         },

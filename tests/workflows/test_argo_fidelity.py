@@ -139,3 +139,20 @@ def test_entrypoint_only_step_is_refused_at_submit_on_the_local_backend(wfh):
         "spec.templates[0].container.command: not set; the local backend runs commands on the host and "
         "cannot run an image's entrypoint: set `command`, or run it on Kubernetes"]
     assert wfh.ctl.list() == [] and ("shared" not in {n for _, n in wfh.ctl.templates})  # nothing kept
+
+
+def test_entrypoint_only_step_becomes_a_job_that_runs_the_image_entrypoint(tmp_path):
+    """On Kubernetes (runs_entrypoints) such a step is a TrainingJob with no command and the step's
+    args, so the pod runs the image's ENTRYPOINT with them, as Argo does."""
+    from jobsched.spec.job import TrainingJob
+    from jobsched.workflows import lint
+    from jobsched.workflows.pods import build_job
+
+    wf, _ = lint.load({"apiVersion": "argoproj.io/v1alpha1", "kind": "Workflow", "metadata": {"name": "ep"},
+                       "spec": {"entrypoint": "main", "templates": [
+                           {"name": "main", "container": {"image": "nginx", "args": ["-g", "daemon off;"]}}]}})
+    manifest, _ = build_job(tmpl=wf.spec.templates[0], workflow="ep", namespace="default", node_name="ep",
+                            retry=0, step_dir=tmp_path, wf_annotations={}, patches=[], max_retries=0,
+                            memory_floor=None, notes=[])
+    job = TrainingJob.model_validate(manifest)
+    assert job.spec.template.command == [] and job.spec.template.args == ["-g", "daemon off;"]

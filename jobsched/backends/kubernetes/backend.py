@@ -66,6 +66,7 @@ class KubernetesBackend:
     watch_volcano: bool = False  # schedule Volcano Job objects (kubeflow_watch.py)
     watch_jobs: bool = False  # schedule batch/v1 Jobs with spec.managedBy: jobsched.io/scheduler
     name: str = "kubernetes"
+    runs_entrypoints = True  # a pod without `command` runs its image's entrypoint (workflow steps too)
 
     def __post_init__(self) -> None:
         from kubernetes import client, config
