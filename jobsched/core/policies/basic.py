@@ -26,21 +26,27 @@ def _share(free: npt.NDArray[np.int64], cap: npt.NDArray[np.int64], need: int) -
 
 
 class BestFit:
-    """Prefer the node left with the least free resources (weighted: GPU, then CPU, then memory)."""
+    """The published best fit (the FGD authors' ``best_fit_score.go``): the node left with the least
+    free CPU and GPU, each weighed 0.5 against the largest node's size (128 cores, 8 GPUs),
+    ``int(100 * (1 - score))``; equal integer scores tie-break at random (seeded)."""
 
     name = "bestfit"
+    max_cpu = 128_000
+    max_gpu = 8_000
+
+    def __init__(self, seed: int = 0) -> None:
+        self.rng = np.random.default_rng(seed)
 
     @classmethod
     def make(cls, seed: int) -> tuple[ScorePlugin, GpuChooser]:
-        return cls(), BestFitGpus()
+        return cls(seed), BestFitGpus()
 
     def score(self, table: NodeTable, req: Resources, rows: IDX, group: PodGroup) -> F64:
-        cpu = _share(table.cpu_free[rows], table.cpu_cap[rows], req.cpu_milli)
-        mem = _share(table.mem_free[rows], table.mem_cap[rows], req.memory)
-        gcnt = np.maximum(table.gpu_count[rows], 1)
-        gfree = np.where(table.gpu_free[rows] > 0, table.gpu_free[rows], 0).sum(axis=1)
-        gpu = (gfree - req.gpu_total_milli) / (gcnt * 1000.0)
-        return -(gpu + cpu + mem)
+        cpu = (table.cpu_free[rows] - req.cpu_milli) / self.max_cpu
+        gfree = np.maximum(table.gpu_free[rows], 0).sum(axis=1)
+        gpu = (gfree - req.gpu_total_milli) / self.max_gpu
+        score = np.floor(100.0 * (1.0 - (0.5 * cpu + 0.5 * gpu)))
+        return score + self.rng.random(rows.size) * 0.5
 
 
 class RandomFit:
