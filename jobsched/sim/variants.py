@@ -1,9 +1,12 @@
 """GPU-model-constrained variants of a pod list (the FGD paper's ``gpuspec`` lists).
 
 ``gpuspec_variant(pods, nodes, fraction, seed)`` restricts ``fraction`` of the GPU pods (counting
-those already restricted) to one or several GPU models, drawn in proportion to the cluster's GPU
-mix: a model's chance is its share of the cluster's GPUs, among the models whose nodes can host the
-pod at all (enough GPUs and CPU on one node). The number of models is 1 (60 %), 2 (30 %) or 3 (10 %),
+those already restricted) to one or several GPU models, drawn in proportion to the cluster's mix:
+a model's chance is its share of the cluster's nodes (``by="nodes"``, the default) or GPUs
+(``by="gpus"``), among the models whose nodes can host the pod at all (enough GPUs and CPU on one
+node). By nodes, as in the FGD authors' gpuspec lists (e.g. their ``openb_pod_list_gpuspec33``, where
+about 40 % of the restricted pods name T4, which has a third of the nodes but 14 % of the GPUs), the
+small-GPU-count models get more pinned demand than their GPU share: the hard case. The number of models is 1 (60 %), 2 (30 %) or 3 (10 %),
 at most the number of models that can host the pod. Pods are picked uniformly at random; the rest of
 the list is unchanged.
 
@@ -27,12 +30,14 @@ from jobsched.sim.trace import MIB, PodTrace, load_nodes, load_pods
 MODEL_COUNT_P = (0.6, 0.3, 0.1)  # P(1, 2, 3 accepted models)
 
 
-def model_gpus(nodes: NodeTable) -> dict[str, int]:
-    """GPUs of each model in the cluster."""
+def model_mix(nodes: NodeTable, by: str = "nodes") -> dict[str, int]:
+    """Nodes (``by="nodes"``) or GPUs (``by="gpus"``) of each model in the cluster."""
+    if by not in ("nodes", "gpus"):
+        raise ValueError(f"by must be 'nodes' or 'gpus', got {by!r}")
     out = dict.fromkeys(nodes.models, 0)
     for code, count in zip(nodes.gpu_model.tolist(), nodes.gpu_count.tolist(), strict=True):
         if code >= 0:
-            out[nodes.models[code]] += int(count)
+            out[nodes.models[code]] += int(count) if by == "gpus" else 1
     return out
 
 
@@ -42,12 +47,13 @@ def _hosts(nodes: NodeTable, gpus: int, cpu: int) -> set[str]:
     return {nodes.models[c] for c in np.unique(nodes.gpu_model[ok]).tolist()}
 
 
-def gpuspec_variant(pods: PodTrace, nodes: NodeTable, fraction: float, seed: int = 0) -> PodTrace:
+def gpuspec_variant(pods: PodTrace, nodes: NodeTable, fraction: float, seed: int = 0,
+                    by: str = "nodes") -> PodTrace:
     """A copy of ``pods`` in which ``fraction`` of the GPU pods accept only some GPU models."""
     if not 0.0 <= fraction <= 1.0:
         raise ValueError(f"fraction must be in [0, 1], got {fraction}")
     rng = np.random.default_rng(seed)
-    mix = model_gpus(nodes)
+    mix = model_mix(nodes, by)
     gpu_pods = np.flatnonzero(pods.gpus > 0)
     free = [int(i) for i in gpu_pods if not pods.models[i]]
     want = int(round(fraction * gpu_pods.size)) - (gpu_pods.size - len(free))
@@ -79,10 +85,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--pods", required=True)
     ap.add_argument("--fraction", type=float, required=True, help="share of GPU pods restricted, 0..1")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--by", choices=("nodes", "gpus"), default="nodes", help="model weights: node or GPU counts")
     ap.add_argument("-o", "--output", required=True)
     a = ap.parse_args(argv)
     try:
-        variant = gpuspec_variant(load_pods(a.pods), load_nodes(a.nodes), a.fraction, a.seed)
+        variant = gpuspec_variant(load_pods(a.pods), load_nodes(a.nodes), a.fraction, a.seed, a.by)
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -10,6 +10,7 @@ import numpy.typing as npt
 from jobsched.core.fit import BestFitGpus, choose_gpus_bestfit
 from jobsched.core.fragmentation import FragCache, TargetWorkload, best_share_device
 from jobsched.core.framework import GpuChooser, ScorePlugin
+from jobsched.core.policies.gpuspec import ModelDemand
 from jobsched.core.nodes import NodeTable
 from jobsched.spec.resources import Resources
 
@@ -87,6 +88,7 @@ class JobschedDefault:
     def set_workload(self, workload: TargetWorkload) -> None:
         """Weigh the typical shapes half by pod count (FGD) and half by GPU volume: a multi-GPU pod
         blocked by fragmentation loses several GPUs' worth of allocation, not one pod's."""
+        self.demand = ModelDemand(workload)
         vol = workload.freq * workload.gpus * workload.milli
         if len(workload) and vol.sum() > 0:
             freq = 0.5 * workload.freq + 0.5 * vol / vol.sum()
@@ -98,6 +100,7 @@ class JobschedDefault:
 
     w_strand = 0.5  # weight of GPUs stranded for want of CPU (beside fragmentation)
     w_fit = 0.01  # weight of best fit, a tie-breaker
+    w_model = 1.0  # weight of taking GPUs of a model that pods pinned to it need (gpuspec.ModelDemand)
 
     def score(self, table: NodeTable, req: Resources, rows: IDX, group: PodGroup) -> F64:
         cpu = _share(table.cpu_free[rows], table.cpu_cap[rows], req.cpu_milli)
@@ -107,6 +110,7 @@ class JobschedDefault:
         grow = (after - before) / 1000.0  # GPUs newly fragmented (can be negative)
         grow = grow + self.w_strand * self._strand_growth(table, req, rows, gfree)
         if req.gpus:
+            grow = grow + self.w_model * self.demand.cost(table, req, rows)
             gpu_left = (gfree - req.gpu_total_milli) / (np.maximum(gcount, 1) * 1000.0)
             return -(grow + self.w_fit * (4.0 * gpu_left + cpu + mem))
         on_gpu_node = (gcount > 0).astype(np.float64)
