@@ -10,8 +10,8 @@ import numpy.typing as npt
 from jobsched.core.fit import BestFitGpus, choose_gpus_bestfit
 from jobsched.core.fragmentation import FragCache, TargetWorkload, best_share_device
 from jobsched.core.framework import GpuChooser, ScorePlugin
-from jobsched.core.policies.gpuspec import ModelDemand
 from jobsched.core.nodes import NodeTable
+from jobsched.core.policies.gpuspec import ModelDemand
 from jobsched.spec.resources import Resources
 
 if TYPE_CHECKING:
