@@ -104,3 +104,16 @@ def test_constrained_trace_table(policy: str, pinned_placed: int) -> None:
     got = place_sequence(policy)
     assert got["flexible"] == 2
     assert got["T4-only"] == pinned_placed
+
+
+def test_simulate_gpuspec_flag_runs_on_the_variant_and_rejects_a_bad_fraction() -> None:
+    from typer.testing import CliRunner
+
+    from tests.sim.test_cli import NODES, PODS, app
+
+    r = CliRunner().invoke(app(), ["simulate", "--nodes", NODES, "--pods", PODS, "--policy", "jobsched",
+                                   "--seeds", "1", "--gpuspec", "0.5", "-o", "json"])
+    assert r.exit_code == 0, r.output
+    assert "_gpuspec.csv" in r.stdout
+    r = CliRunner().invoke(app(), ["simulate", "--nodes", NODES, "--pods", PODS, "--gpuspec", "1.5"])
+    assert r.exit_code == 2 and "--gpuspec" in r.output and "must be a number in [0, 1]" in r.output
