@@ -104,3 +104,15 @@ def test_typical_pod_walk_keeps_the_most_frequent_shapes_to_the_threshold() -> N
     counts = {(1000, 1, 1000, ()): 6.0, (2000, 1, 500, ()): 3.0, (3000, 2, 1000, ()): 1.0}
     w = TargetWorkload.from_shapes(counts, popularity=0.85, step=1)
     assert w.cpu.tolist() == [1000, 2000] and w.freq.tolist() == pytest.approx([6 / 9, 3 / 9])
+
+
+def test_random_puts_a_share_on_a_random_device_that_fits() -> None:
+    # open_gpu_share.go allocateGpuIdBasedOnRandomFit (the authors run Random with -gpusel random).
+    t = node(3)
+    t.allocate(0, Resources(0, 0, 1, 400), (1,))
+    t.allocate(0, Resources(0, 0, 1, 800), (2,))  # free: 1000, 600, 200
+    seen = set()
+    for seed in range(20):
+        _, chooser = make_policy("random", seed)
+        seen.add(chooser.choose(t, 0, Resources(0, 0, 1, 500)))
+    assert seen == {(0,), (1,)}

@@ -51,6 +51,9 @@ class BestFit:
 
 
 class RandomFit:
+    """A random node among those that fit; a GPU share goes to a random device it fits (the FGD
+    authors run Random with ``-gpusel random``: ``allocateGpuIdBasedOnRandomFit``)."""
+
     name = "random"
 
     def __init__(self, seed: int) -> None:
@@ -58,10 +61,17 @@ class RandomFit:
 
     @classmethod
     def make(cls, seed: int) -> tuple[ScorePlugin, GpuChooser]:
-        return cls(seed), BestFitGpus()
+        obj = cls(seed)
+        return obj, obj
 
     def score(self, table: NodeTable, req: Resources, rows: IDX, group: PodGroup) -> F64:
         return self.rng.random(rows.size)
+
+    def choose(self, table: NodeTable, row: int, req: Resources) -> tuple[int, ...]:
+        if req.gpus and req.gpu_milli < 1000:
+            ok = np.flatnonzero(table.gpu_free[row] >= req.gpu_milli)
+            return (int(ok[self.rng.integers(ok.size)]),)
+        return choose_gpus_bestfit(table, row, req)
 
 
 class JobschedDefault:
