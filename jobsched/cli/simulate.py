@@ -46,6 +46,8 @@ def register(app: typer.Typer) -> None:
                                      "peak when sizing a share."),
         peak_error: float = typer.Option(0.10, "--peak-error", help="gpumem: true device peak = predicted x "
                                          "(1 + e), e uniform in [-this, +this]."),
+        gpuspec: float = typer.Option(None, "--gpuspec", help="Restrict this fraction (0..1) of the GPU pods "
+                                      "to some GPU models first (jobsched.sim.variants, seed 0)."),
     ) -> None:
         """Replay a cluster trace against placement policies and report allocation, delays and cost."""
         if mode not in MODES:
@@ -65,6 +67,8 @@ def register(app: typer.Typer) -> None:
         if not math.isfinite(peak_error) or not 0 <= peak_error < 1:
             raise _bad("--peak-error", f"must be a number in [0, 1), got {peak_error}")
         seed_list = list(range(seed_start, seed_start + seeds))
+        if gpuspec is not None:
+            pods = _gpuspec_pods(nodes, pods, gpuspec, mode)
         with _progress:
             if mode == "memory":
                 report = _memory(pods, seed_list)
@@ -143,6 +147,25 @@ class _Progress:
 
 
 _progress: Any = _Progress()
+
+
+def _gpuspec_pods(nodes: str | None, pods: str | None, fraction: float, mode: str) -> str:
+    """Write the gpuspec variant of ``pods`` to a temporary CSV and return its path."""
+    import tempfile
+
+    from jobsched.sim.trace import TraceError, load_nodes, load_pods
+    from jobsched.sim.variants import gpuspec_variant, write_pods_csv
+
+    if not math.isfinite(fraction) or not 0 <= fraction <= 1:
+        raise _bad("--gpuspec", f"must be a number in [0, 1], got {fraction}")
+    _check_inputs(nodes, pods, None, mode)
+    try:
+        variant = gpuspec_variant(load_pods(str(pods)), load_nodes(str(nodes)), fraction)
+    except TraceError as e:
+        raise _bad("--nodes" if str(e).startswith("nodes") else "--pods", str(e)) from None
+    out = Path(tempfile.mkdtemp(prefix="jobsched-gpuspec-")) / f"{Path(str(pods)).stem}_gpuspec.csv"
+    write_pods_csv(variant, out)
+    return str(out)
 
 
 def _check_inputs(nodes: str | None, pods: str | None, policy: list[str] | None, mode: str) -> None:

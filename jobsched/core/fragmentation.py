@@ -29,7 +29,7 @@ Shape = tuple[int, int, int, tuple[str, ...]]  # cpu_milli, gpus, gpu_milli, acc
 
 @dataclass(frozen=True)
 class TargetWorkload:
-    """Typical GPU pod shapes and their frequencies (sum 1)."""
+    """Typical GPU pod shapes and their frequencies (sum 1, or less when CPU-only shapes take a share)."""
 
     cpu: I64
     gpus: I64
@@ -54,6 +54,7 @@ class TargetWorkload:
         object.__setattr__(self, "group_level", np.array([p[0] for p in pairs], dtype=np.intp))
         object.__setattr__(self, "group_gpus", np.array([p[1] for p in pairs], dtype=np.int32))
         object.__setattr__(self, "group_milli", levels.astype(np.int32)[[p[0] for p in pairs]])
+        object.__setattr__(self, "_access", {})
 
     levels: I64 = field(init=False, repr=False)  # distinct gpu_milli values
     group_level: IDX = field(init=False, repr=False)  # per group: index into levels
@@ -61,19 +62,23 @@ class TargetWorkload:
     group_milli: npt.NDArray[np.int32] = field(init=False, repr=False)  # per group: gpu_milli
     group_order: IDX = field(init=False, repr=False)  # shapes sorted by group
     group_starts: IDX = field(init=False, repr=False)  # first position of each group in that order
+    _access: dict[tuple[str, ...], B] = field(init=False, repr=False, compare=False)  # model lookup per table
 
     def __len__(self) -> int:
         return len(self.cpu)
 
     @classmethod
-    def from_shapes(cls, counts: dict[Shape, float], popularity: float = 1.0, step: int = 10) -> TargetWorkload:
-        """The most frequent GPU shapes covering ``popularity`` of pods (FGD's typical-pod walk:
-        ``step`` shapes at a time), renormalized. CPU-only shapes are left out: for them every
-        free GPU is a fragment wherever a pod goes, so they add the same to every node's score."""
-        items = sorted(((s, w) for s, w in counts.items() if s[1] > 0 and w > 0),
-                       key=lambda sw: (-sw[1], sw[0]))
+    def from_shapes(cls, counts: dict[Shape, float], popularity: float = 1.0, step: int = 10,
+                    cpu_pods: bool = False) -> TargetWorkload:
+        """The most frequent shapes covering ``popularity`` of pods (FGD's typical-pod walk: ``step``
+        shapes at a time, most frequent first, ties to the larger shape), renormalized over the kept
+        shapes. CPU-only shapes count in that walk only with ``cpu_pods`` (the FGD authors' runs); they
+        are then left out of the arrays but keep their share of the frequency, so GPU shapes sum to
+        less than 1: for a CPU-only shape every free GPU is a fragment (``node_frag`` adds it)."""
+        items = sorted(((s, w) for s, w in counts.items() if (s[1] > 0 or cpu_pods) and w > 0),
+                       key=lambda sw: (sw[1], sw[0][0], sw[0][2], sw[0][1], "|".join(sw[0][3])), reverse=True)
         total = sum(w for _, w in items)
-        if not items:
+        if not any(s[1] > 0 for s, _ in items):
             return cls.default()
         keep: list[tuple[Shape, float]] = []
         cum = 0.0
@@ -81,12 +86,14 @@ class TargetWorkload:
             for s, w in items[len(keep):len(keep) + step]:
                 keep.append((s, w))
                 cum += w
+        kept = sum(w for _, w in keep)
+        keep = [(s, w) for s, w in keep if s[1] > 0]
         w_arr = np.array([w for _, w in keep], dtype=np.float64)
         return cls(
             cpu=np.array([s[0] for s, _ in keep], dtype=np.int64),
             gpus=np.array([s[1] for s, _ in keep], dtype=np.int64),
             milli=np.array([s[2] for s, _ in keep], dtype=np.int64),
-            freq=w_arr / w_arr.sum(),
+            freq=w_arr / kept,
             models=tuple(s[3] for s, _ in keep),
         )
 
@@ -110,12 +117,16 @@ class TargetWorkload:
 
     def accessible(self, table: NodeTable, rows: IDX) -> B:
         """(R, S): may shape s use node row r at all (has GPUs of an accepted model)."""
-        has_gpu = table.gpu_count[rows] > 0
-        out = np.repeat(has_gpu[:, None], len(self), axis=1)
-        for s, models in enumerate(self.models):
-            if models:
-                out[:, s] &= table.model_mask(models)[rows]
-        return out
+        lut = self._access.get(tuple(table.models))
+        if lut is None:
+            # Row m + 1: GPU model code m (row 0: no GPU); one lookup per row instead of a mask per shape.
+            lut = np.ones((len(table.models) + 1, len(self)), dtype=bool)
+            lut[0] = False
+            for s, models in enumerate(self.models):
+                if models:
+                    lut[1:, s] = [m in models for m in table.models]
+            self._access[tuple(table.models)] = lut
+        return lut[table.gpu_model[rows] + 1] & (table.gpu_count[rows] > 0)[:, None]
 
 
 def _weights(wl: TargetWorkload, cpu_left: I64, acc: B) -> F64:

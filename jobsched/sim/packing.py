@@ -38,7 +38,14 @@ class PackingRun:
     table: NodeTable | None = field(default=None, repr=False)  # the final cluster state
 
     def at(self, pct: float) -> float:
-        """Allocated % when the arrived requests first reach ``pct`` % of capacity."""
+        """Allocated % at ``pct`` % arrived, as the FGD authors' analysis reads it
+        (experiments/analysis/merge_alloc_discrete*.py): the mean allocation over the arrivals whose
+        arrived % rounds to ``pct`` (else within ±1 of it); else when the arrivals first reach it."""
+        near = np.round(self.arrived_pct) == pct
+        if not near.any():
+            near = np.abs(np.round(self.arrived_pct) - pct) <= 1
+        if near.any():
+            return float(self.allocated_pct[near].mean())
         i = int(np.searchsorted(self.arrived_pct, pct - 1e-9, side="left"))
         return float(self.allocated_pct[min(i, len(self.allocated_pct) - 1)])
 
@@ -61,12 +68,14 @@ def arrival_order(gpu_req: npt.NDArray[np.int64], capacity_milli: int, seed: int
     return order[: cut + 1].astype(np.intp)
 
 
-def configure(scorer: object, chooser: object, workload: TargetWorkload) -> None:
-    """Hand the target workload to policies that use one (fgd, jobsched)."""
+def configure(scorer: object, chooser: object, workload: TargetWorkload, pods: PodTrace | None = None) -> None:
+    """Hand the target workload to policies that use one (fgd, jobsched). A policy that names its own
+    ``workload_options`` (FGD: the authors' typical-pod settings) gets that workload of ``pods``."""
     for obj in {id(scorer): scorer, id(chooser): chooser}.values():
         setter = getattr(obj, "set_workload", None)
         if setter is not None:
-            setter(workload)
+            options = getattr(obj, "workload_options", None)
+            setter(pods.workload(**options) if options and pods is not None else workload)
 
 
 def run_packing(nodes: NodeTable, pods: PodTrace, policy: str, seed: int, inflate: float = 1.3,
@@ -74,7 +83,7 @@ def run_packing(nodes: NodeTable, pods: PodTrace, policy: str, seed: int, inflat
     t0 = time.perf_counter()
     table = nodes.copy()
     scorer, chooser = make_policy(policy, seed)
-    configure(scorer, chooser, workload if workload is not None else pods.workload())
+    configure(scorer, chooser, workload if workload is not None else pods.workload(), pods)
     observe = getattr(scorer, "observe", None)
     capacity = table.gpu_total_milli()
     gpu_req = pods.gpu_milli_total()

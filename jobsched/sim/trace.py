@@ -51,12 +51,13 @@ class PodTrace:
         """milli-GPU each pod (all replicas) asks for."""
         return self.gpus * self.milli * self.replicas
 
-    def workload(self, popularity: float = 1.0) -> TargetWorkload:
+    def workload(self, popularity: float = 1.0, step: int = 10, cpu_pods: bool = False) -> TargetWorkload:
+        """The target workload of the whole list (see :meth:`TargetWorkload.from_shapes`)."""
         counts: Counter[Shape] = Counter()
         for i in range(len(self)):
-            counts[(int(self.cpu[i]), int(self.gpus[i]), int(self.milli[i]), self.models[i])] += int(
-                self.replicas[i])
-        return TargetWorkload.from_shapes(dict(counts), popularity)
+            models = self.models[i] if self.gpus[i] else ()
+            counts[(int(self.cpu[i]), int(self.gpus[i]), int(self.milli[i]), models)] += int(self.replicas[i])
+        return TargetWorkload.from_shapes(dict(counts), popularity, step, cpu_pods)
 
 
 def _rows(path: str | Path, what: str, required: tuple[str, ...]) -> list[dict[str, str]]:

@@ -148,13 +148,16 @@ def test_dotprod_prefers_the_node_with_less_free_in_the_requested_dimensions() -
 
 
 def test_clustering_groups_pods_with_the_same_gpu_request() -> None:
+    # The published tags: every GPU share is "share-gpu", whole GPUs are tagged by their count.
     t = table([8, 8, 8])
     scorer, chooser = make_policy("clustering", 0)
-    for row, milli in ((1, 500), (2, 250)):
-        t.allocate(row, Resources(1000, 0, 1, milli), (0,))
-        scorer.observe(row, Resources(1000, 0, 1, milli))  # type: ignore[attr-defined]
+    for row, req in ((1, Resources(1000, 0, 2, 1000)), (2, Resources(1000, 0, 1, 500))):
+        t.allocate(row, req, tuple(range(req.gpus)))
+        scorer.observe(row, req)  # type: ignore[attr-defined]
     got = place_gang(t, PodGroup("j", Resources(1000, GI, 1, 250)), scorer, chooser)
     assert got is not None and got[0].row == 2
+    got = place_gang(t, PodGroup("k", Resources(1000, GI, 2, 1000)), scorer, chooser)
+    assert got is not None and got[0].row == 1
 
 
 def test_jobsched_keeps_cpu_jobs_off_gpu_nodes_and_packs_whole_gpu_jobs() -> None:

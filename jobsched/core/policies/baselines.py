@@ -4,8 +4,8 @@ The FGD paper (Weng et al., USENIX ATC'23) and its simulator (hkust-adsl/kuberne
 score nodes as integers 0..100 and kube-scheduler breaks ties at random; each policy here adds a seeded
 jitter below one point so that equal integer scores tie-break the same way.
 
-* ``dotprod``  - Tetris-style alignment: prefer the node whose free (CPU, GPU) vector, normalized by
-  the node's capacity, has the smallest dot product with the request (per GPU for GPU shares).
+* ``dotprod``  - Tetris-style alignment: prefer the node whose free (CPU, GPU) vector has the smallest
+  dot product with the request, both normalized by the largest node's size.
 * ``packing``  - GPU packing: shared GPUs first, then free GPUs on partly used nodes, then idle nodes.
 * ``clustering`` - GPU clustering: put pods with the same GPU request together (node affinity tags);
   stateful: the simulator reports placements and departures through ``observe``/``forget``.
@@ -31,7 +31,8 @@ if TYPE_CHECKING:
 
 F64 = npt.NDArray[np.float64]
 IDX = npt.NDArray[np.intp]
-MAX_SPEC_GPU = 8000  # the simulator's normalization constant (milli-GPU of the largest node)
+MAX_SPEC_GPU = 8000  # the simulator's normalization constants (open-gpu-share utils/const.go):
+MAX_SPEC_CPU = 128_000  # milli-GPU and milli-CPU of the largest node
 
 
 def sigmoid_score(before: F64, after: F64) -> F64:
@@ -53,20 +54,16 @@ class _Jittered:
 
 
 class DotProduct(_Jittered):
+    """The authors' run configuration (DotProd, ``-dimext merge -norm max``): the node's free (CPU,
+    total GPU) vector and the request's (CPU, total GPU), both divided by the largest node's
+    size, ``int(100 * (1 - dot / 2))``; the device of a GPU share is the best fit."""
+
     name = "dotprod"
 
     def score(self, table: NodeTable, req: Resources, rows: IDX, group: PodGroup) -> F64:
-        cap_cpu = np.maximum(table.cpu_cap[rows], 1).astype(np.float64)
-        cpu_dot = (table.cpu_free[rows] / cap_cpu) * (req.cpu_milli / cap_cpu)
-        if req.gpus and req.gpu_milli < 1000:
-            # Each GPU is its own virtual node: the best is the fullest device that fits.
-            g = table.gpu_free[rows]
-            best = np.where(g >= req.gpu_milli, g, 10_000).min(axis=1)
-            gpu_dot = (best / 1000.0) * (req.gpu_milli / 1000.0)
-        else:
-            gcap = np.maximum(table.gpu_count[rows], 1) * 1000.0
-            gfree = np.maximum(table.gpu_free[rows], 0).sum(axis=1)
-            gpu_dot = (gfree / gcap) * (req.gpu_total_milli / gcap)
+        cpu_dot = (table.cpu_free[rows] / MAX_SPEC_CPU) * (req.cpu_milli / MAX_SPEC_CPU)
+        gfree = np.maximum(table.gpu_free[rows], 0).sum(axis=1)
+        gpu_dot = (gfree / MAX_SPEC_GPU) * (req.gpu_total_milli / MAX_SPEC_GPU)
         score = np.floor(100.0 * (1.0 - (cpu_dot + gpu_dot) / 2.0))
         return score + self.jitter(rows.size)
 
@@ -99,7 +96,8 @@ class GpuClustering(_Jittered):
 
     @staticmethod
     def tag(req: Resources) -> tuple[int, int]:
-        return (req.gpus, req.gpu_milli)
+        """The published affinity tag: every GPU share alike ("share-gpu"), else the GPU count."""
+        return (1, 0) if req.gpu_milli < 1000 else (req.gpus, 1000)
 
     def observe(self, row: int, req: Resources) -> None:
         if req.gpus:
@@ -129,6 +127,9 @@ class FGD(_Jittered):
     """Fragmentation gradient descent against the target workload (``set_workload``)."""
 
     name = "fgd"
+    # The authors' typical pods (scripts/generate_config_and_run.py): CPU-only pods included, the most
+    # frequent shapes covering 95 % of pods, one shape at a time. See PodTrace.workload.
+    workload_options = {"popularity": 1.0, "step": 1, "cpu_pods": True}
 
     def __init__(self, seed: int) -> None:
         super().__init__(seed)

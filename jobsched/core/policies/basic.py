@@ -11,6 +11,7 @@ from jobsched.core.fit import BestFitGpus, choose_gpus_bestfit
 from jobsched.core.fragmentation import FragCache, TargetWorkload, best_share_device
 from jobsched.core.framework import GpuChooser, ScorePlugin
 from jobsched.core.nodes import NodeTable
+from jobsched.core.policies.gpuspec import ModelDemand
 from jobsched.spec.resources import Resources
 
 if TYPE_CHECKING:
@@ -26,27 +27,15 @@ def _share(free: npt.NDArray[np.int64], cap: npt.NDArray[np.int64], need: int) -
 
 
 class BestFit:
-    """Prefer the node left with the least free resources (weighted: GPU, then CPU, then memory)."""
+    """The published best fit (the FGD authors' ``best_fit_score.go``): the node left with the least
+    free CPU and GPU, each weighed 0.5 against the largest node's size (128 cores, 8 GPUs),
+    ``int(100 * (1 - score))``; equal integer scores tie-break at random (seeded)."""
 
     name = "bestfit"
+    max_cpu = 128_000
+    max_gpu = 8_000
 
-    @classmethod
-    def make(cls, seed: int) -> tuple[ScorePlugin, GpuChooser]:
-        return cls(), BestFitGpus()
-
-    def score(self, table: NodeTable, req: Resources, rows: IDX, group: PodGroup) -> F64:
-        cpu = _share(table.cpu_free[rows], table.cpu_cap[rows], req.cpu_milli)
-        mem = _share(table.mem_free[rows], table.mem_cap[rows], req.memory)
-        gcnt = np.maximum(table.gpu_count[rows], 1)
-        gfree = np.where(table.gpu_free[rows] > 0, table.gpu_free[rows], 0).sum(axis=1)
-        gpu = (gfree - req.gpu_total_milli) / (gcnt * 1000.0)
-        return -(gpu + cpu + mem)
-
-
-class RandomFit:
-    name = "random"
-
-    def __init__(self, seed: int) -> None:
+    def __init__(self, seed: int = 0) -> None:
         self.rng = np.random.default_rng(seed)
 
     @classmethod
@@ -54,7 +43,35 @@ class RandomFit:
         return cls(seed), BestFitGpus()
 
     def score(self, table: NodeTable, req: Resources, rows: IDX, group: PodGroup) -> F64:
+        cpu = (table.cpu_free[rows] - req.cpu_milli) / self.max_cpu
+        gfree = np.maximum(table.gpu_free[rows], 0).sum(axis=1)
+        gpu = (gfree - req.gpu_total_milli) / self.max_gpu
+        score = np.floor(100.0 * (1.0 - (0.5 * cpu + 0.5 * gpu)))
+        return score + self.rng.random(rows.size) * 0.5
+
+
+class RandomFit:
+    """A random node among those that fit; a GPU share goes to a random device it fits (the FGD
+    authors run Random with ``-gpusel random``: ``allocateGpuIdBasedOnRandomFit``)."""
+
+    name = "random"
+
+    def __init__(self, seed: int) -> None:
+        self.rng = np.random.default_rng(seed)
+
+    @classmethod
+    def make(cls, seed: int) -> tuple[ScorePlugin, GpuChooser]:
+        obj = cls(seed)
+        return obj, obj
+
+    def score(self, table: NodeTable, req: Resources, rows: IDX, group: PodGroup) -> F64:
         return self.rng.random(rows.size)
+
+    def choose(self, table: NodeTable, row: int, req: Resources) -> tuple[int, ...]:
+        if req.gpus and req.gpu_milli < 1000:
+            ok = np.flatnonzero(table.gpu_free[row] >= req.gpu_milli)
+            return (int(ok[self.rng.integers(ok.size)]),)
+        return choose_gpus_bestfit(table, row, req)
 
 
 class JobschedDefault:
@@ -81,6 +98,7 @@ class JobschedDefault:
     def set_workload(self, workload: TargetWorkload) -> None:
         """Weigh the typical shapes half by pod count (FGD) and half by GPU volume: a multi-GPU pod
         blocked by fragmentation loses several GPUs' worth of allocation, not one pod's."""
+        self.demand = ModelDemand(workload)
         vol = workload.freq * workload.gpus * workload.milli
         if len(workload) and vol.sum() > 0:
             freq = 0.5 * workload.freq + 0.5 * vol / vol.sum()
@@ -92,6 +110,7 @@ class JobschedDefault:
 
     w_strand = 0.5  # weight of GPUs stranded for want of CPU (beside fragmentation)
     w_fit = 0.01  # weight of best fit, a tie-breaker
+    w_model = 1.0  # weight of taking GPUs of a model that pods pinned to it need (gpuspec.ModelDemand)
 
     def score(self, table: NodeTable, req: Resources, rows: IDX, group: PodGroup) -> F64:
         cpu = _share(table.cpu_free[rows], table.cpu_cap[rows], req.cpu_milli)
@@ -101,6 +120,7 @@ class JobschedDefault:
         grow = (after - before) / 1000.0  # GPUs newly fragmented (can be negative)
         grow = grow + self.w_strand * self._strand_growth(table, req, rows, gfree)
         if req.gpus:
+            grow = grow + self.w_model * self.demand.cost(table, req, rows)
             gpu_left = (gfree - req.gpu_total_milli) / (np.maximum(gcount, 1) * 1000.0)
             return -(grow + self.w_fit * (4.0 * gpu_left + cpu + mem))
         on_gpu_node = (gcount > 0).astype(np.float64)
