@@ -12,14 +12,16 @@ import threading
 import time
 import uuid
 from collections import deque
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from jobsched.backends.base import GangLaunch, ReplicaEvent, StartError
 from jobsched.backends.kubernetes import pods as P
+from jobsched.backends.kubernetes import views as V
 from jobsched.backends.kubernetes.informer import Informer, wait_synced
+from jobsched.backends.kubernetes.writes import Writer
 from jobsched.spec.node import GPU_MODEL_LABEL, Node, gfd_gpu
 
 log = logging.getLogger("jobsched.k8s")
@@ -54,8 +56,14 @@ class KubernetesBackend:
     import_custom_resources: bool = True
     node_provider: str | None = None  # kwok | karpenter: adds nodes when gangs pend (with --node-pool)
     node_class: str | None = None  # Karpenter NodeClass reference group/kind/name
-    parallel_starts: int = 8  # gangs started at once (each start is a few API calls)
+    parallel_starts: int = 32  # gangs started at once (server/binder.py workers)
+    qps: float = 200.0  # client-side rate limit on API writes (client-go's QPS; <= 0: none)
+    burst: int = 400  # writes allowed at once above qps (client-go's Burst)
+    api_workers: int = 32  # the long-lived pool that creates and binds a gang's pods in parallel
     name: str = "kubernetes"
+    # Called first in every start (k8s API calls allowed): e.g. delete a superseded attempt's pods
+    # before this attempt's pods are created. Raise StartError to refuse the start.
+    pre_start: list[Callable[[GangLaunch], None]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         from kubernetes import client, config
@@ -65,8 +73,11 @@ class KubernetesBackend:
         else:
             config.load_incluster_config()
             self.api_client = client.ApiClient()
-        # Gangs start in parallel: room for that many connections (urllib3's default pool is small).
-        self.api_client.rest_client.pool_manager.connection_pool_kw["maxsize"] = 32
+        # Starts and the API pool run in parallel: a connection each (urllib3's default pool is small).
+        self.api_client.rest_client.pool_manager.connection_pool_kw["maxsize"] = \
+            max(self.parallel_starts, self.api_workers) + 8
+        self.writer = Writer(self.qps, self.burst, self.api_workers)
+        self._starting = 0  # starts in flight (lower-priority writes yield to them)
         self.core = client.CoreV1Api(self.api_client)
         self.custom = client.CustomObjectsApi(self.api_client)
         self._lock = threading.Lock()
@@ -121,20 +132,16 @@ class KubernetesBackend:
         return self._nodes_version
 
     def _on_node(self, typ: str, node: Any) -> None:
+        name = node["metadata"]["name"]
         if typ != "DELETED":
             # Heartbeats change nothing the scheduler uses: bump the version only on real changes.
-            st, md = node.status, node.metadata
-            ready = any(c.type == "Ready" and c.status == "True" for c in (st.conditions or [])) if st else False
-            digest = (str(sorted((st.allocatable or {}).items())) if st else "", str(sorted((md.labels or {}).items())),
-                      bool(node.spec and node.spec.unschedulable), ready,
-                      (md.annotations or {}).get("jobsched.io/price-per-hour"))
-            if self._node_digest.get(md.name) != digest:
-                self._node_digest[md.name] = digest
+            digest = V.node_digest(node)
+            if self._node_digest.get(name) != digest:
+                self._node_digest[name] = digest
                 self._nodes_version += 1
             return
-        self._node_digest.pop(node.metadata.name, None)
+        self._node_digest.pop(name, None)
         self._nodes_version += 1
-        name = node.metadata.name
         now = time.time()
         with self._lock:
             lost = [t for t in self._tracked.values() if t.node == name and not t.done]
@@ -146,25 +153,17 @@ class KubernetesBackend:
             self._delete_pod(t.namespace, t.pod, grace=0)
 
     def _on_foreign(self, typ: str, pod: Any) -> None:
-        if pod.spec is not None and pod.spec.node_name:
+        if (pod.get("spec") or {}).get("nodeName"):
             self._nodes_version += 1
 
     def foreign_usage(self) -> dict[str, tuple[int, int, int]]:
         """(cpu milli, memory bytes, GPUs) requested per node by pods jobsched did not place."""
-        from jobsched.spec import quantity as q
-
         use: dict[str, tuple[int, int, int]] = {}
         for pod in self.foreign_inf.items():
-            node = pod.spec.node_name if pod.spec else None
+            node = (pod.get("spec") or {}).get("nodeName")
             if not node:
                 continue
-            cpu = mem = gpu = 0
-            for c in pod.spec.containers or []:
-                req = {**((c.resources.limits or {}) if c.resources else {}),
-                       **((c.resources.requests or {}) if c.resources else {})}
-                cpu += q.cpu_milli(req["cpu"]) if "cpu" in req else 0
-                mem += q.memory_bytes(req["memory"]) if "memory" in req else 0
-                gpu += q.whole(req["nvidia.com/gpu"], "nvidia.com/gpu") if "nvidia.com/gpu" in req else 0
+            cpu, mem, gpu = V.pod_requests(pod)
             a, b, g = use.get(node, (0, 0, 0))
             use[node] = (a + cpu, b + mem, g + gpu)
         return use
@@ -175,83 +174,99 @@ class KubernetesBackend:
         out = []
         foreign = self.foreign_usage()
         for n in self.nodes_inf.items():
-            st = n.status
-            ready = any(c.type == "Ready" and c.status == "True" for c in (st.conditions or []))
-            alloc: dict[str, Any] = {k: v for k, v in (st.allocatable or st.capacity or {}).items()
+            st, md, spec = n.get("status") or {}, n["metadata"], n.get("spec") or {}
+            ready = V.node_ready(n)
+            alloc: dict[str, Any] = {k: v for k, v in (st.get("allocatable") or st.get("capacity") or {}).items()
                                      if k in ("cpu", "memory", "nvidia.com/gpu")}
-            used = foreign.get(n.metadata.name)
+            used = foreign.get(md["name"])
             if used:
                 alloc["cpu"] = f"{max(q.cpu_milli(alloc.get('cpu', 0)) - used[0], 0)}m"
                 alloc["memory"] = max(q.memory_bytes(alloc.get("memory", 0)) - used[1], 0)
                 alloc["nvidia.com/gpu"] = max(q.whole(alloc.get("nvidia.com/gpu", 0), "gpu") - used[2], 0)
-            labels = dict(n.metadata.labels or {})
+            labels = dict(md.get("labels") or {})
             model, gpu_mem = gfd_gpu(labels)  # NVIDIA GPU Feature Discovery's labels
             if model:
                 labels.setdefault(GPU_MODEL_LABEL, model)
             try:
                 out.append(Node.model_validate({
-                    "name": n.metadata.name, "capacity": {k: v for k, v in (st.capacity or {}).items()
-                                                          if k in ("cpu", "memory", "nvidia.com/gpu")},
+                    "name": md["name"], "capacity": {k: v for k, v in (st.get("capacity") or {}).items()
+                                                     if k in ("cpu", "memory", "nvidia.com/gpu")},
                     "allocatable": alloc, "labels": labels, "gpu_memory": gpu_mem or None,
-                    "unschedulable": bool(n.spec and n.spec.unschedulable) or not ready,
-                    "price_per_hour": float((n.metadata.annotations or {}).get("jobsched.io/price-per-hour", 0)),
+                    "unschedulable": bool(spec.get("unschedulable")) or not ready,
+                    "price_per_hour": float((md.get("annotations") or {}).get("jobsched.io/price-per-hour", 0)),
                 }))
             except ValueError as e:
-                log.warning("node %s skipped: %s", n.metadata.name, e)
+                log.warning("node %s skipped: %s", md["name"], e)
         return out
 
     # gangs ------------------------------------------------------------------------------------
     def start(self, gang: GangLaunch) -> dict[int, dict[str, object]]:
+        """Create the gang's pods and bind each one as soon as its create returns (a single
+        replica on the caller's thread, a gang's replicas on the long-lived API pool). Any failure
+        deletes what was created: the whole gang, or nothing."""
         from kubernetes.client.exceptions import ApiException
 
         ns, job_name = gang.job_key.split("/", 1)
         created: list[str] = []
+        with self._lock:
+            self._starting += 1
         try:
-            # A headless Service for rendezvous (multi-replica gangs) and the checkpoint volume
-            # (when the job asks for one) are created side by side; then every pod, then every bind.
-            with ThreadPoolExecutor(max_workers=8) as pool:
-                svc = pool.submit(self._ensure_service, ns, job_name, gang.job_uid) if len(gang.replicas) > 1 else None
-                claim_f = pool.submit(self._ensure_claim, ns, job_name, gang)
-                claim = claim_f.result()
-                if svc is not None:
-                    svc.result()
-                owner = self._owner(ns, job_name)
-                bodies = [P.build_pod(gang, rep, ns, owner, claim) for rep in gang.replicas]
-                futures = [pool.submit(self.core.create_namespaced_pod, ns, b) for b in bodies]
-                errors = []
-                for b, f in zip(bodies, futures, strict=True):
-                    try:
-                        f.result()
-                        created.append(b["metadata"]["name"])
-                    except Exception as e:  # noqa: BLE001 - reported after the others finish
-                        errors.append(e)
-                if errors:
-                    raise errors[0]
-                with self._lock:  # assume in the cache before binding
-                    self._job_keys[gang.job_uid] = gang.job_key
-                    for rep, pod in zip(gang.replicas, created, strict=True):
-                        t = _Tracked(gang.job_key, gang.attempt, rep.rank, ns, pod, rep.node, rep.memory_limit)
-                        self._tracked[(gang.job_key, gang.attempt, rep.rank)] = t
-                        self._by_pod[f"{ns}/{pod}"] = (gang.job_key, gang.attempt, rep.rank)
-                binds = [pool.submit(self._bind, ns, pod, rep.node)
-                         for rep, pod in zip(gang.replicas, created, strict=True)]
-                for f in binds:
-                    f.result()
+            for hook in self.pre_start:
+                hook(gang)
+            # The rendezvous Service (multi-replica gangs) is created beside the checkpoint claim.
+            svc = self.writer.submit(self._ensure_service, ns, job_name, gang.job_uid) \
+                if len(gang.replicas) > 1 else None
+            claim = self._ensure_claim(ns, job_name, gang)
+            if svc is not None:
+                svc.result()
+            owner = self._owner(ns, job_name)
+            bodies = [P.build_pod(gang, rep, ns, owner, claim) for rep in gang.replicas]
+            with self._lock:  # assume in the cache before anything is bound
+                self._job_keys[gang.job_uid] = gang.job_key
+                for rep, b in zip(gang.replicas, bodies, strict=True):
+                    pod = b["metadata"]["name"]
+                    t = _Tracked(gang.job_key, gang.attempt, rep.rank, ns, pod, rep.node, rep.memory_limit)
+                    self._tracked[(gang.job_key, gang.attempt, rep.rank)] = t
+                    self._by_pod[f"{ns}/{pod}"] = (gang.job_key, gang.attempt, rep.rank)
+            if len(bodies) == 1:
+                self._create_and_bind(ns, bodies[0], gang.replicas[0].node, created)
+            else:
+                futures = [self.writer.submit(self._create_and_bind, ns, b, rep.node, created)
+                           for rep, b in zip(gang.replicas, bodies, strict=True)]
+                errors = [f.exception() for f in futures]  # every one finished: then unreserve
+                first = next((e for e in errors if e is not None), None)
+                if first is not None:
+                    raise first
         except ApiException as e:
             self._unreserve(gang, ns, created)
             raise StartError(f"kubernetes API: {e.status} {e.reason}: {_body(e)}") from None
+        except StartError:
+            self._unreserve(gang, ns, created)
+            raise
         except Exception as e:
             self._unreserve(gang, ns, created)
             raise StartError(str(e)) from None
-        return {r.rank: {"namespace": ns, "pod": p, "node": r.node} for r, p in zip(gang.replicas, created, strict=True)}
+        finally:
+            with self._lock:
+                self._starting -= 1
+        return {r.rank: {"namespace": ns, "pod": b["metadata"]["name"], "node": r.node}
+                for r, b in zip(gang.replicas, bodies, strict=True)}
+
+    def starting(self) -> int:
+        """Starts in flight: the TrainingJob mirror and status writes wait while there are any."""
+        return self._starting
+
+    def _create_and_bind(self, ns: str, body: dict[str, Any], node: str, created: list[str]) -> None:
+        self.writer.write(self.core.create_namespaced_pod, ns, body)
+        created.append(body["metadata"]["name"])
+        self._bind(ns, body["metadata"]["name"], node)
 
     def _bind(self, ns: str, pod: str, node: str) -> None:
-        from kubernetes import client
-
-        body = client.V1Binding(metadata=client.V1ObjectMeta(name=pod, namespace=ns),
-                                target=client.V1ObjectReference(api_version="v1", kind="Node", name=node))
-        # _preload_content=False: the generated client cannot deserialize the Status it returns.
-        self.core.create_namespaced_pod_binding(pod, ns, body, _preload_content=False)
+        body = {"apiVersion": "v1", "kind": "Binding", "metadata": {"name": pod, "namespace": ns},
+                "target": {"apiVersion": "v1", "kind": "Node", "name": node}}
+        # Raw: the generated client cannot deserialize the Status it returns; the response is read
+        # and released (its connection goes back to the pool).
+        self.writer.write(self.core.create_namespaced_pod_binding, pod, ns, body)
 
     def _unreserve(self, gang: GangLaunch, ns: str, created: list[str]) -> None:
         with self._lock:
@@ -259,7 +274,7 @@ class KubernetesBackend:
                 t = self._tracked.pop((gang.job_key, gang.attempt, rep.rank), None)
                 if t:
                     self._by_pod.pop(f"{ns}/{t.pod}", None)
-        for pod in created:
+        for pod in list(created):
             self._delete_pod(ns, pod, grace=0)
 
     def _ensure_service(self, ns: str, job_name: str, uid: str) -> None:
@@ -273,7 +288,7 @@ class KubernetesBackend:
         if owner:
             body["metadata"]["ownerReferences"] = [owner]
         try:
-            self.core.create_namespaced_service(ns, body)
+            self.writer.write(self.core.create_namespaced_service, ns, body)
         except ApiException as e:
             if e.status != 409:
                 raise
@@ -298,7 +313,7 @@ class KubernetesBackend:
         if owner:
             body["metadata"]["ownerReferences"] = [owner]
         try:
-            self.core.create_namespaced_persistent_volume_claim(ns, body)
+            self.writer.write(self.core.create_namespaced_persistent_volume_claim, ns, body)
         except ApiException as e:
             if e.status != 409:
                 raise
@@ -346,14 +361,15 @@ class KubernetesBackend:
         from kubernetes.client.exceptions import ApiException
 
         try:
-            self.core.delete_namespaced_pod(pod, ns, grace_period_seconds=grace)
+            self.writer.write(self.core.delete_namespaced_pod, pod, ns, grace_period_seconds=grace)
         except ApiException as e:
             if e.status != 404:
                 log.warning("delete pod %s/%s: %s", ns, pod, e.reason)
 
     # events -----------------------------------------------------------------------------------
     def _on_pod(self, typ: str, pod: Any) -> None:
-        key = f"{pod.metadata.namespace}/{pod.metadata.name}"
+        md = pod["metadata"]
+        key = f"{md.get('namespace')}/{md['name']}"
         now = time.time()
         with self._lock:
             tk = self._by_pod.get(key)
@@ -366,11 +382,14 @@ class KubernetesBackend:
                 self._events.append(ReplicaEvent(t.job_key, t.attempt, t.rank, "exited", now, reason=reason,
                                                  exit_code=None, message=f"pod {key} deleted"))
                 return
-            ev = P.exit_event(pod, t.job_key, t.attempt, t.rank, now, t.memory_limit)
+            phase = (pod.get("status") or {}).get("phase")
+            # Only a terminal pod is turned into the client's model (exit_event reads V1Pod).
+            ev = P.exit_event(V.to_model(self.api_client, pod, "V1Pod"), t.job_key, t.attempt, t.rank, now,
+                              t.memory_limit) if phase in ("Succeeded", "Failed") else None
             if ev is not None:
                 t.done = True
                 self._events.append(ev)
-            elif pod.status and pod.status.phase == "Running" and not t.running:
+            elif phase == "Running" and not t.running:
                 t.running = True
                 self._events.append(ReplicaEvent(t.job_key, t.attempt, t.rank, "running", now))
 
@@ -424,6 +443,7 @@ class KubernetesBackend:
         return "kubernetes"
 
     def close(self) -> None:
+        self.writer.close()
         for inf in (self.nodes_inf, self.pods_inf, self.foreign_inf, self.jobs_inf, self.queues_inf):
             if inf is not None:
                 inf.stop()

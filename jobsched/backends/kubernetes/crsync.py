@@ -4,14 +4,19 @@
   cancels the job; a Queue CR is applied as a queue.
 * Jobs submitted through the HTTP API get a TrainingJob CR too, so ``kubectl get tj`` shows them.
 * Each job's status (phase, reason, conditions, attempts) is written back through the status
-  subresource.
+  subresource when its phase, reason or attempt count changes: all changes of a round in one batch.
+
+Both kinds of write stay off the pods' path: while starts are in flight they go one at a time;
+otherwise in parallel on the backend's API pool, under its client-side rate limit.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import queue
 import threading
+from concurrent.futures import Future
 from typing import Any
 
 from jobsched.backends.kubernetes.informer import Informer
@@ -47,6 +52,8 @@ class CustomResourceSync:
         backend.jobs_inf, backend.queues_inf = self.jobs, self.queues
         self._stop = threading.Event()
         self._written: dict[str, dict[str, Any]] = {}
+        self._seen: dict[str, tuple[Any, ...]] = {}  # namespace/name -> (phase, reason, attempts) written
+        self._known: set[str] = set()  # namespace/name of CRs whose job the store has
         self._thread = threading.Thread(target=self._status_loop, name="cr-status", daemon=True)
         self._mirror: queue.Queue[dict[str, Any]] = queue.Queue()
         self._mirror_thread = threading.Thread(target=self._mirror_loop, name="cr-mirror", daemon=True)
@@ -74,13 +81,19 @@ class CustomResourceSync:
         md = obj["metadata"]
         ns, name = md.get("namespace", "default"), md["name"]
         if typ == "DELETED":
+            self._known.discard(f"{ns}/{name}")
+            self._seen.pop(f"{ns}/{name}", None)
             try:
                 self.service.cancel(ns, name)
             except Exception:
                 pass
             return
+        key = f"{ns}/{name}"
+        if key in self._known:
+            return  # a status write or a metadata change of a job we have
         try:
             self.service.get(ns, name)
+            self._known.add(key)
             return  # known: submitted through the API, or imported before
         except LookupError:
             pass
@@ -100,13 +113,34 @@ class CustomResourceSync:
     def _mirror_loop(self) -> None:
         while not self._stop.is_set():
             try:
-                manifest = self._mirror.get(timeout=0.5)
+                batch = [self._mirror.get(timeout=0.5)]
             except queue.Empty:
                 continue
-            try:
-                self._create(manifest)
-            except Exception as e:  # API server away: the job runs anyway; only the mirror is missing
-                log.warning("could not mirror %s as a TrainingJob: %s", manifest["metadata"]["name"], e)
+            while len(batch) < 256:
+                try:
+                    batch.append(self._mirror.get_nowait())
+                except queue.Empty:
+                    break
+            self._run_batch([lambda m=m: self._create(m) for m in batch], "mirror")
+
+    def _run_batch(self, calls: list[Any], what: str) -> None:
+        """Low-priority writes: one at a time while pods are being started, else in parallel."""
+        busy = getattr(self.backend, "starting", lambda: 0)
+        futures: list[Future[None]] = []
+        for call in calls:
+            if self._stop.is_set():
+                break
+            if busy():
+                try:
+                    call()
+                except Exception as e:  # API server away: the job runs anyway; only the copy is missing
+                    log.warning("%s write failed: %s", what, e)
+            else:
+                futures.append(self.backend.writer.submit(call))
+        for f in futures:
+            e = f.exception()
+            if e is not None:
+                log.warning("%s write failed: %s", what, e)
 
     def _create(self, manifest: dict[str, Any]) -> None:
         from kubernetes.client.exceptions import ApiException
@@ -115,8 +149,8 @@ class CustomResourceSync:
         md = manifest["metadata"]
         body["metadata"] = {k: md[k] for k in ("name", "namespace", "labels", "annotations") if md.get(k)}
         try:
-            self.backend.custom.create_namespaced_custom_object(GROUP, VERSION, md.get("namespace", "default"),
-                                                                "trainingjobs", body)
+            self.backend.writer.write(self.backend.custom.create_namespaced_custom_object, GROUP, VERSION,
+                                      md.get("namespace", "default"), "trainingjobs", body)
         except ApiException as e:
             if e.status not in (404, 409):
                 log.warning("could not create TrainingJob CR %s: %s", md["name"], e.reason)
@@ -125,8 +159,8 @@ class CustomResourceSync:
         from kubernetes.client.exceptions import ApiException
 
         try:
-            self.backend.custom.patch_namespaced_custom_object_status(
-                GROUP, VERSION, ns, "trainingjobs", name, {"status": status})
+            self.backend.writer.write(self.backend.custom.patch_namespaced_custom_object_status,
+                                      GROUP, VERSION, ns, "trainingjobs", name, {"status": status})
             self._written[f"{ns}/{name}"] = status
         except ApiException as e:
             if e.status != 404:
@@ -142,13 +176,34 @@ class CustomResourceSync:
                 log.warning("status write-back: %s", type(e).__name__)
 
     def _write_statuses(self) -> None:
+        """Patch the status of each CR whose job changed phase, reason or attempt count since the
+        last write: the store is read once for all jobs, and in full only for those that changed."""
+        rows, _ = self.service.store.job_page(limit=1_000_000_000)
+        marks = {(r["namespace"], r["name"]): (r["phase"], r["reason"], int(r["attempts"])) for r in rows}
+        calls = []
         for obj in self.jobs.items():
             md = obj["metadata"]
             ns, name = md.get("namespace", "default"), md["name"]
+            key, mark = f"{ns}/{name}", marks.get((ns, name))
+            if mark is None or self._seen.get(key) == mark:
+                continue
             try:
                 st = self.service.get(ns, name)
             except LookupError:
                 continue
-            want = cr_status(st)
-            if self._written.get(f"{ns}/{name}") != want and obj.get("status") != want:
-                self._patch_status(ns, name, want)
+            want = _plain(cr_status(st))
+            if self._written.get(key) != want and obj.get("status") != want:
+                calls.append(lambda ns=ns, name=name, want=want, mark=mark: self._write(ns, name, want, mark))
+            else:
+                self._seen[key] = mark
+        self._run_batch(calls, "status")
+
+    def _write(self, ns: str, name: str, status: dict[str, Any], mark: tuple[Any, ...]) -> None:
+        self._patch_status(ns, name, status)
+        if self._written.get(f"{ns}/{name}") is status:
+            self._seen[f"{ns}/{name}"] = mark
+
+
+def _plain(status: dict[str, Any]) -> Any:
+    """The status as it reads back from the API server (JSON types), to compare with the CR's."""
+    return json.loads(json.dumps(status))
