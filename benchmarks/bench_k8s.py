@@ -75,17 +75,39 @@ class BindWatch:
         self._thread.start()
 
     def _run(self, rv: str) -> None:
-        params = {"watch": "1", "labelSelector": self.selector, "resourceVersion": rv, "timeoutSeconds": "900"}
+        while not self._stop:
+            try:
+                rv = self._watch(rv)
+            except Exception as e:  # a broken or expired watch: catch up from a list, watch again
+                print(f"bind watch: {type(e).__name__}: {e}; relisting", file=sys.stderr, flush=True)
+                listed = self.client.get(self.url, params={"labelSelector": self.selector}).json()
+                for obj in listed["items"]:
+                    self._seen(obj)
+                rv = listed["metadata"]["resourceVersion"]
+
+    def _watch(self, rv: str) -> str:
+        params = {"watch": "1", "labelSelector": self.selector, "resourceVersion": rv, "timeoutSeconds": "900",
+                  "allowWatchBookmarks": "true"}
         with self.client.stream("GET", self.url, params=params) as resp:
             for line in resp.iter_lines():
                 if self._stop:
                     break
-                obj = json.loads(line)["object"]
-                node = obj.get("spec", {}).get("nodeName")
-                name = obj["metadata"]["name"]
-                if node and name not in self.bound and name.startswith(self.prefix):
-                    self.bound[name] = time.time()
-                    self.node_of[name] = node
+                if not line:
+                    continue
+                ev = json.loads(line)
+                if ev["type"] == "ERROR":
+                    raise RuntimeError(ev["object"].get("message"))
+                rv = ev["object"]["metadata"]["resourceVersion"]
+                if ev["type"] != "BOOKMARK":
+                    self._seen(ev["object"])
+        return rv
+
+    def _seen(self, obj: dict[str, Any]) -> None:
+        node = obj.get("spec", {}).get("nodeName")
+        name = obj["metadata"]["name"]
+        if node and name not in self.bound and name.startswith(self.prefix):
+            self.bound[name] = time.time()
+            self.node_of[name] = node
 
     def wait(self, n: int, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
@@ -135,7 +157,8 @@ class WriteCounter:
                 path = url.split("?", 1)[0]
                 kind = next((k for k, rx in WRITE_KINDS if rx.search(path)), path.rsplit("/", 2)[-2])
                 self.counts[f"{method} {kind}"] += 1
-                self.last = time.monotonic()
+                if kind != "lease":  # the leader's lease renewals never stop
+                    self.last = time.monotonic()
             return inner(method, url, *args, **kwargs)
 
         rest_client.request = request

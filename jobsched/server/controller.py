@@ -38,6 +38,7 @@ from jobsched.store import AttemptRow, JobRow, Store
 
 log = logging.getLogger("jobsched.controller")
 SCHEDULE_EVERY = 2.0  # s: a cycle at least this often, even when nothing changed (a safety net)
+ACCOUNT_EVERY = 1.0  # s: cost accounting (and consolidation) at most this often
 
 
 def free_port() -> int:
@@ -65,6 +66,7 @@ class Controller:
         self._wake = threading.Event()
         self._dirty = True  # something a cycle depends on may have changed since the last one
         self._next_cycle = 0.0  # time.monotonic() of the next cycle due regardless (back-offs)
+        self._next_account = 0.0  # time.monotonic() of the next cost accounting
         self._cycle_nodes: list[Node] | None = None
         self._manifests: dict[str, dict[str, Any]] = {}  # uid -> manifest of pending jobs (parsed once)
         self._stop = threading.Event()
@@ -134,7 +136,9 @@ class Controller:
             self._cycle_nodes = self.nodes()
             self._next_cycle = time.monotonic() + SCHEDULE_EVERY
             self.schedule()
-        if self.provisioning is not None or self._nodes_priced():
+        # Costs and consolidation read every running job: once a second, not on every tick.
+        if time.monotonic() >= self._next_account and (self.provisioning is not None or self._nodes_priced()):
+            self._next_account = time.monotonic() + ACCOUNT_EVERY
             self.account()
         self.update_gauges()
 
@@ -291,7 +295,7 @@ class Controller:
         per_node: dict[str, int] = {}
         reps = []
         rank_env = convert.rank_env(spec)
-        gpu_mem = {n.name: n.gpu_memory_bytes for n in self.nodes()}
+        gpu_mem = self._gpu_memory()
         mps = bool(d.request.gpus) and mps_running()
         shares = []
         for a in d.assignments:
@@ -334,6 +338,14 @@ class Controller:
             self.metrics.admission_latency.observe(max(now - job.created_at, 0.0))
         self._last_reason.pop(job.uid, None)
         return gang
+
+    def _gpu_memory(self) -> dict[str, int]:
+        """Node name -> GPU memory, rebuilt only when the node list changes (not per admitted job)."""
+        nodes = self.nodes()
+        if getattr(self, "_gpu_mem_for", None) is not nodes:
+            self._gpu_mem: dict[str, int] = {n.name: n.gpu_memory_bytes for n in nodes}
+            self._gpu_mem_for = nodes
+        return self._gpu_mem
 
     def bind_all(self, assumed: list[tuple[JobRow, GangLaunch]]) -> None:
         """The side effect, off this loop: each start goes to the binder's workers (at most the

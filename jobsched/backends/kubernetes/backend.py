@@ -68,14 +68,20 @@ class KubernetesBackend:
     def __post_init__(self) -> None:
         from kubernetes import client, config
 
+        for opt in ("parallel_starts", "burst", "api_workers"):  # before any connection is made
+            if not isinstance(getattr(self, opt), int) or getattr(self, opt) < 1:
+                raise ValueError(f"{opt}: must be an integer >= 1, got {getattr(self, opt)!r}")
+        if not isinstance(self.qps, (int, float)) or self.qps < 0:
+            raise ValueError(f"qps: must be a number >= 0 (0: no client-side limit), got {self.qps!r}")
+
         if self.kubeconfig or not os.environ.get("KUBERNETES_SERVICE_HOST"):
             self.api_client = config.new_client_from_config(config_file=self.kubeconfig, context=self.context)
         else:
             config.load_incluster_config()
             self.api_client = client.ApiClient()
-        # Starts and the API pool run in parallel: a connection each (urllib3's default pool is small).
+        # Starts, the API pool and the watches run at once: a connection each (urllib3's default is 10).
         self.api_client.rest_client.pool_manager.connection_pool_kw["maxsize"] = \
-            max(self.parallel_starts, self.api_workers) + 8
+            self.parallel_starts + self.api_workers + 8
         self.writer = Writer(self.qps, self.burst, self.api_workers)
         self._starting = 0  # starts in flight (lower-priority writes yield to them)
         self.core = client.CoreV1Api(self.api_client)

@@ -178,8 +178,7 @@ class CustomResourceSync:
     def _write_statuses(self) -> None:
         """Patch the status of each CR whose job changed phase, reason or attempt count since the
         last write: the store is read once for all jobs, and in full only for those that changed."""
-        rows, _ = self.service.store.job_page(limit=1_000_000_000)
-        marks = {(r["namespace"], r["name"]): (r["phase"], r["reason"], int(r["attempts"])) for r in rows}
+        marks = self.service.store.job_marks()
         calls = []
         for obj in self.jobs.items():
             md = obj["metadata"]
