@@ -8,8 +8,8 @@ side with 1,000 and 5,000 KWOK nodes, plus the time to bind a 64-replica gang wi
 
 Nodes are created concurrently through the API (KwokProvider); the script reports how long that
 takes and how long until KWOK reports them Ready. Each scheduler is fed as fast as one client can:
-jobsched by ``JobService.submit`` in its own process (as the HTTP server would), kube-scheduler by
-pod creates from 16 threads; a raw watch (httpx) in this process records when each pod is bound.
+jobsched by ``JobService.submit`` from 16 threads in its own process (as the HTTP server would
+serve 16 clients), kube-scheduler by pod creates from 16 threads; a raw watch (httpx) in this process records when each pod is bound.
 Latency: jobsched, submit -> pod bound; kube-scheduler, pod create -> pod bound. kube-scheduler runs
 with its default client QPS (50, burst 100) and with the QPS given by --ks-qps. Writes
 benchmarks/out/k8s.json.
@@ -169,6 +169,11 @@ class WriteCounter:
             time.sleep(0.2)
 
 
+def _submit(rt: Any, name: str, replicas: int, times: dict[str, float]) -> None:
+    times[name] = time.time()
+    rt.service.submit(job_manifest(name, replicas))
+
+
 def _jobsched_child(kubeconfig: str, home: str, nodes: int, conn: Any) -> None:
     import logging
 
@@ -194,9 +199,9 @@ def _jobsched_child(kubeconfig: str, home: str, nodes: int, conn: Any) -> None:
             continue
         _, names, replicas = msg
         times: dict[str, float] = {}
-        for name in names:
-            times[name] = time.time()
-            rt.service.submit(job_manifest(name, replicas))
+
+        with ThreadPoolExecutor(16) as ex:  # as many feeders as kube-scheduler gets (HTTP requests)
+            list(ex.map(_submit, [rt] * len(names), names, [replicas] * len(names), [times] * len(names)))
         conn.send(times)
     rt.stop()
     conn.send("stopped")

@@ -200,8 +200,16 @@ class Store:
 
     @contextmanager
     def tx(self) -> Iterator[sqlite3.Connection]:
-        """One transaction. A full disk raises :class:`StoreFull` with nothing written."""
+        """One transaction. A full disk raises :class:`StoreFull` with nothing written. Inside this
+        thread's open transaction, it joins that one (one commit for a batch of updates)."""
         with self._lock:
+            if getattr(self._local, "depth", 0):
+                self._local.depth += 1
+                try:
+                    yield self._conn
+                finally:
+                    self._local.depth -= 1
+                return
             self._local.depth = getattr(self._local, "depth", 0) + 1
             try:
                 self._conn.execute("BEGIN IMMEDIATE")

@@ -4,7 +4,8 @@
   cancels the job; a Queue CR is applied as a queue.
 * Jobs submitted through the HTTP API get a TrainingJob CR too, so ``kubectl get tj`` shows them.
 * Each job's status (phase, reason, conditions, attempts) is written back through the status
-  subresource when its phase, reason or attempt count changes: all changes of a round in one batch.
+  subresource when its phase, reason or attempt count changes and the change has lasted a round
+  (0.5 s; a finished job at once): all changes of a round in one batch.
 
 Both kinds of write stay off the pods' path: while starts are in flight they go one at a time;
 otherwise in parallel on the backend's API pool, under its client-side rate limit.
@@ -23,6 +24,7 @@ from jobsched.backends.kubernetes.informer import Informer
 
 log = logging.getLogger("jobsched.k8s.crsync")
 GROUP, VERSION = "jobsched.io", "v1alpha1"
+TERMINAL = ("Succeeded", "Failed", "Cancelled")
 
 
 def cr_status(st: Any) -> dict[str, Any]:
@@ -53,6 +55,7 @@ class CustomResourceSync:
         self._stop = threading.Event()
         self._written: dict[str, dict[str, Any]] = {}
         self._seen: dict[str, tuple[Any, ...]] = {}  # namespace/name -> (phase, reason, attempts) written
+        self._settling: dict[str, tuple[Any, ...]] = {}  # changes seen once, written if they last a round
         self._known: set[str] = set()  # namespace/name of CRs whose job the store has
         self._thread = threading.Thread(target=self._status_loop, name="cr-status", daemon=True)
         self._mirror: queue.Queue[dict[str, Any]] = queue.Queue()
@@ -185,7 +188,14 @@ class CustomResourceSync:
             ns, name = md.get("namespace", "default"), md["name"]
             key, mark = f"{ns}/{name}", marks.get((ns, name))
             if mark is None or self._seen.get(key) == mark:
+                self._settling.pop(key, None)
                 continue
+            # A change is written once it has lasted a round (0.5 s), so a job that passes through
+            # Admitted to Running within it gets one write; a finished job is written at once.
+            if self._settling.get(key) != mark and mark[0] not in TERMINAL:
+                self._settling[key] = mark
+                continue
+            self._settling.pop(key, None)
             try:
                 st = self.service.get(ns, name)
             except LookupError:
