@@ -5,7 +5,7 @@
 * Jobs submitted through the HTTP API get a TrainingJob CR too, so ``kubectl get tj`` shows them.
 * Each job's status (phase, reason, conditions, attempts) is written back through the status
   subresource when its phase, reason or attempt count changes and the change has lasted a round
-  (0.5 s; a finished job at once): all changes of a round in one batch.
+  (3 s while pods are being started; a finished job at once): all changes of a round in one batch.
 
 Both kinds of write stay off the pods' path: while starts are in flight they go one at a time;
 otherwise in parallel on the backend's API pool, under its client-side rate limit.
@@ -17,6 +17,7 @@ import json
 import logging
 import queue
 import threading
+import time
 from concurrent.futures import Future
 from typing import Any
 
@@ -25,6 +26,7 @@ from jobsched.backends.kubernetes.informer import Informer
 log = logging.getLogger("jobsched.k8s.crsync")
 GROUP, VERSION = "jobsched.io", "v1alpha1"
 TERMINAL = ("Succeeded", "Failed", "Cancelled")
+SETTLE, SETTLE_BUSY = 0.4, 3.0  # s a status change must last before it is written (idle, starting pods)
 
 
 def cr_status(st: Any) -> dict[str, Any]:
@@ -55,7 +57,7 @@ class CustomResourceSync:
         self._stop = threading.Event()
         self._written: dict[str, dict[str, Any]] = {}
         self._seen: dict[str, tuple[Any, ...]] = {}  # namespace/name -> (phase, reason, attempts) written
-        self._settling: dict[str, tuple[Any, ...]] = {}  # changes seen once, written if they last a round
+        self._settling: dict[str, tuple[tuple[Any, ...], float]] = {}  # change -> time.monotonic() first seen
         self._known: set[str] = set()  # namespace/name of CRs whose job the store has
         self._thread = threading.Thread(target=self._status_loop, name="cr-status", daemon=True)
         self._mirror: queue.Queue[dict[str, Any]] = queue.Queue()
@@ -182,6 +184,7 @@ class CustomResourceSync:
         """Patch the status of each CR whose job changed phase, reason or attempt count since the
         last write: the store is read once for all jobs, and in full only for those that changed."""
         marks = self.service.store.job_marks()
+        now, busy = time.monotonic(), bool(getattr(self.backend, "starting", lambda: 0)())
         calls = []
         for obj in self.jobs.items():
             md = obj["metadata"]
@@ -190,10 +193,13 @@ class CustomResourceSync:
             if mark is None or self._seen.get(key) == mark:
                 self._settling.pop(key, None)
                 continue
-            # A change is written once it has lasted a round (0.5 s), so a job that passes through
-            # Admitted to Running within it gets one write; a finished job is written at once.
-            if self._settling.get(key) != mark and mark[0] not in TERMINAL:
-                self._settling[key] = mark
+            # A change is written once it has lasted a round (0.5 s; SETTLE_BUSY s while pods are
+            # being started), so a job that passes through Admitted to Running meanwhile gets one
+            # write; a finished job is written at once.
+            first = self._settling.get(key)
+            if first is None or first[0] != mark:
+                self._settling[key] = first = (mark, now)
+            if mark[0] not in TERMINAL and now - first[1] < (SETTLE_BUSY if busy else SETTLE):
                 continue
             self._settling.pop(key, None)
             try:
