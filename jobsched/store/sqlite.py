@@ -186,6 +186,15 @@ class Store:
         self._conn.execute("PRAGMA synchronous=FULL")
         self._conn.execute("PRAGMA foreign_keys=ON")
         self._conn.executescript(SCHEMA)
+        from jobsched.store.group import GroupCommit
+
+        self._group = GroupCommit(self.tx)
+
+    def grouped(self, fn: Callable[[sqlite3.Connection], Any]) -> Any:
+        """``fn(conn)`` in a transaction shared with other threads' grouped writes (one fsync for
+        all of them; see group.py). Returns once it is committed; raises what ``fn`` raised (only
+        its own writes undone) or what the commit raised (StoreFull: nothing written)."""
+        return self._group.run(fn)
 
     def close(self, before: Callable[[], None] | None = None) -> None:
         with self._lock, self._readers_lock:

@@ -7,8 +7,9 @@
   subresource when its phase, reason or attempt count changes and the change has lasted a round
   (3 s while pods are being started; a finished job at once): all changes of a round in one batch.
 
-Both kinds of write stay off the pods' path: while starts are in flight they go one at a time;
-otherwise in parallel on the backend's API pool, under its client-side rate limit.
+Both kinds of write stay off the pods' path: while starts are in flight they wait (up to 10 s),
+then go one at a time; otherwise in parallel on the backend's API pool, under its client-side rate
+limit.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ log = logging.getLogger("jobsched.k8s.crsync")
 GROUP, VERSION = "jobsched.io", "v1alpha1"
 TERMINAL = ("Succeeded", "Failed", "Cancelled")
 SETTLE, SETTLE_BUSY = 0.4, 3.0  # s a status change must last before it is written (idle, starting pods)
+DEFER_MAX = 10.0  # s a batch of TrainingJob writes waits for the pod starts in flight to finish
 
 
 def cr_status(st: Any) -> dict[str, Any]:
@@ -129,8 +131,12 @@ class CustomResourceSync:
             self._run_batch([lambda m=m: self._create(m) for m in batch], "mirror")
 
     def _run_batch(self, calls: list[Any], what: str) -> None:
-        """Low-priority writes: one at a time while pods are being started, else in parallel."""
+        """Low-priority writes: they wait while pods are being started (up to DEFER_MAX s), then
+        go one at a time if starts still run, else in parallel."""
         busy = getattr(self.backend, "starting", lambda: 0)
+        deadline = time.monotonic() + DEFER_MAX
+        while calls and busy() and time.monotonic() < deadline and not self._stop.wait(0.05):
+            pass
         futures: list[Future[None]] = []
         for call in calls:
             if self._stop.is_set():
