@@ -211,7 +211,8 @@ class Controller:
 
     def snapshot(self) -> tuple[Snapshot, dict[str, JobRow]]:
         live = self.store.live_attempts()
-        jobs = self.store.jobs_by_uid({a.job_uid for a in live}) if live else {}
+        # Running gangs need the job's key, queue and priority, not its manifest (not parsed here).
+        jobs = self.store.jobs_by_uid({a.job_uid for a in live}, with_manifest=False) if live else {}
         running = [convert.running_gang(jobs[a.job_uid], a) for a in live if a.job_uid in jobs]
         nodes = self.nodes()
         if self._table_for is not nodes:  # the node list changed: rebuild the columns

@@ -379,11 +379,16 @@ class Store:
         return {(r["phase"], r["queue"]): int(r["n"])
                 for r in self._q("SELECT phase, queue, COUNT(*) AS n FROM jobs GROUP BY phase, queue")}
 
-    def jobs_by_uid(self, uids: set[str]) -> dict[str, JobRow]:
+    def jobs_by_uid(self, uids: set[str], with_manifest: bool = True) -> dict[str, JobRow]:
+        """``with_manifest=False``: rows whose ``manifest`` is left empty (not read nor parsed)."""
         if not uids:
             return {}
         marks = ", ".join("?" for _ in uids)
-        return {r["uid"]: _job(r) for r in self._q(f"SELECT * FROM jobs WHERE uid IN ({marks})", tuple(uids))}
+        if with_manifest:
+            return {r["uid"]: _job(r) for r in self._q(f"SELECT * FROM jobs WHERE uid IN ({marks})", tuple(uids))}
+        cols = ", ".join(f for f in JobRow.__dataclass_fields__ if f != "manifest")
+        return {r["uid"]: _job(r, {}) for r in self._q(f"SELECT {cols} FROM jobs WHERE uid IN ({marks})",
+                                                       tuple(uids))}
 
     # attempts ---------------------------------------------------------------------------------
     def insert_attempt(self, row: AttemptRow, conn: sqlite3.Connection) -> None:
