@@ -82,7 +82,7 @@ class KubernetesBackend:
         # Starts, the API pool and the watches run at once: a connection each (urllib3's default is 10).
         self.api_client.rest_client.pool_manager.connection_pool_kw["maxsize"] = \
             self.parallel_starts + self.api_workers + 8
-        self.writer = Writer(self.qps, self.burst, self.api_workers)
+        self.writer = Writer(self.qps, self.burst, self.api_workers, self.api_client)
         self._starting = 0  # starts in flight (lower-priority writes yield to them)
         self.core = client.CoreV1Api(self.api_client)
         self.custom = client.CustomObjectsApi(self.api_client)
@@ -263,7 +263,7 @@ class KubernetesBackend:
         return self._starting
 
     def _create_and_bind(self, ns: str, body: dict[str, Any], node: str, created: list[str]) -> None:
-        self.writer.write(self.core.create_namespaced_pod, ns, body)
+        self.writer.post("/api/v1/namespaces/{namespace}/pods", body, namespace=ns)
         created.append(body["metadata"]["name"])
         self._bind(ns, body["metadata"]["name"], node)
 
@@ -272,7 +272,7 @@ class KubernetesBackend:
                 "target": {"apiVersion": "v1", "kind": "Node", "name": node}}
         # Raw: the generated client cannot deserialize the Status it returns; the response is read
         # and released (its connection goes back to the pool).
-        self.writer.write(self.core.create_namespaced_pod_binding, pod, ns, body)
+        self.writer.post("/api/v1/namespaces/{namespace}/pods/{name}/binding", body, namespace=ns, name=pod)
 
     def _unreserve(self, gang: GangLaunch, ns: str, created: list[str]) -> None:
         with self._lock:
@@ -449,7 +449,6 @@ class KubernetesBackend:
         return "kubernetes"
 
     def close(self) -> None:
-        self.writer.close()
         for inf in (self.nodes_inf, self.pods_inf, self.foreign_inf, self.jobs_inf, self.queues_inf):
             if inf is not None:
                 inf.stop()
@@ -457,6 +456,7 @@ class KubernetesBackend:
             self.crsync.stop()
         if self.elector is not None:
             self.elector.stop()
+        self.writer.close()
 
 
 def _body(e: Any) -> str:

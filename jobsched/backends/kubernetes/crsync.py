@@ -147,7 +147,10 @@ class CustomResourceSync:
                 except Exception as e:  # API server away: the job runs anyway; only the copy is missing
                     log.warning("%s write failed: %s", what, e)
             else:
-                futures.append(self.backend.writer.submit(call))
+                try:
+                    futures.append(self.backend.writer.submit(call))
+                except RuntimeError:  # the backend is closing: its pool takes no more work
+                    break
         for f in futures:
             e = f.exception()
             if e is not None:
