@@ -193,7 +193,9 @@ def _jobsched_child(kubeconfig: str, home: str, nodes: int, conn: Any) -> None:
             break
         if msg[0] == "writes":  # ("writes", reset): settle, report, optionally start over
             writes.settle()
-            conn.send(dict(writes.counts))
+            limiter = rt.backend.writer.limiter
+            conn.send({"counts": dict(writes.counts), "limiter_wait_s": limiter.waited})
+            limiter.waited = 0.0
             if msg[1]:
                 writes.counts.clear()
             continue
@@ -268,8 +270,10 @@ def run_jobsched(kubeconfig: Path, nodes: int, pods: int, gang: int, trials: int
         single = summarize(start, {p: v for p, v in w.bound.items() if job_of(p) in start}, job_of)
         single["complete"] = ok
         parent.send(("writes", True))
-        counts = parent.recv()
+        got = parent.recv()
+        counts = got["counts"]
         single["writes"] = counts
+        single["rate_limiter_wait_s"] = got["limiter_wait_s"]  # summed over the writing threads
         single["writes_per_job"] = sum(counts.values()) / max(pods, 1)
         if prof_dir is not None and (prof_dir / "jobsched.txt").exists():
             single["profile_top"] = top_frames(prof_dir / "jobsched.txt")
@@ -442,7 +446,8 @@ def print_table(results: dict[str, Any]) -> None:
         js1 = r["jobsched"]["single"]
         if "writes" in js1:
             print(f"{'':>6} jobsched API writes per job: {js1['writes_per_job']:.2f} "
-                  f"({', '.join(f'{k} {v}' for k, v in sorted(js1['writes'].items()))})")
+                  f"({', '.join(f'{k} {v}' for k, v in sorted(js1['writes'].items()))}); "
+                  f"client-side rate limit waits {js1.get('rate_limiter_wait_s', 0):.1f} s in all")
         for frame, share in js1.get("profile_top", [])[:10]:
             print(f"{'':>6} profile (GIL held) {share:6.1%} {frame}")
         g = [x["all_bound_s"] for x in r["jobsched"]["gang"]]
