@@ -196,9 +196,12 @@ class Controller:
         return self._nodes
 
     def max_node_memory(self) -> int:
-        mems = [n.allocatable_vector().memory for n in self.nodes()]
-        mems += [s.resources.memory for s in self.shapes()]
-        return max(mems, default=0)
+        nodes, shapes = self.nodes(), self.shapes()
+        cached = getattr(self, "_max_mem", None)  # (nodes, shapes, bytes): nodes re-read changes it
+        if cached is None or cached[0] is not nodes or cached[1] != shapes:
+            mems = [n.allocatable_vector().memory for n in nodes] + [s.resources.memory for s in shapes]
+            self._max_mem = cached = (nodes, shapes, max(mems, default=0))
+        return int(cached[2])
 
     def max_gpu_memory(self, job: JobRow) -> int | None:
         """The largest GPU (bytes) any node, existing or provisionable, could give the job."""
