@@ -193,9 +193,10 @@ def _jobsched_child(kubeconfig: str, home: str, nodes: int, conn: Any) -> None:
             break
         if msg[0] == "writes":  # ("writes", reset): settle, report, optionally start over
             writes.settle()
-            limiter = rt.backend.writer.limiter
-            conn.send({"counts": dict(writes.counts), "limiter_wait_s": limiter.waited})
-            limiter.waited = 0.0
+            limiter = getattr(getattr(rt.backend, "writer", None), "limiter", None)  # None: before the limiter
+            conn.send({"counts": dict(writes.counts), "limiter_wait_s": limiter.waited if limiter else 0.0})
+            if limiter is not None:
+                limiter.waited = 0.0
             if msg[1]:
                 writes.counts.clear()
             continue
