@@ -4,22 +4,31 @@ release (.cache/k8s-testenv/bin/kube-scheduler, pods with schedulerName default-
 side with 1,000 and 5,000 KWOK nodes, plus the time to bind a 64-replica gang with jobsched.
 
     python benchmarks/bench_k8s.py [--nodes 1000 5000] [--pods 1000] [--gang 64] [--gang-trials 3]
-                                   [--ks-qps 50 1000]
+                                   [--ks-qps 50 1000] [--profile DIR]
 
 Nodes are created concurrently through the API (KwokProvider); the script reports how long that
 takes and how long until KWOK reports them Ready. Each scheduler is fed as fast as one client can:
-jobsched by ``JobService.submit`` in its own process (as the HTTP server would), kube-scheduler by
-pod creates from 16 threads; a raw watch (httpx) in this process records when each pod is bound.
+jobsched by ``JobService.submit`` from 16 threads in its own process (as the HTTP server would
+serve 16 clients), kube-scheduler by pod creates from 16 threads; a raw watch (httpx) in this process records when each pod is bound.
 Latency: jobsched, submit -> pod bound; kube-scheduler, pod create -> pod bound. kube-scheduler runs
 with its default client QPS (50, burst 100) and with the QPS given by --ks-qps. Writes
 benchmarks/out/k8s.json.
+
+API writes per job: a counting wrapper around the jobsched process's REST client counts every
+POST/PUT/PATCH/DELETE it sends (by kind: pod create, binding, TrainingJob create, status patch, ...)
+from the first submit of the 1,000 until the writes settle (no new write for 3 s, after all are
+bound), divided by the number of jobs. --profile DIR samples the jobsched process with py-spy
+(when installed) while the jobs bind, and prints the functions with the most samples (GIL held).
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
 import json
 import multiprocessing as mp
+import os
+import re
 import shutil
 import subprocess
 import sys
@@ -66,17 +75,39 @@ class BindWatch:
         self._thread.start()
 
     def _run(self, rv: str) -> None:
-        params = {"watch": "1", "labelSelector": self.selector, "resourceVersion": rv, "timeoutSeconds": "900"}
+        while not self._stop:
+            try:
+                rv = self._watch(rv)
+            except Exception as e:  # a broken or expired watch: catch up from a list, watch again
+                print(f"bind watch: {type(e).__name__}: {e}; relisting", file=sys.stderr, flush=True)
+                listed = self.client.get(self.url, params={"labelSelector": self.selector}).json()
+                for obj in listed["items"]:
+                    self._seen(obj)
+                rv = listed["metadata"]["resourceVersion"]
+
+    def _watch(self, rv: str) -> str:
+        params = {"watch": "1", "labelSelector": self.selector, "resourceVersion": rv, "timeoutSeconds": "900",
+                  "allowWatchBookmarks": "true"}
         with self.client.stream("GET", self.url, params=params) as resp:
             for line in resp.iter_lines():
                 if self._stop:
                     break
-                obj = json.loads(line)["object"]
-                node = obj.get("spec", {}).get("nodeName")
-                name = obj["metadata"]["name"]
-                if node and name not in self.bound and name.startswith(self.prefix):
-                    self.bound[name] = time.time()
-                    self.node_of[name] = node
+                if not line:
+                    continue
+                ev = json.loads(line)
+                if ev["type"] == "ERROR":
+                    raise RuntimeError(ev["object"].get("message"))
+                rv = ev["object"]["metadata"]["resourceVersion"]
+                if ev["type"] != "BOOKMARK":
+                    self._seen(ev["object"])
+        return rv
+
+    def _seen(self, obj: dict[str, Any]) -> None:
+        node = obj.get("spec", {}).get("nodeName")
+        name = obj["metadata"]["name"]
+        if node and name not in self.bound and name.startswith(self.prefix):
+            self.bound[name] = time.time()
+            self.node_of[name] = node
 
     def wait(self, n: int, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
@@ -107,6 +138,42 @@ def job_manifest(name: str, replicas: int) -> dict[str, Any]:
                 "resources": {"requests": {"cpu": "1", "memory": "1Gi"}}}}}
 
 
+WRITE_KINDS = [("binding", re.compile(r"/pods/[^/]+/binding$")), ("pod status", re.compile(r"/pods/[^/]+/status$")),
+               ("pod", re.compile(r"/pods(/[^/]+)?$")), ("trainingjob status", re.compile(r"/trainingjobs/[^/]+/status$")),
+               ("trainingjob", re.compile(r"/trainingjobs(/[^/]+)?$")), ("lease", re.compile(r"/leases(/|$)")),
+               ("event", re.compile(r"/events(/|$)"))]
+
+
+class WriteCounter:
+    """Counts the writes (POST/PUT/PATCH/DELETE) one REST client sends, by method and kind."""
+
+    def __init__(self, rest_client: Any) -> None:
+        self.counts: collections.Counter[str] = collections.Counter()
+        self.last = time.monotonic()
+        inner = rest_client.request
+
+        def request(method: str, url: str, *args: Any, **kwargs: Any) -> Any:
+            if method in ("POST", "PUT", "PATCH", "DELETE"):
+                path = url.split("?", 1)[0]
+                kind = next((k for k, rx in WRITE_KINDS if rx.search(path)), path.rsplit("/", 2)[-2])
+                self.counts[f"{method} {kind}"] += 1
+                if kind != "lease":  # the leader's lease renewals never stop
+                    self.last = time.monotonic()
+            return inner(method, url, *args, **kwargs)
+
+        rest_client.request = request
+
+    def settle(self, quiet: float = 3.0, timeout: float = 120.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() - self.last < quiet and time.monotonic() < deadline:
+            time.sleep(0.2)
+
+
+def _submit(rt: Any, name: str, replicas: int, times: dict[str, float]) -> None:
+    times[name] = time.time()
+    rt.service.submit(job_manifest(name, replicas))
+
+
 def _jobsched_child(kubeconfig: str, home: str, nodes: int, conn: Any) -> None:
     import logging
 
@@ -115,6 +182,7 @@ def _jobsched_child(kubeconfig: str, home: str, nodes: int, conn: Any) -> None:
     logging.basicConfig(level=logging.WARNING)
     rt = Runtime(home, backend="kubernetes", backend_options={"kubeconfig": kubeconfig,
                                                               "lease_name": f"bench-{uuid.uuid4().hex[:6]}"})
+    writes = WriteCounter(rt.backend.api_client.rest_client)
     rt.start()
     while not (rt.backend.is_leader() and len(rt.backend.nodes_inf.cache) >= nodes):
         time.sleep(0.1)
@@ -123,17 +191,56 @@ def _jobsched_child(kubeconfig: str, home: str, nodes: int, conn: Any) -> None:
         msg = conn.recv()
         if msg[0] == "stop":
             break
+        if msg[0] == "writes":  # ("writes", reset): settle, report, optionally start over
+            writes.settle()
+            limiter = getattr(getattr(rt.backend, "writer", None), "limiter", None)  # None: before the limiter
+            conn.send({"counts": dict(writes.counts), "limiter_wait_s": limiter.waited if limiter else 0.0})
+            if limiter is not None:
+                limiter.waited = 0.0
+            if msg[1]:
+                writes.counts.clear()
+            continue
         _, names, replicas = msg
         times: dict[str, float] = {}
-        for name in names:
-            times[name] = time.time()
-            rt.service.submit(job_manifest(name, replicas))
+
+        with ThreadPoolExecutor(16) as ex:  # as many feeders as kube-scheduler gets (HTTP requests)
+            list(ex.map(_submit, [rt] * len(names), names, [replicas] * len(names), [times] * len(names)))
         conn.send(times)
     rt.stop()
     conn.send("stopped")
 
 
-def run_jobsched(kubeconfig: Path, nodes: int, pods: int, gang: int, trials: int, tag: str) -> dict[str, Any]:
+def profile(pid: int, out: Path) -> subprocess.Popen[bytes] | None:
+    spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    if not Path(spy).exists():
+        print("--profile: py-spy not installed, no profile", file=sys.stderr)
+        return None
+    out.mkdir(parents=True, exist_ok=True)
+    return subprocess.Popen([spy, "record", "--pid", str(pid), "--rate", "50", "--gil", "--nonblocking",
+                             "--format", "raw", "--output", str(out / "jobsched.txt")],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def _short(frame: str) -> str:
+    """'fn (/long/path/site-packages/pkg/mod.py:12)' -> 'fn (pkg/mod.py)'."""
+    frame = re.sub(r":\d+\)$", ")", frame)
+    return re.sub(r" \(.*?/(?:site-packages|lib/python3\.\d+)/", " (", frame)
+
+
+def top_frames(raw: Path, n: int = 15) -> list[tuple[str, float]]:
+    """py-spy raw (collapsed) stacks: the share of samples per innermost frame of our code or deps."""
+    self_t: collections.Counter[str] = collections.Counter()
+    total = 0
+    for line in raw.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        frames = stack.split(";")
+        total += int(count)
+        self_t[_short(frames[-1])] += int(count)
+    return [(k, v / max(total, 1)) for k, v in self_t.most_common(n)]
+
+
+def run_jobsched(kubeconfig: Path, nodes: int, pods: int, gang: int, trials: int, tag: str,
+                 prof_dir: Path | None = None) -> dict[str, Any]:
     ctx = mp.get_context("spawn")
     parent, child = ctx.Pipe()
     home = tempfile.mkdtemp(prefix="bench-k8s-js-")
@@ -148,15 +255,29 @@ def run_jobsched(kubeconfig: Path, nodes: int, pods: int, gang: int, trials: int
         parent.recv()
         w.wait(1, 60)
         w.close()
+        parent.send(("writes", True))
+        parent.recv()
         w = BindWatch(kubeconfig, "jobsched.io/job", f"js-{tag}-")
         names = [f"js-{tag}-{i}" for i in range(pods)]
+        spy = profile(proc.pid, prof_dir) if prof_dir is not None and proc.pid else None
         parent.send(("submit", names, 1))
         start = parent.recv()
         ok = w.wait(pods, 600)
+        if spy is not None:
+            os.kill(spy.pid, 2)  # SIGINT: py-spy writes its file and exits
+            spy.wait(60)
         w.close()
         job_of = lambda pod: pod.rsplit("-a0-", 1)[0]  # noqa: E731
         single = summarize(start, {p: v for p, v in w.bound.items() if job_of(p) in start}, job_of)
         single["complete"] = ok
+        parent.send(("writes", True))
+        got = parent.recv()
+        counts = got["counts"]
+        single["writes"] = counts
+        single["rate_limiter_wait_s"] = got["limiter_wait_s"]  # summed over the writing threads
+        single["writes_per_job"] = sum(counts.values()) / max(pods, 1)
+        if prof_dir is not None and (prof_dir / "jobsched.txt").exists():
+            single["profile_top"] = top_frames(prof_dir / "jobsched.txt")
         gangs = []
         for i in range(trials):
             name = f"gang-{tag}-{i}"
@@ -269,6 +390,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--gang-trials", type=int, default=3)
     ap.add_argument("--ks-qps", type=int, nargs="*", default=[1000], help="extra kube-scheduler runs with this QPS")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "out" / "k8s.json")
+    ap.add_argument("--profile", type=Path, default=None, help="sample jobsched with py-spy into this folder")
     args = ap.parse_args(argv)
     if not (BIN / "kube-apiserver").exists():
         print("build the control plane first: tools/k8s-testenv/testenv.sh build", file=sys.stderr)
@@ -289,7 +411,8 @@ def main(argv: list[str] | None = None) -> int:
         for n in sorted(args.nodes):
             rnd: dict[str, Any] = {"nodes": n, "node_creation": grow_nodes(api, prov, n)}
             print(f"[{n} nodes] created {rnd['node_creation']}", flush=True)
-            rnd["jobsched"] = run_jobsched(kubeconfig, n, args.pods, args.gang, args.gang_trials, f"n{n}")
+            rnd["jobsched"] = run_jobsched(kubeconfig, n, args.pods, args.gang, args.gang_trials, f"n{n}",
+                                           args.profile / f"n{n}" if args.profile else None)
             print(f"[{n} nodes] jobsched {rnd['jobsched']}", flush=True)
             clear_pods(core)
             for qps in [None, *args.ks_qps]:
@@ -321,6 +444,13 @@ def print_table(results: dict[str, Any]) -> None:
         nc = r["node_creation"]
         print(f"{'':>6} node creation: {nc['added']} nodes created in {nc['create_s']:.1f}s, all Ready after "
               f"{nc['ready_s']:.1f}s")
+        js1 = r["jobsched"]["single"]
+        if "writes" in js1:
+            print(f"{'':>6} jobsched API writes per job: {js1['writes_per_job']:.2f} "
+                  f"({', '.join(f'{k} {v}' for k, v in sorted(js1['writes'].items()))}); "
+                  f"client-side rate limit waits {js1.get('rate_limiter_wait_s', 0):.1f} s in all")
+        for frame, share in js1.get("profile_top", [])[:10]:
+            print(f"{'':>6} profile (GIL held) {share:6.1%} {frame}")
         g = [x["all_bound_s"] for x in r["jobsched"]["gang"]]
         print(f"{'':>6} {results['gang']}-replica gang, submit -> all bound: "
               + ", ".join(f"{x:.2f}s" if x is not None else "incomplete" for x in g))

@@ -15,6 +15,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,7 @@ from jobsched.store import AttemptRow, JobRow, Store
 
 log = logging.getLogger("jobsched.controller")
 SCHEDULE_EVERY = 2.0  # s: a cycle at least this often, even when nothing changed (a safety net)
+ACCOUNT_EVERY = 1.0  # s: cost accounting (and consolidation) at most this often
 
 
 def free_port() -> int:
@@ -68,6 +70,7 @@ class Controller:
         self._wake = threading.Event()
         self._dirty = True  # something a cycle depends on may have changed since the last one
         self._next_cycle = 0.0  # time.monotonic() of the next cycle due regardless (back-offs)
+        self._next_account = 0.0  # time.monotonic() of the next cost accounting
         self._cycle_nodes: list[Node] | None = None
         self._manifests: dict[str, dict[str, Any]] = {}  # uid -> manifest of pending jobs (parsed once)
         self._stop = threading.Event()
@@ -128,8 +131,14 @@ class Controller:
         changed = self.collect_binds()
         changed |= self.recovery.tick()  # adopt or clear starts an earlier process left; delete stale pods
         events = self.backend.poll()
+        started = [ev for ev in events if ev.kind == "running"]
+        if started:
+            with self.store.tx():  # replicas that started: one commit for all of them
+                for ev in started:
+                    self.lifecycle.on_event(ev)
         for ev in events:
-            self.lifecycle.on_event(ev)
+            if ev.kind != "running":
+                self.lifecycle.on_event(ev)
         self.lifecycle.process_cancellations()
         # A cycle over many pending jobs is not free: run one only when its inputs may have changed.
         if changed or events or self._dirty or self.nodes() is not self._cycle_nodes \
@@ -138,8 +147,12 @@ class Controller:
             self._cycle_nodes = self.nodes()
             self._next_cycle = time.monotonic() + SCHEDULE_EVERY
             self.schedule()
-        if self.provisioning is not None or self._nodes_priced():
+        # Costs and consolidation read every running job: not on every tick, but once a second, or
+        # less often where that read is slow (at most ~5 % of the time; many running jobs).
+        if time.monotonic() >= self._next_account and (self.provisioning is not None or self._nodes_priced()):
+            t0 = time.monotonic()
             self.account()
+            self._next_account = time.monotonic() + max(ACCOUNT_EVERY, 20 * (time.monotonic() - t0))
         self.update_gauges()
 
     def _nodes_priced(self) -> bool:
@@ -187,9 +200,12 @@ class Controller:
         return self._nodes
 
     def max_node_memory(self) -> int:
-        mems = [n.allocatable_vector().memory for n in self.nodes()]
-        mems += [s.resources.memory for s in self.shapes()]
-        return max(mems, default=0)
+        nodes, shapes = self.nodes(), self.shapes()
+        cached = getattr(self, "_max_mem", None)  # (nodes, shapes, bytes): nodes re-read changes it
+        if cached is None or cached[0] is not nodes or cached[1] != shapes:
+            mems = [n.allocatable_vector().memory for n in nodes] + [s.resources.memory for s in shapes]
+            self._max_mem = cached = (nodes, shapes, max(mems, default=0))
+        return int(cached[2])
 
     def max_gpu_memory(self, job: JobRow) -> int | None:
         """The largest GPU (bytes) any node, existing or provisionable, could give the job."""
@@ -202,7 +218,8 @@ class Controller:
 
     def snapshot(self) -> tuple[Snapshot, dict[str, JobRow]]:
         live = self.store.live_attempts()
-        jobs = self.store.jobs_by_uid({a.job_uid for a in live}) if live else {}
+        # Running gangs need the job's key, queue and priority, not its manifest (not parsed here).
+        jobs = self.store.jobs_by_uid({a.job_uid for a in live}, with_manifest=False) if live else {}
         running = [convert.running_gang(jobs[a.job_uid], a) for a in live if a.job_uid in jobs]
         nodes = self.nodes()
         if self._table_for is not nodes:  # the node list changed: rebuild the columns
@@ -252,15 +269,16 @@ class Controller:
         room = BurstRoom.after(snap, [d for d in result.decisions if isinstance(d, Admit)],
                                {j.key: j.queue for j in pending},
                                {j.key for j in pending if j.sizing.get("burst") and j.sizing.get("resized")})
-        for d in result.decisions:
-            if isinstance(d, Admit):
-                assumed.append((by_key[d.key], self.admit(by_key[d.key], d, room)))
-            elif isinstance(d, Preempt):
-                self.lifecycle.preempt(d.victim, d.preemptor, d.reason)
-            elif isinstance(d, Reject):
-                self.lifecycle.fail(by_key[d.key], "QuotaExceeded" if d.quota else "Unschedulable", d.reason)
-            elif isinstance(d, Wait):
-                self.note_wait(by_key[d.key], d.reason, "QuotaExceeded" if d.quota else "Unschedulable")
+        with self.store.tx():  # the cycle's decisions in one commit (none started before it)
+            for d in result.decisions:
+                if isinstance(d, Admit):
+                    assumed.append((by_key[d.key], self.admit(by_key[d.key], d, room)))
+                elif isinstance(d, Preempt):
+                    self.lifecycle.preempt(d.victim, d.preemptor, d.reason)
+                elif isinstance(d, Reject):
+                    self.lifecycle.fail(by_key[d.key], "QuotaExceeded" if d.quota else "Unschedulable", d.reason)
+                elif isinstance(d, Wait):
+                    self.note_wait(by_key[d.key], d.reason, "QuotaExceeded" if d.quota else "Unschedulable")
         self.bind_all(assumed)
 
     def note_wait(self, job: JobRow, reason: str, code: str = "Unschedulable") -> None:
@@ -295,7 +313,7 @@ class Controller:
         per_node: dict[str, int] = {}
         reps = []
         rank_env = convert.rank_env(spec)
-        gpu_mem = {n.name: n.gpu_memory_bytes for n in self.nodes()}
+        gpu_mem = self._gpu_memory()
         mps = bool(d.request.gpus) and mps_running()
         shares = []
         cluster_ports = [free_port() for _ in d.assignments] if spec.spec.cluster_env else []
@@ -344,6 +362,14 @@ class Controller:
         self._last_reason.pop(job.uid, None)
         return gang
 
+    def _gpu_memory(self) -> dict[str, int]:
+        """Node name -> GPU memory, rebuilt only when the node list changes (not per admitted job)."""
+        nodes = self.nodes()
+        if getattr(self, "_gpu_mem_for", None) is not nodes:
+            self._gpu_mem: dict[str, int] = {n.name: n.gpu_memory_bytes for n in nodes}
+            self._gpu_mem_for = nodes
+        return self._gpu_mem
+
     def bind_all(self, assumed: list[tuple[JobRow, GangLaunch]]) -> None:
         """The side effect, off this loop: each start goes to the binder's workers (at most the
         backend's ``parallel_starts`` at once); :meth:`collect_binds` records the outcome."""
@@ -354,12 +380,13 @@ class Controller:
         """Record finished binds; unreserve failed ones and those past the start timeout. Returns
         whether there were any."""
         finished, overdue = self.binder.finished(), self.binder.overdue()
-        for b in finished:
-            err = b.error()
-            if err is not None:
-                self._unreserve(b.job, b.gang.attempt, str(err), err.permanent)
-                continue
-            self.bound(b.job, b.gang.attempt, b.future.result())
+        with self.store.tx() if finished else nullcontext():  # the binds finished since the last tick:
+            for b in finished:  # one commit
+                err = b.error()
+                if err is not None:
+                    self._unreserve(b.job, b.gang.attempt, str(err), err.permanent)
+                    continue
+                self.bound(b.job, b.gang.attempt, b.future.result())
         for b in overdue:
             self._unreserve(b.job, b.gang.attempt, f"could not start {b.gang.job_key}: the start did not "
                             f"finish within {self.binder.timeout:g} s (its replicas are stopped)", False)

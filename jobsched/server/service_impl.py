@@ -119,16 +119,18 @@ class JobService:
                      message=None, created_at=now, admitted_at=None, finished_at=None, family=job.family(),
                      memory=memory, sizing=sizing, sizing_ready=not auto, retries_used=0,
                      cancel_requested=False, cost=0.0)
-        try:  # one transaction: on a full disk (StoreFull, 507) nothing of the job is stored
-            with self.store.tx() as c:
-                self.store.insert_job(row, conn=c)
-                self.store.add_event(row.uid, now, "Normal", "Submitted",
-                                     f"queue {job.spec.queue}, {job.spec.replicas} replica(s), "
-                                     f"memoryPolicy {job.spec.memory_policy.value}", conn=c)
-                for w in warnings:
-                    self.store.add_event(row.uid, now, "Warning", "NotHonoured", w, conn=c)
-                if defaulted:
-                    self.store.add_event(row.uid, now, "Warning", "DefaultMemory", defaulted, conn=c)
+        def write(c: sqlite3.Connection) -> None:
+            self.store.insert_job(row, conn=c)
+            self.store.add_event(row.uid, now, "Normal", "Submitted",
+                                 f"queue {job.spec.queue}, {job.spec.replicas} replica(s), "
+                                 f"memoryPolicy {job.spec.memory_policy.value}", conn=c)
+            for w in warnings:
+                self.store.add_event(row.uid, now, "Warning", "NotHonoured", w, conn=c)
+            if defaulted:
+                self.store.add_event(row.uid, now, "Warning", "DefaultMemory", defaulted, conn=c)
+
+        try:  # one transaction (shared with concurrent submissions: one fsync for all of them);
+            self.store.grouped(write)  # on a full disk (StoreFull, 507) nothing of the job is stored
         except sqlite3.IntegrityError as e:  # the UNIQUE constraint raced with another submit
             if "UNIQUE" in str(e):
                 raise Conflict(f"metadata.name: job {job.key!r} already exists") from None

@@ -186,6 +186,15 @@ class Store:
         self._conn.execute("PRAGMA synchronous=FULL")
         self._conn.execute("PRAGMA foreign_keys=ON")
         self._conn.executescript(SCHEMA)
+        from jobsched.store.group import GroupCommit
+
+        self._group = GroupCommit(self.tx)
+
+    def grouped(self, fn: Callable[[sqlite3.Connection], Any]) -> Any:
+        """``fn(conn)`` in a transaction shared with other threads' grouped writes (one fsync for
+        all of them; see group.py). Returns once it is committed; raises what ``fn`` raised (only
+        its own writes undone) or what the commit raised (StoreFull: nothing written)."""
+        return self._group.run(fn)
 
     def close(self, before: Callable[[], None] | None = None) -> None:
         with self._lock, self._readers_lock:
@@ -200,8 +209,16 @@ class Store:
 
     @contextmanager
     def tx(self) -> Iterator[sqlite3.Connection]:
-        """One transaction. A full disk raises :class:`StoreFull` with nothing written."""
+        """One transaction. A full disk raises :class:`StoreFull` with nothing written. Inside this
+        thread's open transaction, it joins that one (one commit for a batch of updates)."""
         with self._lock:
+            if getattr(self._local, "depth", 0):
+                self._local.depth += 1
+                try:
+                    yield self._conn
+                finally:
+                    self._local.depth -= 1
+                return
             self._local.depth = getattr(self._local, "depth", 0) + 1
             try:
                 self._conn.execute("BEGIN IMMEDIATE")
@@ -350,16 +367,28 @@ class Store:
             remaining = int(rest[0]["n"])
         return out, remaining
 
+    def job_marks(self) -> dict[tuple[str, str], tuple[str, str | None, int]]:
+        """(namespace, name) -> (phase, reason, number of attempts) of every job: what tells a
+        status mirror that a job changed, in one cheap query."""
+        rows = self._q("SELECT j.namespace, j.name, j.phase, j.reason, COUNT(a.idx) FROM jobs j "
+                       "LEFT JOIN attempts a ON a.job_uid = j.uid GROUP BY j.uid")
+        return {(r[0], r[1]): (r[2], r[3], int(r[4])) for r in rows}
+
     def job_counts(self) -> dict[tuple[str, str], int]:
         """(phase, queue) -> number of jobs."""
         return {(r["phase"], r["queue"]): int(r["n"])
                 for r in self._q("SELECT phase, queue, COUNT(*) AS n FROM jobs GROUP BY phase, queue")}
 
-    def jobs_by_uid(self, uids: set[str]) -> dict[str, JobRow]:
+    def jobs_by_uid(self, uids: set[str], with_manifest: bool = True) -> dict[str, JobRow]:
+        """``with_manifest=False``: rows whose ``manifest`` is left empty (not read nor parsed)."""
         if not uids:
             return {}
         marks = ", ".join("?" for _ in uids)
-        return {r["uid"]: _job(r) for r in self._q(f"SELECT * FROM jobs WHERE uid IN ({marks})", tuple(uids))}
+        if with_manifest:
+            return {r["uid"]: _job(r) for r in self._q(f"SELECT * FROM jobs WHERE uid IN ({marks})", tuple(uids))}
+        cols = ", ".join(f for f in JobRow.__dataclass_fields__ if f != "manifest")
+        return {r["uid"]: _job(r, {}) for r in self._q(f"SELECT {cols} FROM jobs WHERE uid IN ({marks})",
+                                                       tuple(uids))}
 
     # attempts ---------------------------------------------------------------------------------
     def insert_attempt(self, row: AttemptRow, conn: sqlite3.Connection) -> None:

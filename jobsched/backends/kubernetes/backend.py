@@ -13,16 +13,17 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from jobsched.backends.base import GangLaunch, ReplicaEvent, StartError
 from jobsched.backends.kubernetes import pods as P
+from jobsched.backends.kubernetes import views as V
 from jobsched.backends.kubernetes.informer import Informer, wait_synced
-from jobsched.backends.kubernetes.reconcile import Reconciler, add_usage, requests
+from jobsched.backends.kubernetes.reconcile import Reconciler, add_usage
 from jobsched.backends.kubernetes.ttl import Janitor
+from jobsched.backends.kubernetes.writes import Writer
 from jobsched.spec.node import GPU_MODEL_LABEL, Node, gfd_gpu
 
 log = logging.getLogger("jobsched.k8s")
@@ -57,7 +58,10 @@ class KubernetesBackend:
     import_custom_resources: bool = True
     node_provider: str | None = None  # kwok | karpenter: adds nodes when gangs pend (with --node-pool)
     node_class: str | None = None  # Karpenter NodeClass reference group/kind/name
-    parallel_starts: int = 8  # gangs started at once (each start is a few API calls)
+    parallel_starts: int = 32  # gangs started at once (server/binder.py workers)
+    qps: float = 200.0  # client-side rate limit on API writes (client-go's QPS; <= 0: none)
+    burst: int = 400  # writes allowed at once above qps (client-go's Burst)
+    api_workers: int = 32  # the long-lived pool that creates and binds a gang's pods in parallel
     # Finished jobs' pods and Service are deleted this long after (spec.ttlSecondsAfterFinished wins;
     # None: kept until the job is deleted). See ttl.py.
     ttl_seconds_after_finished: int | None = None
@@ -67,17 +71,29 @@ class KubernetesBackend:
     watch_jobs: bool = False  # schedule batch/v1 Jobs with spec.managedBy: jobsched.io/scheduler
     name: str = "kubernetes"
     runs_entrypoints = True  # a pod without `command` runs its image's entrypoint (workflow steps too)
+    # Called first in every start (k8s API calls allowed): e.g. delete a superseded attempt's pods
+    # before this attempt's pods are created. Raise StartError to refuse the start.
+    pre_start: list[Callable[[GangLaunch], None]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         from kubernetes import client, config
+
+        for opt in ("parallel_starts", "burst", "api_workers"):  # before any connection is made
+            if not isinstance(getattr(self, opt), int) or getattr(self, opt) < 1:
+                raise ValueError(f"{opt}: must be an integer >= 1, got {getattr(self, opt)!r}")
+        if not isinstance(self.qps, (int, float)) or self.qps < 0:
+            raise ValueError(f"qps: must be a number >= 0 (0: no client-side limit), got {self.qps!r}")
 
         if self.kubeconfig or not os.environ.get("KUBERNETES_SERVICE_HOST"):
             self.api_client = config.new_client_from_config(config_file=self.kubeconfig, context=self.context)
         else:
             config.load_incluster_config()
             self.api_client = client.ApiClient()
-        # Gangs start in parallel: room for that many connections (urllib3's default pool is small).
-        self.api_client.rest_client.pool_manager.connection_pool_kw["maxsize"] = 32
+        # Starts, the API pool and the watches run at once: a connection each (urllib3's default is 10).
+        self.api_client.rest_client.pool_manager.connection_pool_kw["maxsize"] = \
+            self.parallel_starts + self.api_workers + 8
+        self.writer = Writer(self.qps, self.burst, self.api_workers, self.api_client)
+        self._starting = 0  # starts in flight (lower-priority writes yield to them)
         self.core = client.CoreV1Api(self.api_client)
         self.custom = client.CustomObjectsApi(self.api_client)
         self._lock = threading.Lock()
@@ -146,20 +162,16 @@ class KubernetesBackend:
         return self._nodes_version
 
     def _on_node(self, typ: str, node: Any) -> None:
+        name = node["metadata"]["name"]
         if typ != "DELETED":
             # Heartbeats change nothing the scheduler uses: bump the version only on real changes.
-            st, md = node.status, node.metadata
-            ready = any(c.type == "Ready" and c.status == "True" for c in (st.conditions or [])) if st else False
-            digest = (str(sorted((st.allocatable or {}).items())) if st else "", str(sorted((md.labels or {}).items())),
-                      bool(node.spec and node.spec.unschedulable), ready, str(_taints(node)), _transient_taint(node),
-                      (md.annotations or {}).get("jobsched.io/price-per-hour"))
-            if self._node_digest.get(md.name) != digest:
-                self._node_digest[md.name] = digest
+            digest = (*V.node_digest(node), str(_taints(node)), _transient_taint(node))
+            if self._node_digest.get(name) != digest:
+                self._node_digest[name] = digest
                 self._nodes_version += 1
             return
-        self._node_digest.pop(node.metadata.name, None)
+        self._node_digest.pop(name, None)
         self._nodes_version += 1
-        name = node.metadata.name
         now = time.time()
         with self._lock:
             lost = [t for t in self._tracked.values() if t.node == name and not t.done]
@@ -171,7 +183,7 @@ class KubernetesBackend:
             self._delete_pod(t.namespace, t.pod, grace=0)
 
     def _on_foreign(self, typ: str, pod: Any) -> None:
-        if pod.spec is not None and pod.spec.node_name:
+        if (pod.get("spec") or {}).get("nodeName"):
             self._nodes_version += 1
 
     def foreign_usage(self) -> dict[str, tuple[int, int, int]]:
@@ -179,9 +191,9 @@ class KubernetesBackend:
         its own pods that no live attempt tracks (left by an earlier process, until deleted)."""
         use: dict[str, tuple[int, int, int]] = {}
         for pod in self.foreign_inf.items():
-            node = pod.spec.node_name if pod.spec else None
+            node = (pod.get("spec") or {}).get("nodeName")
             if node:
-                add_usage(use, node, requests(pod))
+                add_usage(use, node, V.pod_requests(pod))
         with self._lock:
             tracked = set(self._by_pod)
         for own in self.reconciler.own():
@@ -193,85 +205,101 @@ class KubernetesBackend:
         out = []
         foreign = self.foreign_usage()
         for n in self.nodes_inf.items():
-            st = n.status
-            ready = any(c.type == "Ready" and c.status == "True" for c in (st.conditions or []))
-            alloc: dict[str, Any] = {k: v for k, v in (st.allocatable or st.capacity or {}).items()
+            st, md, spec = n.get("status") or {}, n["metadata"], n.get("spec") or {}
+            ready = V.node_ready(n)
+            alloc: dict[str, Any] = {k: v for k, v in (st.get("allocatable") or st.get("capacity") or {}).items()
                                      if k in ("cpu", "memory", "nvidia.com/gpu")}
-            used = foreign.get(n.metadata.name)  # held for now, not for good: "never fits" ignores it
+            used = foreign.get(md["name"])  # held for now, not for good: "never fits" ignores it
             held = {"cpu": f"{used[0]}m", "memory": used[1], "nvidia.com/gpu": used[2]} if used else {}
-            labels = dict(n.metadata.labels or {})
+            labels = dict(md.get("labels") or {})
             model, gpu_mem = gfd_gpu(labels)  # NVIDIA GPU Feature Discovery's labels
             if model:
                 labels.setdefault(GPU_MODEL_LABEL, model)
             try:
                 out.append(Node.model_validate({
-                    "name": n.metadata.name, "capacity": {k: v for k, v in (st.capacity or {}).items()
-                                                          if k in ("cpu", "memory", "nvidia.com/gpu")},
+                    "name": md["name"], "capacity": {k: v for k, v in (st.get("capacity") or {}).items()
+                                                     if k in ("cpu", "memory", "nvidia.com/gpu")},
                     "allocatable": alloc, "held": held, "labels": labels, "gpu_memory": gpu_mem or None,
-                    "unschedulable": bool(n.spec and n.spec.unschedulable) or not ready or _transient_taint(n),
-                    "price_per_hour": float((n.metadata.annotations or {}).get("jobsched.io/price-per-hour", 0)),
+                    "unschedulable": bool(spec.get("unschedulable")) or not ready or _transient_taint(n),
+                    "price_per_hour": float((md.get("annotations") or {}).get("jobsched.io/price-per-hour", 0)),
                     "taints": _taints(n),
                 }))
             except ValueError as e:
-                log.warning("node %s skipped: %s", n.metadata.name, e)
+                log.warning("node %s skipped: %s", md["name"], e)
         return out
 
     # gangs ------------------------------------------------------------------------------------
     def start(self, gang: GangLaunch) -> dict[int, dict[str, object]]:
+        """Create the gang's pods and bind each one as soon as its create returns (a single
+        replica on the caller's thread, a gang's replicas on the long-lived API pool). Any failure
+        deletes what was created: the whole gang, or nothing."""
         from kubernetes.client.exceptions import ApiException
 
         ns, job_name = gang.job_key.split("/", 1)
         created: list[str] = []
         self.janitor.started(gang.job_key, gang.job_uid, gang.attempt, len(gang.replicas), P.service_name(job_name),
                              self._ttl(gang))
+        with self._lock:
+            self._starting += 1
         try:
             # Another attempt's pods still there (an earlier process's): gone before ours exist.
             self.reconciler.clear_superseded(ns, gang.job_uid, gang.attempt)
-            # A headless Service for rendezvous (multi-replica gangs) and the checkpoint volume
-            # (when the job asks for one) are created side by side; then every pod, then every bind.
-            with ThreadPoolExecutor(max_workers=8) as pool:
-                svc = pool.submit(self._ensure_service, ns, job_name, gang.job_uid) if len(gang.replicas) > 1 else None
-                claim_f = pool.submit(self._ensure_claim, ns, job_name, gang)
-                claim = claim_f.result()
-                if svc is not None:
-                    svc.result()
-                owner = self._owner(ns, job_name)
-                bodies = [P.build_pod(gang, rep, ns, owner, claim) for rep in gang.replicas]
-                futures = [pool.submit(self.core.create_namespaced_pod, ns, b) for b in bodies]
-                errors = []
-                for b, f in zip(bodies, futures, strict=True):
-                    try:
-                        f.result()
-                        created.append(b["metadata"]["name"])
-                    except Exception as e:  # noqa: BLE001 - reported after the others finish
-                        errors.append(e)
-                if errors:
-                    raise errors[0]
-                with self._lock:  # assume in the cache before binding
-                    self._job_keys[gang.job_uid] = gang.job_key
-                    for rep, pod in zip(gang.replicas, created, strict=True):
-                        t = _Tracked(gang.job_key, gang.attempt, rep.rank, ns, pod, rep.node, rep.memory_limit)
-                        self._tracked[(gang.job_key, gang.attempt, rep.rank)] = t
-                        self._by_pod[f"{ns}/{pod}"] = (gang.job_key, gang.attempt, rep.rank)
-                binds = [pool.submit(self._bind, ns, pod, rep.node)
-                         for rep, pod in zip(gang.replicas, created, strict=True)]
-                for f in binds:
-                    f.result()
+            for hook in self.pre_start:
+                hook(gang)
+            # The rendezvous Service (multi-replica gangs) is created beside the checkpoint claim.
+            svc = self.writer.submit(self._ensure_service, ns, job_name, gang.job_uid) \
+                if len(gang.replicas) > 1 else None
+            claim = self._ensure_claim(ns, job_name, gang)
+            if svc is not None:
+                svc.result()
+            owner = self._owner(ns, job_name)
+            bodies = [P.build_pod(gang, rep, ns, owner, claim) for rep in gang.replicas]
+            with self._lock:  # assume in the cache before anything is bound
+                self._job_keys[gang.job_uid] = gang.job_key
+                for rep, b in zip(gang.replicas, bodies, strict=True):
+                    pod = b["metadata"]["name"]
+                    t = _Tracked(gang.job_key, gang.attempt, rep.rank, ns, pod, rep.node, rep.memory_limit)
+                    self._tracked[(gang.job_key, gang.attempt, rep.rank)] = t
+                    self._by_pod[f"{ns}/{pod}"] = (gang.job_key, gang.attempt, rep.rank)
+            if len(bodies) == 1:
+                self._create_and_bind(ns, bodies[0], gang.replicas[0].node, created)
+            else:
+                futures = [self.writer.submit(self._create_and_bind, ns, b, rep.node, created)
+                           for rep, b in zip(gang.replicas, bodies, strict=True)]
+                errors = [f.exception() for f in futures]  # every one finished: then unreserve
+                first = next((e for e in errors if e is not None), None)
+                if first is not None:
+                    raise first
         except ApiException as e:
             self._unreserve(gang, ns, created)
             raise StartError(f"kubernetes API: {e.status} {e.reason}: {_body(e)}") from None
+        except StartError:
+            self._unreserve(gang, ns, created)
+            raise
         except Exception as e:
             self._unreserve(gang, ns, created)
             raise StartError(str(e)) from None
-        return {r.rank: {"namespace": ns, "pod": p, "node": r.node} for r, p in zip(gang.replicas, created, strict=True)}
+        finally:
+            with self._lock:
+                self._starting -= 1
+        return {r.rank: {"namespace": ns, "pod": b["metadata"]["name"], "node": r.node}
+                for r, b in zip(gang.replicas, bodies, strict=True)}
+
+    def starting(self) -> int:
+        """Starts in flight: the TrainingJob mirror and status writes wait while there are any."""
+        return self._starting
+
+    def _create_and_bind(self, ns: str, body: dict[str, Any], node: str, created: list[str]) -> None:
+        self.writer.post("/api/v1/namespaces/{namespace}/pods", body, namespace=ns)
+        created.append(body["metadata"]["name"])
+        self._bind(ns, body["metadata"]["name"], node)
 
     def _bind(self, ns: str, pod: str, node: str) -> None:
-        from kubernetes import client
-
-        body = client.V1Binding(metadata=client.V1ObjectMeta(name=pod, namespace=ns),
-                                target=client.V1ObjectReference(api_version="v1", kind="Node", name=node))
-        # _preload_content=False: the generated client cannot deserialize the Status it returns.
-        self.core.create_namespaced_pod_binding(pod, ns, body, _preload_content=False)
+        body = {"apiVersion": "v1", "kind": "Binding", "metadata": {"name": pod, "namespace": ns},
+                "target": {"apiVersion": "v1", "kind": "Node", "name": node}}
+        # Raw: the generated client cannot deserialize the Status it returns; the response is read
+        # and released (its connection goes back to the pool).
+        self.writer.post("/api/v1/namespaces/{namespace}/pods/{name}/binding", body, namespace=ns, name=pod)
 
     def _ttl(self, gang: GangLaunch) -> int | None:
         ttl = gang.ttl_seconds_after_finished
@@ -284,7 +312,7 @@ class KubernetesBackend:
                 t = self._tracked.pop((gang.job_key, gang.attempt, rep.rank), None)
                 if t:
                     self._by_pod.pop(f"{ns}/{t.pod}", None)
-        for pod in created:
+        for pod in list(created):
             self._delete_pod(ns, pod, grace=0)
 
     def _ensure_service(self, ns: str, job_name: str, uid: str) -> None:
@@ -298,7 +326,7 @@ class KubernetesBackend:
         if owner:
             body["metadata"]["ownerReferences"] = [owner]
         try:
-            self.core.create_namespaced_service(ns, body)
+            self.writer.write(self.core.create_namespaced_service, ns, body)
         except ApiException as e:
             if e.status != 409:
                 raise
@@ -323,7 +351,7 @@ class KubernetesBackend:
         if owner:
             body["metadata"]["ownerReferences"] = [owner]
         try:
-            self.core.create_namespaced_persistent_volume_claim(ns, body)
+            self.writer.write(self.core.create_namespaced_persistent_volume_claim, ns, body)
         except ApiException as e:
             if e.status != 409:
                 raise
@@ -372,7 +400,7 @@ class KubernetesBackend:
         from kubernetes.client.exceptions import ApiException
 
         try:
-            self.core.delete_namespaced_pod(pod, ns, grace_period_seconds=grace)
+            self.writer.write(self.core.delete_namespaced_pod, pod, ns, grace_period_seconds=grace)
         except ApiException as e:
             if e.status != 404:
                 log.warning("delete pod %s/%s: %s", ns, pod, e.reason)
@@ -380,14 +408,15 @@ class KubernetesBackend:
     # events -----------------------------------------------------------------------------------
     def _on_pod(self, typ: str, pod: Any) -> None:
         self.reconciler.observe(typ, pod)
-        key = f"{pod.metadata.namespace}/{pod.metadata.name}"
+        md = pod["metadata"]
+        key = f"{md.get('namespace')}/{md['name']}"
         now = time.time()
         with self._lock:
             tk = self._by_pod.get(key)
             t = self._tracked.get(tk) if tk else None
             if t is None or t.done:
-                if t is None and pod.spec is not None and pod.spec.node_name and not (
-                        pod.status and pod.status.phase in ("Succeeded", "Failed")):
+                if t is None and (pod.get("spec") or {}).get("nodeName") and \
+                        (pod.get("status") or {}).get("phase") not in ("Succeeded", "Failed"):
                     self._nodes_version += 1  # an untracked pod holds room until it is gone
                 return
             if typ == "DELETED":
@@ -396,11 +425,14 @@ class KubernetesBackend:
                 self._events.append(ReplicaEvent(t.job_key, t.attempt, t.rank, "exited", now, reason=reason,
                                                  exit_code=None, message=f"pod {key} deleted"))
                 return
-            ev = P.exit_event(pod, t.job_key, t.attempt, t.rank, now, t.memory_limit)
+            phase = (pod.get("status") or {}).get("phase")
+            # Only a terminal pod is turned into the client's model (exit_event reads V1Pod).
+            ev = P.exit_event(V.to_model(self.api_client, pod, "V1Pod"), t.job_key, t.attempt, t.rank, now,
+                              t.memory_limit) if phase in ("Succeeded", "Failed") else None
             if ev is not None:
                 t.done = True
                 self._events.append(ev)
-            elif pod.status and pod.status.phase == "Running" and not t.running:
+            elif phase == "Running" and not t.running:
                 t.running = True
                 self._events.append(ReplicaEvent(t.job_key, t.attempt, t.rank, "running", now))
 
@@ -483,6 +515,7 @@ class KubernetesBackend:
         if self.elector is not None:
             self.elector.stop()
         self.janitor.stop()
+        self.writer.close()
 
 
 # Taints the node controller and Karpenter set for conditions that pass (not-ready, unreachable,
@@ -491,15 +524,19 @@ class KubernetesBackend:
 _TRANSIENT = ("node.kubernetes.io/", "node.cloudprovider.kubernetes.io/", "karpenter.sh/")
 
 
-def _taints(node: Any) -> list[dict[str, str]]:
+def _spec_taints(node: dict[str, Any]) -> list[dict[str, Any]]:
+    return (node.get("spec") or {}).get("taints") or []
+
+
+def _taints(node: dict[str, Any]) -> list[dict[str, str]]:
     """The node's lasting spec.taints (e.g. nvidia.com/gpu:NoSchedule) for the scheduler's Node."""
-    return [{"key": t.key, "value": t.value or "", "effect": t.effect}
-            for t in ((node.spec.taints if node.spec else None) or []) if not t.key.startswith(_TRANSIENT)]
+    return [{"key": t["key"], "value": t.get("value") or "", "effect": t.get("effect", "")}
+            for t in _spec_taints(node) if not t["key"].startswith(_TRANSIENT)]
 
 
-def _transient_taint(node: Any) -> bool:
-    return any(t.key.startswith(_TRANSIENT) and t.effect in ("NoSchedule", "NoExecute")
-               for t in ((node.spec.taints if node.spec else None) or []))
+def _transient_taint(node: dict[str, Any]) -> bool:
+    return any(t["key"].startswith(_TRANSIENT) and t.get("effect") in ("NoSchedule", "NoExecute")
+               for t in _spec_taints(node))
 
 
 def _body(e: Any) -> str:

@@ -4,14 +4,22 @@
   cancels the job; a Queue CR is applied as a queue (queuesync.py, which writes its status too).
 * Jobs submitted through the HTTP API get a TrainingJob CR too, so ``kubectl get tj`` shows them.
 * Each job's status (phase, reason, conditions, attempts) is written back through the status
-  subresource.
+  subresource when its phase, reason or attempt count changes and the change has lasted a round
+  (3 s while pods are being started; a finished job at once): all changes of a round in one batch.
+
+Both kinds of write stay off the pods' path: while starts are in flight they wait (up to 10 s),
+then go one at a time; otherwise in parallel on the backend's API pool, under its client-side rate
+limit.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import queue
 import threading
+import time
+from concurrent.futures import Future
 from typing import Any
 
 from jobsched.backends.kubernetes import conditions as C
@@ -21,6 +29,9 @@ from jobsched.spec.units import quantity_bytes
 
 log = logging.getLogger("jobsched.k8s.crsync")
 GROUP, VERSION = "jobsched.io", "v1alpha1"
+TERMINAL = ("Succeeded", "Failed", "Cancelled")
+SETTLE, SETTLE_BUSY = 0.4, 3.0  # s a status change must last before it is written (idle, starting pods)
+DEFER_MAX = 10.0  # s a batch of TrainingJob writes waits for the pod starts in flight to finish
 
 
 def cr_status(st: Any, prev: dict[str, Any] | None = None, generation: int | None = None) -> dict[str, Any]:
@@ -57,6 +68,9 @@ class CustomResourceSync:
         self.queue_sync = QueueSync(backend, service)
         self._stop = threading.Event()
         self._written: dict[str, dict[str, Any]] = {}
+        self._seen: dict[str, tuple[Any, ...]] = {}  # namespace/name -> (phase, reason, attempts) written
+        self._settling: dict[str, tuple[tuple[Any, ...], float]] = {}  # change -> time.monotonic() first seen
+        self._known: set[str] = set()  # namespace/name of CRs whose job the store has
         self._thread = threading.Thread(target=self._status_loop, name="cr-status", daemon=True)
         self._mirror: queue.Queue[dict[str, Any]] = queue.Queue()
         self._mirror_thread = threading.Thread(target=self._mirror_loop, name="cr-mirror", daemon=True)
@@ -87,13 +101,19 @@ class CustomResourceSync:
         md = obj["metadata"]
         ns, name = md.get("namespace", "default"), md["name"]
         if typ == "DELETED":
+            self._known.discard(f"{ns}/{name}")
+            self._seen.pop(f"{ns}/{name}", None)
             try:
                 self.service.cancel(ns, name)
             except Exception:
                 pass
             return
+        key = f"{ns}/{name}"
+        if key in self._known:
+            return  # a status write or a metadata change of a job we have
         try:
             self.service.get(ns, name)
+            self._known.add(key)
             return  # known: submitted through the API, or imported before
         except LookupError:
             pass
@@ -115,13 +135,41 @@ class CustomResourceSync:
     def _mirror_loop(self) -> None:
         while not self._stop.is_set():
             try:
-                manifest = self._mirror.get(timeout=0.5)
+                batch = [self._mirror.get(timeout=0.5)]
             except queue.Empty:
                 continue
-            try:
-                self._create(manifest)
-            except Exception as e:  # API server away: the job runs anyway; only the mirror is missing
-                log.warning("could not mirror %s as a TrainingJob: %s", manifest["metadata"]["name"], e)
+            while len(batch) < 256:
+                try:
+                    batch.append(self._mirror.get_nowait())
+                except queue.Empty:
+                    break
+            self._run_batch([lambda m=m: self._create(m) for m in batch], "mirror")
+
+    def _run_batch(self, calls: list[Any], what: str) -> None:
+        """Low-priority writes: they wait while pods are being started (up to DEFER_MAX s), then
+        go one at a time if starts still run, else in parallel."""
+        busy = getattr(self.backend, "starting", lambda: 0)
+        deadline = time.monotonic() + DEFER_MAX
+        while calls and busy() and time.monotonic() < deadline and not self._stop.wait(0.05):
+            pass
+        futures: list[Future[None]] = []
+        for call in calls:
+            if self._stop.is_set():
+                break
+            if busy():
+                try:
+                    call()
+                except Exception as e:  # API server away: the job runs anyway; only the copy is missing
+                    log.warning("%s write failed: %s", what, e)
+            else:
+                try:
+                    futures.append(self.backend.writer.submit(call))
+                except RuntimeError:  # the backend is closing: its pool takes no more work
+                    break
+        for f in futures:
+            e = f.exception()
+            if e is not None:
+                log.warning("%s write failed: %s", what, e)
 
     def _create(self, manifest: dict[str, Any]) -> None:
         from kubernetes.client.exceptions import ApiException
@@ -130,8 +178,8 @@ class CustomResourceSync:
         md = manifest["metadata"]
         body["metadata"] = {k: md[k] for k in ("name", "namespace", "labels", "annotations") if md.get(k)}
         try:
-            self.backend.custom.create_namespaced_custom_object(GROUP, VERSION, md.get("namespace", "default"),
-                                                                "trainingjobs", body)
+            self.backend.writer.write(self.backend.custom.create_namespaced_custom_object, GROUP, VERSION,
+                                      md.get("namespace", "default"), "trainingjobs", body)
         except ApiException as e:
             if e.status not in (404, 409):
                 log.warning("could not create TrainingJob CR %s: %s", md["name"], e.reason)
@@ -140,8 +188,8 @@ class CustomResourceSync:
         from kubernetes.client.exceptions import ApiException
 
         try:
-            self.backend.custom.patch_namespaced_custom_object_status(
-                GROUP, VERSION, ns, "trainingjobs", name, {"status": status})
+            self.backend.writer.write(self.backend.custom.patch_namespaced_custom_object_status,
+                                      GROUP, VERSION, ns, "trainingjobs", name, {"status": status})
             self._written[f"{ns}/{name}"] = status
         except ApiException as e:
             if e.status != 404:
@@ -157,14 +205,44 @@ class CustomResourceSync:
                 log.warning("status write-back: %s", type(e).__name__)
 
     def _write_statuses(self) -> None:
+        """Patch the status of each CR whose job changed phase, reason or attempt count since the
+        last write: the store is read once for all jobs, and in full only for those that changed."""
+        marks = self.service.store.job_marks()
+        now, busy = time.monotonic(), bool(getattr(self.backend, "starting", lambda: 0)())
+        calls = []
         for obj in self.jobs.items():
             md = obj["metadata"]
             ns, name = md.get("namespace", "default"), md["name"]
+            key, mark = f"{ns}/{name}", marks.get((ns, name))
+            if mark is None or self._seen.get(key) == mark:
+                self._settling.pop(key, None)
+                continue
+            # A change is written once it has lasted a round (0.5 s; SETTLE_BUSY s while pods are
+            # being started), so a job that passes through Admitted to Running meanwhile gets one
+            # write; a finished job is written at once.
+            first = self._settling.get(key)
+            if first is None or first[0] != mark:
+                self._settling[key] = first = (mark, now)
+            if mark[0] not in TERMINAL and now - first[1] < (SETTLE_BUSY if busy else SETTLE):
+                continue
+            self._settling.pop(key, None)
             try:
                 st = self.service.get(ns, name)
             except LookupError:
                 continue
-            key = f"{ns}/{name}"
-            want = cr_status(st, self._written.get(key) or obj.get("status"), md.get("generation"))
+            want = _plain(cr_status(st, self._written.get(key) or obj.get("status"), md.get("generation")))
             if self._written.get(key) != want and obj.get("status") != want:
-                self._patch_status(ns, name, want)
+                calls.append(lambda ns=ns, name=name, want=want, mark=mark: self._write(ns, name, want, mark))
+            else:
+                self._seen[key] = mark
+        self._run_batch(calls, "status")
+
+    def _write(self, ns: str, name: str, status: dict[str, Any], mark: tuple[Any, ...]) -> None:
+        self._patch_status(ns, name, status)
+        if self._written.get(f"{ns}/{name}") is status:
+            self._seen[f"{ns}/{name}"] = mark
+
+
+def _plain(status: dict[str, Any]) -> Any:
+    """The status as it reads back from the API server (JSON types), to compare with the CR's."""
+    return json.loads(json.dumps(status))

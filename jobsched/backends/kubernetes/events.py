@@ -130,7 +130,7 @@ class EventRecorder:
             obj = self.backend.pods_inf.cache.get(f"{ns}/{pod}")
             ref = {"apiVersion": "v1", "kind": "Pod", "name": pod, "namespace": ns}
             if obj is not None:  # else already deleted: the Event still names it (kubectl get events)
-                ref["uid"] = obj.metadata.uid
+                ref["uid"] = obj["metadata"]["uid"]
             self._create(ns, f"{pod}.{tag}", ref, row, row["message"])
 
     def _attempt_at(self, row: Any) -> Any:

@@ -1,8 +1,13 @@
 """List+watch with resourceVersion (a small informer): relists on 410 Gone, reconnects with backoff
-when the API server goes away, and keeps a cache keyed by namespace/name."""
+when the API server goes away, and keeps a cache keyed by namespace/name.
+
+Objects stay the API server's JSON, as plain dicts: the list and the watch are read with
+``_preload_content=False`` and ``json.loads``, never turned into the generated client's model
+objects (that conversion cost about a quarter of the scheduler's GIL time at 1,000 nodes)."""
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -12,6 +17,17 @@ from typing import Any
 log = logging.getLogger("jobsched.k8s.informer")
 
 Handler = Callable[[str, Any], None]  # (ADDED | MODIFIED | DELETED | SYNC, object)
+
+
+def _shutdown(resp: Any) -> None:
+    import socket
+
+    try:
+        sock = getattr(getattr(resp, "connection", None), "sock", None)
+        if sock is not None:
+            sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
 
 
 def obj_key(obj: Any) -> str:
@@ -46,8 +62,9 @@ class Informer:
 
     def stop(self) -> None:
         self._stop.set()
-        if self._watch is not None:
-            self._watch.stop()
+        resp = self._watch
+        if resp is not None:  # unblock the reader: shut the socket down under it
+            _shutdown(resp)
         if self._thread:
             self._thread.join(timeout=5)
 
@@ -56,7 +73,6 @@ class Informer:
             return list(self.cache.values())
 
     def _run(self) -> None:
-        from kubernetes import watch
         from kubernetes.client.exceptions import ApiException
 
         backoff = 0.2
@@ -65,27 +81,7 @@ class Informer:
                 rv = self._relist()
                 backoff = 0.2
                 while not self._stop.is_set():
-                    self._watch = watch.Watch()
-                    for ev in self._watch.stream(self.list_fn, resource_version=rv,
-                                                 timeout_seconds=self.watch_timeout,
-                                                 allow_watch_bookmarks=True, **self.list_kwargs):
-                        obj = ev["object"]
-                        typ = ev["type"]
-                        if typ == "BOOKMARK":
-                            rv = obj_rv(obj)
-                            continue
-                        if typ == "ERROR":
-                            raise ApiException(status=(obj or {}).get("code", 500))
-                        rv = obj_rv(obj)
-                        k = obj_key(obj)
-                        with self.lock:
-                            if typ == "DELETED":
-                                self.cache.pop(k, None)
-                            else:
-                                self.cache[k] = obj
-                        self.handler(typ, obj)
-                        if self._stop.is_set():
-                            break
+                    rv = self._watch_once(rv)
             except ApiException as e:
                 if e.status == 410:  # our resourceVersion is too old: relist
                     log.info("%s: 410 Gone, relisting", self.name)
@@ -94,16 +90,56 @@ class Informer:
                 self._stop.wait(backoff)
                 backoff = min(backoff * 2, 5.0)
             except Exception as e:  # connection refused/reset: the API server restarted
+                if self._stop.is_set():
+                    break
                 log.warning("%s: watch broken (%s), reconnecting in %.1fs", self.name, type(e).__name__, backoff)
                 self._stop.wait(backoff)
                 backoff = min(backoff * 2, 5.0)
 
+    def _watch_once(self, rv: str) -> str:
+        """One watch request from ``rv`` until the server ends it; returns the last resourceVersion."""
+        from kubernetes.client.exceptions import ApiException
+        from kubernetes.watch.watch import iter_resp_lines
+
+        resp = self.list_fn(watch=True, resource_version=rv, timeout_seconds=self.watch_timeout,
+                            allow_watch_bookmarks=True, _preload_content=False, **self.list_kwargs)
+        self._watch = resp
+        try:
+            if not 200 <= int(getattr(resp, "status", 200)) <= 299:
+                raise ApiException(status=resp.status, reason=resp.reason)
+            for line in iter_resp_lines(resp):
+                if not line:
+                    continue
+                ev = json.loads(line)
+                typ, obj = ev["type"], ev["object"]
+                if typ == "BOOKMARK":
+                    rv = obj_rv(obj)
+                    continue
+                if typ == "ERROR":
+                    raise ApiException(status=(obj or {}).get("code", 500), reason=(obj or {}).get("message"))
+                rv = obj_rv(obj)
+                k = obj_key(obj)
+                with self.lock:
+                    if typ == "DELETED":
+                        self.cache.pop(k, None)
+                    else:
+                        self.cache[k] = obj
+                self.handler(typ, obj)
+                if self._stop.is_set():
+                    break
+        finally:
+            self._watch = None
+            resp.close()
+            resp.release_conn()
+        return rv
+
     def _relist(self) -> str:
-        resp = self.list_fn(**self.list_kwargs)
-        if isinstance(resp, dict):
-            items, rv = resp.get("items", []), resp["metadata"]["resourceVersion"]
-        else:
-            items, rv = resp.items, resp.metadata.resource_version
+        resp = self.list_fn(_preload_content=False, **self.list_kwargs)
+        try:
+            data = json.loads(resp.data)
+        finally:
+            resp.release_conn()
+        items, rv = data.get("items") or [], data["metadata"]["resourceVersion"]
         fresh = {obj_key(o): o for o in items}
         with self.lock:
             gone = [v for k, v in self.cache.items() if k not in fresh]

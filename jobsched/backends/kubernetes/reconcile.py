@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from jobsched.backends.kubernetes import pods as P
+from jobsched.backends.kubernetes import views as V
 
 log = logging.getLogger("jobsched.k8s.reconcile")
 TERMINAL = ("Succeeded", "Failed")
@@ -56,27 +57,20 @@ class OwnPod:
         return requests(self.obj)
 
 
-def own_pod(pod: Any) -> OwnPod | None:
-    rep = P.replica_of(pod)
-    if rep is None:
+def own_pod(pod: dict[str, Any]) -> OwnPod | None:
+    """A jobsched pod (the API server's JSON, as the informers keep it), or None for any other pod."""
+    md = pod.get("metadata") or {}
+    labels = md.get("labels") or {}
+    if P.L_UID not in labels:
         return None
-    phase = pod.status.phase if pod.status else None
-    return OwnPod(rep[0], rep[1], rep[2], pod.metadata.namespace, pod.metadata.name,
-                  pod.spec.node_name if pod.spec else None, phase not in TERMINAL, pod)
+    phase = (pod.get("status") or {}).get("phase")
+    return OwnPod(labels[P.L_UID], int(labels[P.L_ATTEMPT]), int(labels[P.L_REPLICA]), md.get("namespace", ""),
+                  md["name"], (pod.get("spec") or {}).get("nodeName"), phase not in TERMINAL, pod)
 
 
-def requests(pod: Any) -> tuple[int, int, int]:
+def requests(pod: dict[str, Any]) -> tuple[int, int, int]:
     """(cpu milli, memory bytes, GPUs) a pod requests (limits stand in for missing requests)."""
-    from jobsched.spec import quantity as q
-
-    cpu = mem = gpu = 0
-    for c in (pod.spec.containers if pod.spec else None) or []:
-        res = c.resources
-        req = {**((res.limits or {}) if res else {}), **((res.requests or {}) if res else {})}
-        cpu += q.cpu_milli(req["cpu"]) if "cpu" in req else 0
-        mem += q.memory_bytes(req["memory"]) if "memory" in req else 0
-        gpu += q.whole(req["nvidia.com/gpu"], "nvidia.com/gpu") if "nvidia.com/gpu" in req else 0
-    return cpu, mem, gpu
+    return V.pod_requests(pod)
 
 
 def add_usage(into: dict[str, tuple[int, int, int]], node: str, r: tuple[int, int, int]) -> None:
@@ -87,7 +81,7 @@ def add_usage(into: dict[str, tuple[int, int, int]], node: str, r: tuple[int, in
 @dataclass
 class Reconciler:
     core: Any  # kubernetes.client.CoreV1Api
-    cached: Callable[[], list[Any]]  # the pods informer's objects (jobsched's pods)
+    cached: Callable[[], list[Any]]  # the pods informer's objects (jobsched's pods, plain dicts)
     confirm_timeout: float = 30.0
     counts: Counts = field(default_factory=Counts)
     # job uid -> {namespace/name: attempt} of its live pods, kept by observe() from the pods informer
@@ -96,11 +90,11 @@ class Reconciler:
 
     def observe(self, typ: str, pod: Any) -> None:
         """Every event of the pods informer (SYNC, ADDED, MODIFIED, DELETED)."""
-        rep = P.replica_of(pod)
-        if rep is None:
+        own = own_pod(pod)
+        if own is None:
             return
-        key = f"{pod.metadata.namespace}/{pod.metadata.name}"
-        gone = typ == "DELETED" or bool(pod.status and pod.status.phase in TERMINAL)
+        rep, key = (own.uid, own.attempt), own.key
+        gone = typ == "DELETED" or not own.live
         with self._lock:
             pods = self._live.setdefault(rep[0], {})
             if gone:
@@ -115,7 +109,8 @@ class Reconciler:
 
     def _listed(self, namespace: str, uid: str) -> list[OwnPod]:
         got = self.core.list_namespaced_pod(namespace, label_selector=f"{P.L_UID}={uid}").items
-        return [p for p in (own_pod(o) for o in got) if p is not None]
+        plain = self.core.api_client.sanitize_for_serialization  # V1Pod -> the API server's JSON
+        return [p for p in (own_pod(plain(o)) for o in got) if p is not None]
 
     def _delete(self, pods: Iterable[OwnPod]) -> int:
         from kubernetes.client.exceptions import ApiException
