@@ -331,5 +331,10 @@ def test_backend_runs_under_the_service_account(applied: Any, k8s_cluster: Any, 
         until(lambda: client.CustomObjectsApi(applied).get_namespaced_custom_object(
             "jobsched.io", "v1alpha1", "default", "trainingjobs", name).get("status", {}).get("phase") == "Succeeded",
             what="CR status written back")
+        # `jobsched delete` under the same token: the pods (listed, then deleted one by one: no
+        # deletecollection is granted on pods) and the rendezvous Service go.
+        rt.backend.forget(f"default/{name}", pods[0].metadata.labels["jobsched.io/job-uid"])
+        until(lambda: not core.list_namespaced_pod("default", label_selector=sel).items, what="pods deleted")
+        assert not [s for s in core.list_namespaced_service("default").items if s.metadata.name.startswith(name)]
     finally:
         rt.stop()

@@ -385,7 +385,7 @@ class KubernetesBackend:
             for k in [k for k, t in self._tracked.items() if t.job_key == job_key]:
                 t = self._tracked.pop(k)
                 self._by_pod.pop(f"{t.namespace}/{t.pod}", None)
-        calls = [lambda: self.core.delete_collection_namespaced_pod(ns, label_selector=sel, grace_period_seconds=0),
+        calls = [lambda: self._delete_pods(ns, sel),
                  lambda: self.core.delete_namespaced_service(P.service_name(name), ns),
                  lambda: self.core.delete_collection_namespaced_persistent_volume_claim(ns, label_selector=sel),
                  lambda: self.custom.delete_namespaced_custom_object(GROUP, VERSION, ns, "trainingjobs", name)]
@@ -395,6 +395,11 @@ class KubernetesBackend:
             except ApiException as e:
                 if e.status != 404:
                     log.warning("delete %s: %s", job_key, e.reason)
+
+    def _delete_pods(self, ns: str, selector: str) -> None:
+        """List, then delete one by one: the verbs the ClusterRole grants on pods (no deletecollection)."""
+        for pod in self.core.list_namespaced_pod(ns, label_selector=selector).items:
+            self._delete_pod(ns, pod.metadata.name, grace=0)
 
     def _delete_pod(self, ns: str, pod: str, grace: int) -> None:
         from kubernetes.client.exceptions import ApiException
