@@ -29,6 +29,7 @@ class BestFit:
     """Prefer the node left with the least free resources (weighted: GPU, then CPU, then memory)."""
 
     name = "bestfit"
+    row_local = True  # a node's score depends on that node and the request only (see core.scorecache)
 
     @classmethod
     def make(cls, seed: int) -> tuple[ScorePlugin, GpuChooser]:
@@ -69,6 +70,7 @@ class JobschedDefault:
     """
 
     name = "jobsched"
+    row_local = True  # a node's score depends on that node and the request only (see core.scorecache)
 
     def __init__(self, workload: TargetWorkload | None = None) -> None:
         self.set_workload(workload or TargetWorkload.default())
