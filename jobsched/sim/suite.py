@@ -84,7 +84,9 @@ def packing_report(nodes_path: str | Path, pods_path: str | Path, policies: Sequ
     K times (:mod:`jobsched.sim.scale`)."""
     t0, c0 = time.perf_counter(), time.process_time()
     nodes, pods = _load(str(nodes_path), str(pods_path), nodes_scale)
-    tasks = [(p, s, inflate) for p in policies for s in seeds]
+    # Seed by seed (every policy once per seed): the runs done so far are a fair sample of the rest,
+    # so the ETA holds from the first few, and the slow policies spread over the workers.
+    tasks = [(p, s, inflate) for s in seeds for p in policies]
     if progress is not None:
         progress(f"packing: {len(tasks)} runs ({len(policies)} policies x {len(seeds)} seeds) on "
                  f"{min(jobs, len(tasks))} worker(s), {len(nodes)} nodes")
