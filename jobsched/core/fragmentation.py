@@ -10,7 +10,7 @@ FGD places a pod where that expectation grows least. Everything is vectorized ov
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -259,34 +259,6 @@ class _Base:
 class _Entry:
     after: F64
     seen: I64  # the row's version when ``after`` was computed
-    memo: dict[bytes, float] = field(default_factory=dict)  # ``after`` by node state (few rows)
-
-
-MEMO_LIMIT = 1 << 16  # node states remembered per shape (then forgotten at once: memory stays flat)
-
-
-def _memoized(memo: dict[bytes, float], table: NodeTable, rows: IDX, compute: Callable[[IDX], F64]) -> F64:
-    """``compute(positions)`` for the positions of ``rows`` whose node state was not seen before;
-    remembered values for the others. A node's fragmentation is a function of its state (free
-    shares, free CPU, GPU model), and nodes pass through the same states again and again."""
-    keys = [k.tobytes() for k in _state_key(table, rows)]
-    out = np.empty(rows.size)
-    miss = []
-    for i, k in enumerate(keys):
-        v = memo.get(k)
-        if v is None:
-            miss.append(i)
-        else:
-            out[i] = v
-    if miss:
-        pos = np.asarray(miss, dtype=np.intp)
-        vals = compute(pos)
-        out[pos] = vals
-        if len(memo) + len(miss) > MEMO_LIMIT:
-            memo.clear()
-        for i, v in zip(miss, vals.tolist(), strict=True):
-            memo[keys[i]] = v
-    return out
 
 
 def _packed(a: npt.NDArray[np.int32]) -> npt.NDArray[np.generic]:
@@ -311,7 +283,6 @@ class FragCache:
         self.max_shapes = max_shapes
         self._entries: dict[tuple[int, int, int], _Entry] = {}
         self._base: _Base | None = None
-        self._memo: dict[bytes, float] = {}  # ``before`` by node state
 
     def delta(self, table: NodeTable, req: Resources, rows: IDX) -> tuple[F64, F64]:
         before, after, _ = self.delta_with_free(table, req, rows)
@@ -330,12 +301,7 @@ class FragCache:
         full = rows.size == n
         stale = np.flatnonzero(e.seen != b.ver) if full else rows[e.seen[rows] != b.ver[rows]]
         if stale.size:
-            wl, acc = self.workload, b.acc[stale]
-            if stale.size <= 64:
-                e.after[stale] = _memoized(e.memo, table, stale,
-                                           lambda p: frag_after_rows(wl, table, req, stale[p], acc[p]))
-            else:
-                e.after[stale] = _after_dedup(wl, table, req, stale, acc)
+            e.after[stale] = _after_dedup(self.workload, table, req, stale, b.acc[stale])
             e.seen[stale] = b.ver[stale]
         if full:
             return b.before.copy(), e.after.copy(), b.free.copy()
@@ -348,7 +314,6 @@ class FragCache:
         if b is None or b.gpu.shape != gpu_free.shape or (b.models is not table.models and b.models != table.models):
             n = len(table)
             self._entries.clear()
-            self._memo.clear()  # states name models by their index in the table's list
             b = self._base = _Base(
                 table.models, table.changes, 0, np.full(gpu_free.shape, -2, dtype=np.int32),
                 np.full(n, -1, dtype=np.int64), np.full(n, -2, dtype=np.int32),
@@ -374,12 +339,7 @@ class FragCache:
         if dirty.size:
             g = table.gpu_free[dirty]
             b.gpu[dirty], b.cpu[dirty], b.model[dirty] = g, table.cpu_free[dirty], table.gpu_model[dirty]
-            wl = self.workload
-            if dirty.size <= 64:
-                b.before[dirty] = _memoized(self._memo, table, dirty, lambda p: node_frag(
-                    wl, table.gpu_free[dirty[p]], table.cpu_free[dirty[p]], acc[p]))
-            else:
-                b.before[dirty] = _before_dedup(wl, table, dirty, acc)
+            b.before[dirty] = _before_dedup(self.workload, table, dirty, acc)
             b.free[dirty] = np.maximum(g, 0).sum(axis=1)
             b.clock += 1
             b.ver[dirty] = b.clock
