@@ -90,6 +90,8 @@ def run_packing(nodes: NodeTable, pods: PodTrace, policy: str, seed: int, inflat
     order = arrival_order(gpu_req, capacity, seed, inflate)
     cache = ScoreCache(scorer)  # row-local policies rescore only the nodes that changed
     groups: dict[int, PodGroup] = {}
+    # One mask per distinct constraint (accepted GPU models), not per pod: memory stays flat.
+    masks: dict[tuple[str, ...], npt.NDArray[np.bool_]] = {}
     allowed: dict[int, npt.NDArray[np.bool_]] = {}
     arrived = np.empty(len(order))
     allocated = np.empty(len(order))
@@ -99,7 +101,10 @@ def run_packing(nodes: NodeTable, pods: PodTrace, policy: str, seed: int, inflat
         if g is None:
             g = groups[i] = PodGroup(pods.names[i], pods.request(i), int(pods.replicas[i]),
                                      gpu_models=pods.models[i], placement=pods.placement[i])
-            allowed[i] = allowed_mask(table, g)
+            key = g.gpu_models if g.request.gpus else ()
+            if key not in masks:
+                masks[key] = allowed_mask(table, g)
+            allowed[i] = masks[key]
         got = place_gang(table, g, scorer, chooser, allowed[i], cache)
         cum += int(gpu_req[i])
         if got is not None:
