@@ -1,6 +1,11 @@
 """Scale of the scheduling core: placements per second of ``Scheduler.cycle`` and resident memory.
 
     python benchmarks/bench_scale.py [--nodes 1000,5000,30000] [--pods 50000] [--memory-jobs 100000]
+                                     [--repeat 5] [--baseline /work/main]
+
+With ``--repeat K`` every figure is the median of K runs, each in a fresh process; with ``--baseline
+DIR`` the same runs of the jobsched checkout in DIR are interleaved with this one's (before/after side
+by side under the same load), and the ratios printed.
 
 Synthetic cluster: 8-GPU nodes (96 cores, 768 GiB) and, one in five, CPU-only nodes (64 cores). Pending
 pods: 60 % CPU-only, 25 % GPU shares (0.1-0.5 GPU), 15 % whole GPUs (1, 2, 4 or 8); sized so that every
@@ -20,7 +25,10 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+if "--code" in sys.argv:  # measure another checkout's core with this script (--baseline)
+    sys.path.insert(0, sys.argv[sys.argv.index("--code") + 1])
+else:
+    sys.path.insert(0, str(ROOT))
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 KUBE_SCHEDULER_REFERENCE = {"nodes": 5000, "pods": 50000, "pods_per_s": 810}
 GI = 1 << 30
@@ -68,12 +76,43 @@ def placements_per_s(n_nodes: int, n_pods: int, policy: str) -> dict[str, float]
     snap = Snapshot.build(synthetic_nodes(n_nodes))
     pods = synthetic_pods(n_pods)
     sched = Scheduler(policy, seed=0, preemption=False)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     res = sched.cycle(snap, pods, now=0.0)
-    dt = time.perf_counter() - t0
+    dt, cpu = time.perf_counter() - t0, time.process_time() - c0
     placed = len(res.of(Admit))
     return {"nodes": n_nodes, "pods": n_pods, "policy": policy, "placed": placed, "seconds": round(dt, 2),
-            "placements_per_s": round(placed / dt, 1)}
+            "cpu_seconds": round(cpu, 2), "placements_per_s": round(placed / dt, 1),
+            "placements_per_cpu_s": round(placed / cpu, 1)}
+
+
+def repeated(n_nodes: int, n_pods: int, policy: str, repeat: int, baseline: str | None) -> dict[str, object]:
+    """Median of ``repeat`` runs, each in a fresh process; with a baseline checkout, its runs
+    alternate with these so both see the same load."""
+    import statistics
+    import subprocess
+
+    def one(code: str | None) -> dict[str, float]:
+        cmd = [sys.executable, __file__, "--one", f"{n_nodes},{n_pods},{policy}"] + (["--code", code] if code else [])
+        return json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout)  # type: ignore[no-any-return]
+
+    runs: dict[str, list[dict[str, float]]] = {"this": [], "baseline": []}
+    for _ in range(repeat):
+        runs["this"].append(one(None))
+        if baseline:
+            runs["baseline"].append(one(baseline))
+    out: dict[str, object] = {"nodes": n_nodes, "pods": n_pods, "policy": policy, "repeat": repeat,
+                              "load_average_1": round(os.getloadavg()[0], 1)}
+    for name, rs in runs.items():
+        if rs:
+            out[name] = {k: statistics.median(float(r[k]) for r in rs)
+                         for k in ("placements_per_s", "placements_per_cpu_s", "seconds", "cpu_seconds")}
+            out[name]["placed"] = rs[0]["placed"]  # type: ignore[index]
+            out[name]["runs_placements_per_s"] = [r["placements_per_s"] for r in rs]  # type: ignore[index]
+    if baseline:
+        t, b = out["this"], out["baseline"]
+        out["ratio_wall"] = round(t["placements_per_s"] / b["placements_per_s"], 2)  # type: ignore[index]
+        out["ratio_cpu"] = round(t["placements_per_cpu_s"] / b["placements_per_cpu_s"], 2)  # type: ignore[index]
+    return out
 
 
 def memory_at(n_jobs: int, n_nodes: int) -> dict[str, float]:
@@ -105,8 +144,30 @@ def main() -> None:
     ap.add_argument("--memory-jobs", type=int, default=100000)
     ap.add_argument("--memory-nodes", type=int, default=5000)
     ap.add_argument("--out", default=None, help="also write the JSON here")
+    ap.add_argument("--repeat", type=int, default=1, help="median of this many runs, each in a fresh process")
+    ap.add_argument("--baseline", default=None, help="another checkout to measure side by side (before/after)")
     ap.add_argument("--memory-only", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--one", default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--code", default=None, help=argparse.SUPPRESS)
     a = ap.parse_args()
+    if a.one:
+        n, p, pol = a.one.split(",")
+        print(json.dumps(placements_per_s(int(n), int(p), pol)))
+        return
+    if a.repeat > 1 or a.baseline:
+        load0 = [round(x, 1) for x in os.getloadavg()]
+        res = []
+        for n in (int(x) for x in a.nodes.split(",")):
+            for pol in a.policies.split(","):
+                res.append(repeated(n, a.pods, pol, a.repeat, a.baseline))
+                print(json.dumps(res[-1]), file=sys.stderr, flush=True)
+        text = json.dumps({"machine": f"{os.cpu_count()} CPUs", "load_average_at_start": load0,
+                           "load_average_1_5_15": [round(x, 1) for x in os.getloadavg()], "medians": res}, indent=1)
+        print(text)
+        if a.out:
+            Path(a.out).parent.mkdir(parents=True, exist_ok=True)
+            Path(a.out).write_text(text)
+        return
     if a.memory_only:  # a fresh process, so that earlier runs' freed memory does not hide growth
         print(json.dumps(memory_at(a.memory_jobs, a.memory_nodes)))
         return

@@ -50,6 +50,10 @@ def print_table(trace: str, rep: dict) -> None:
         cells = "".join(f"{pol['allocated_pct'][p]:>8.2f}±{pol['spread'][p]:<5.2f}" for p in pts)
         pub = PUBLISHED_100.get(name) if trace == "default" else None
         print(f"{name:<11}{cells}   {pub if pub else ''}")
+    rt = rep.get("runtime", {})
+    if rt:
+        print(f"runtime: {rt['seconds']} s wall with --jobs {rt['jobs']}, {rt['cpu_seconds_runs']} s CPU in the runs, "
+              f"worker RSS max {rt['max_rss_mib_worker']} MiB, load average {rt['load_average_1']}")
     pol = rep["policies"]
     if "jobsched" in pol and "fgd" in pol:
         diff = {p: round(pol["jobsched"]["allocated_pct"][p] - pol["fgd"]["allocated_pct"][p], 2) for p in pts}

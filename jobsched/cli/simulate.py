@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import math
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +38,8 @@ def register(app: typer.Typer) -> None:
         output: str = typer.Option("text", "-o", "--output", help="text | json."),
         plot: str = typer.Option(None, "--plot", help="Write a PNG figure (packing mode)."),
         jobs: int = typer.Option(1, "--jobs", help="Worker processes for packing runs."),
+        nodes_scale: int = typer.Option(1, "--nodes-scale", help="Packing: replicate the cluster (and the pod "
+                                        "list) this many times, e.g. 10 or 50 for 12k or 60k openb nodes."),
         cycle_interval: float = typer.Option(0.0, "--cycle-interval", help="Replay: seconds between cycles "
                                              "(0: a cycle at every event)."),
         horizon: float = typer.Option(None, "--horizon", help="Replay: stop at this simulated time (s)."),
@@ -60,6 +61,10 @@ def register(app: typer.Typer) -> None:
             raise _bad("--inflate", f"must be a number in (0, 10], got {inflate}")
         if jobs < 1 or jobs > 64:
             raise _bad("--jobs", f"must be between 1 and 64, got {jobs}")
+        if nodes_scale < 1 or nodes_scale > 1000:
+            raise _bad("--nodes-scale", f"must be between 1 and 1000, got {nodes_scale}")
+        if nodes_scale > 1 and mode != "packing":
+            raise _bad("--nodes-scale", f"applies to packing mode only, not {mode}")
         if not math.isfinite(cycle_interval) or cycle_interval < 0:
             raise _bad("--cycle-interval", f"must be >= 0, got {cycle_interval}")
         if not math.isfinite(margin) or not 0 <= margin <= 10:
@@ -69,6 +74,10 @@ def register(app: typer.Typer) -> None:
         seed_list = list(range(seed_start, seed_start + seeds))
         if gpuspec is not None:
             pods = _gpuspec_pods(nodes, pods, gpuspec, mode)
+        from jobsched.cli.sim_progress import SimProgress
+
+        global _progress
+        _progress = SimProgress()
         with _progress:
             if mode == "memory":
                 report = _memory(pods, seed_list)
@@ -76,7 +85,7 @@ def register(app: typer.Typer) -> None:
                 report = _gpumem(nodes, pods, policy, seed_list, margin, peak_error)
             else:
                 report = _trace_modes(nodes, pods, policy, mode, seed_list, inflate, jobs, cycle_interval,
-                                      horizon)
+                                      horizon, nodes_scale)
         if plot and mode == "packing":
             from jobsched.sim.plot import plot_allocation
 
@@ -89,7 +98,8 @@ def register(app: typer.Typer) -> None:
 
 
 def _trace_modes(nodes: str | None, pods: str | None, policy: list[str] | None, mode: str, seeds: list[int],
-                 inflate: float, jobs: int, cycle_interval: float, horizon: float | None) -> dict[str, Any]:
+                 inflate: float, jobs: int, cycle_interval: float, horizon: float | None,
+                 nodes_scale: int = 1) -> dict[str, Any]:
     from jobsched.sim.trace import TraceError, load_nodes, load_pods
 
     _check_inputs(nodes, pods, policy, mode)
@@ -97,8 +107,10 @@ def _trace_modes(nodes: str | None, pods: str | None, policy: list[str] | None, 
         if mode == "packing":
             from jobsched.sim.suite import DEFAULT_POLICIES, packing_report
 
-            return packing_report(str(nodes), str(pods), policy or DEFAULT_POLICIES, seeds, inflate, jobs,
-                                  progress=_progress)
+            policies = policy or DEFAULT_POLICIES
+            _progress.expect(len(policies) * len(seeds))
+            return packing_report(str(nodes), str(pods), policies, seeds, inflate, jobs,
+                                  progress=_progress, ticks=_progress, nodes_scale=nodes_scale)
         from jobsched.sim.replay import run_replay
 
         table, trace = load_nodes(str(nodes)), load_pods(str(pods))
@@ -115,38 +127,7 @@ def _trace_modes(nodes: str | None, pods: str | None, policy: list[str] | None, 
         raise _bad("--pods", str(e)) from None
 
 
-class _Progress:
-    """Where the simulator says how far it got: a rich progress bar on a terminal (the stage in its
-    text, a step for each finished run), plain lines on stderr otherwise (logs, CI)."""
-
-    def __init__(self) -> None:
-        self._bar: Any = None
-        self._task: Any = None
-
-    def __enter__(self) -> _Progress:
-        if sys.stderr.isatty():
-            from rich.console import Console
-            from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-
-            self._bar = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
-                                 TextColumn("{task.completed} done"), TimeElapsedColumn(),
-                                 console=Console(stderr=True), transient=True)
-            self._bar.start()
-            self._task = self._bar.add_task("simulating", total=None)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._bar is not None:
-            self._bar.stop()
-
-    def __call__(self, line: str) -> None:
-        if self._bar is None:
-            typer.echo(line, err=True)
-            return
-        self._bar.update(self._task, description=line, advance=1 if "done" in line else 0)
-
-
-_progress: Any = _Progress()
+_progress: Any = None  # the SimProgress of the running command
 
 
 def _gpuspec_pods(nodes: str | None, pods: str | None, fraction: float, mode: str) -> str:

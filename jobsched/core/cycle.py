@@ -1,7 +1,8 @@
 """One scheduling cycle, as a short sequence of numbered steps over an immutable snapshot.
 
     1. heads     - pending gangs, ordered per queue (priority, then FIFO)
-    2. snapshot  - a working copy of the node table and per-queue usage
+    2. snapshot  - a working copy of the node table and per-queue usage, and one score cache per
+                   equivalence class of replicas (same request and constraints) over that copy
     3. nominate  - reject what can never run (quota or cluster too small, even empty)
     4. order     - priority, then the queue's weighted dominant share, then FIFO
     5. admit     - quota check, place every replica or none; else pick whole gangs to preempt
@@ -24,6 +25,7 @@ from jobsched.core.gang import Assignment, PodGroup, allowed_mask, place_gang, p
 from jobsched.core.nodes import NodeTable
 from jobsched.core.policies import make_policy
 from jobsched.core.preemption import release_gangs, select_victims
+from jobsched.core.scorecache import ScoreCache
 from jobsched.core.snapshot import QueueInfo, RunningGang, Snapshot
 from jobsched.spec.resources import Resources
 
@@ -79,6 +81,7 @@ class Scheduler:
         self.policy = policy
         self.scorer, self.gpus = make_policy(policy, seed)
         self.preemption = preemption
+        self._scores = ScoreCache(self.scorer)
 
     def cycle(self, snap: Snapshot, pending: Sequence[PodGroup], now: float) -> CycleResult:
         result = CycleResult(now)
@@ -86,6 +89,7 @@ class Scheduler:
         heads = sorted(pending, key=lambda g: (-g.priority, g.created, g.key))
         # 2. snapshot
         table = snap.table.copy()
+        self._scores = ScoreCache(self.scorer)  # scores of this copy only, kept in step with it
         usage = snap.queue_usage()
         total = Resources(int(table.cpu_cap.sum()), int(table.mem_cap.sum()), int(table.gpu_count.sum()))
         # 3. nominate
@@ -148,7 +152,7 @@ class Scheduler:
             names = ", ".join(sorted(y.key for y in yielding))
             return [Wait(g.key, f"waiting for preempted gangs to stop: {names}")]
         if not over:
-            placed = place_gang(table, g, self.scorer, self.gpus, allowed)
+            placed = place_gang(table, g, self.scorer, self.gpus, allowed, self._scores)
             if placed is not None:
                 return [Admit(g.key, tuple(placed), g.request)]
         if self.preemption:

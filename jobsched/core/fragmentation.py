@@ -117,16 +117,22 @@ class TargetWorkload:
 
     def accessible(self, table: NodeTable, rows: IDX) -> B:
         """(R, S): may shape s use node row r at all (has GPUs of an accepted model)."""
-        lut = self._access.get(tuple(table.models))
-        if lut is None:
-            # Row m + 1: GPU model code m (row 0: no GPU); one lookup per row instead of a mask per shape.
-            lut = np.ones((len(table.models) + 1, len(self)), dtype=bool)
-            lut[0] = False
-            for s, models in enumerate(self.models):
-                if models:
-                    lut[1:, s] = [m in models for m in table.models]
-            self._access[tuple(table.models)] = lut
-        return lut[table.gpu_model[rows] + 1] & (table.gpu_count[rows] > 0)[:, None]
+        return self.model_access(table.models)[table.gpu_model[rows] + 1] & (table.gpu_count[rows] > 0)[:, None]
+
+    def model_access(self, models: list[str]) -> B:
+        """(M + 1, S): may shape s use a GPU of ``models[m - 1]`` (row 0: a node without GPUs);
+        memoized per model list, so that :meth:`accessible` is one gather."""
+        memo = self._access
+        key = tuple(models)
+        out = memo.get(key)
+        if out is None:
+            out = np.ones((len(key) + 1, len(self)), dtype=bool)
+            out[0] = False
+            for s, accepted in enumerate(self.models):
+                if accepted:
+                    out[1:, s] = [m in accepted for m in key]
+            memo[key] = out
+        return out
 
 
 def _weights(wl: TargetWorkload, cpu_left: I64, acc: B) -> F64:
@@ -197,16 +203,19 @@ def frag_delta_rows(wl: TargetWorkload, table: NodeTable, req: Resources, rows: 
                     acc: B | None = None) -> tuple[F64, F64]:
     if acc is None:
         acc = wl.accessible(table, rows)
+    before = node_frag(wl, table.gpu_free[rows], table.cpu_free[rows], acc)
+    return before, frag_after_rows(wl, table, req, rows, acc)
+
+
+def frag_after_rows(wl: TargetWorkload, table: NodeTable, req: Resources, rows: IDX, acc: B) -> F64:
+    """The ``after`` half of :func:`frag_delta_rows`."""
     g = table.gpu_free[rows]
     cpu = table.cpu_free[rows]
-    before = node_frag(wl, g, cpu, acc)
     if req.gpus and req.gpu_milli < 1000:
-        after = frag_after_share(wl, g, cpu, acc, req).min(axis=1)
-    elif req.gpus:
-        after = node_frag(wl, take_whole(g, req.gpus), cpu - req.cpu_milli, acc)
-    else:
-        after = node_frag(wl, g, cpu - req.cpu_milli, acc)
-    return before, after
+        return frag_after_share(wl, g, cpu, acc, req).min(axis=1)
+    if req.gpus:
+        return node_frag(wl, take_whole(g, req.gpus), cpu - req.cpu_milli, acc)
+    return node_frag(wl, g, cpu - req.cpu_milli, acc)
 
 
 def best_share_device(wl: TargetWorkload, table: NodeTable, row: int, req: Resources) -> int:
@@ -220,15 +229,43 @@ def best_share_device(wl: TargetWorkload, table: NodeTable, row: int, req: Resou
     return int(np.argmin(key))
 
 
+def _state_key(table: NodeTable, rows: IDX) -> I64:
+    return np.concatenate([table.gpu_free[rows], table.cpu_free[rows, None], table.gpu_model[rows, None]],
+                          axis=1, dtype=np.int64)
+
+
+def _after_dedup(wl: TargetWorkload, table: NodeTable, req: Resources, rows: IDX, acc: B) -> F64:
+    """:func:`frag_after_rows`, each distinct node state computed once (as :func:`frag_delta`)."""
+    if rows.size <= 64:
+        return frag_after_rows(wl, table, req, rows, acc)
+    _, first, inverse = np.unique(_state_key(table, rows), axis=0, return_index=True, return_inverse=True)
+    if first.size == rows.size:
+        return frag_after_rows(wl, table, req, rows, acc)
+    return frag_after_rows(wl, table, req, rows[first], acc[first])[inverse.reshape(-1)]
+
+
 @dataclass
-class _Entry:
+class _Base:
+    """Per-row state shared by every request shape: the node's state when last seen, its current
+    fragmentation, free milli-GPU and shape access, and a version bumped whenever the row changed."""
+
     models: list[str]
+    changes: list[int]  # the journal (``NodeTable.changes``) of the table last seen
+    pos: int
     gpu: npt.NDArray[np.int32]
     cpu: I64
     model: npt.NDArray[np.int32]
+    acc: B
     before: F64
+    free: F64
+    ver: I64
+    clock: int = 0
+
+
+@dataclass
+class _Entry:
     after: F64
-    free: F64  # total free milli-GPU of the row
+    seen: I64  # the row's version when ``after`` was computed
 
 
 def _packed(a: npt.NDArray[np.int32]) -> npt.NDArray[np.generic]:
@@ -239,18 +276,20 @@ def _packed(a: npt.NDArray[np.int32]) -> npt.NDArray[np.generic]:
 
 
 class FragCache:
-    """Memoized :func:`frag_delta` per request shape, keyed by each node's state.
+    """Memoized :func:`frag_delta`: a node's fragmentation depends only on its free GPU shares, free
+    CPU and GPU model, so each row is recomputed only after it changed.
 
-    A node's fragmentation depends only on its free GPU shares, free CPU and GPU model, so an
-    entry stays valid until that row changes: each call recomputes only the rows whose state
-    differs from the last call for the same shape (a comparison of the free columns, no Python
-    loop). The scheduler places one replica at a time, so most calls recompute a handful of rows.
+    The current fragmentation (``before``) is shared by all request shapes; ``after`` is kept per
+    shape with the version of each row it was computed at. Changed rows come from the table's
+    journal (``NodeTable.changes``: the rows allocate/release touched, no scan); for a table not
+    seen before, from a comparison of its free columns with the last state seen.
     """
 
     def __init__(self, workload: TargetWorkload, max_shapes: int = 512) -> None:
         self.workload = workload
         self.max_shapes = max_shapes
         self._entries: dict[tuple[int, int, int], _Entry] = {}
+        self._base: _Base | None = None
 
     def delta(self, table: NodeTable, req: Resources, rows: IDX) -> tuple[F64, F64]:
         before, after, _ = self.delta_with_free(table, req, rows)
@@ -258,26 +297,67 @@ class FragCache:
 
     def delta_with_free(self, table: NodeTable, req: Resources, rows: IDX) -> tuple[F64, F64, F64]:
         """(before, after, total free milli-GPU) of each row in ``rows``."""
+        b = self._sync(table)
         key = (req.cpu_milli, req.gpus, req.gpu_milli)
         e = self._entries.get(key)
         n = len(table)
-        gpu_free = np.ascontiguousarray(table.gpu_free, dtype=np.int32)
-        if e is None or (e.models is not table.models and e.models != table.models) or e.gpu.shape != gpu_free.shape:
+        if e is None:
             if len(self._entries) >= self.max_shapes:
                 self._entries.clear()
-            e = self._entries[key] = _Entry(
-                table.models, np.full(gpu_free.shape, -2, dtype=np.int32), np.full(n, -1, dtype=np.int64),
-                np.full(n, -2, dtype=np.int32), np.zeros(n), np.zeros(n), np.zeros(n))
-        # Compare whole columns (cheaper than gathering ``rows`` first), then refresh stale rows.
-        changed = (_packed(e.gpu) != _packed(gpu_free)).any(axis=1)
-        changed |= (e.cpu != table.cpu_free) | (e.model != table.gpu_model)
-        sr = rows[changed[rows]]
-        if sr.size:
-            b, a = frag_delta(self.workload, table, req, sr)
-            e.before[sr], e.after[sr] = b, a
-            g = gpu_free[sr]
-            e.gpu[sr], e.cpu[sr], e.model[sr] = g, table.cpu_free[sr], table.gpu_model[sr]
-            e.free[sr] = np.maximum(g, 0).sum(axis=1)
-        if rows.size == n:
-            return e.before.copy(), e.after.copy(), e.free.copy()
-        return e.before[rows], e.after[rows], e.free[rows]
+            e = self._entries[key] = _Entry(np.zeros(n), np.full(n, -1, dtype=np.int64))
+        full = rows.size == n
+        stale = np.flatnonzero(e.seen != b.ver) if full else rows[e.seen[rows] != b.ver[rows]]
+        if stale.size:
+            e.after[stale] = _after_dedup(self.workload, table, req, stale, b.acc[stale])
+            e.seen[stale] = b.ver[stale]
+        if full:
+            return b.before.copy(), e.after.copy(), b.free.copy()
+        return b.before[rows], e.after[rows], b.free[rows]
+
+    def _sync(self, table: NodeTable) -> _Base:
+        """Bring the shared per-row state up to ``table``; returns it."""
+        b = self._base
+        gpu_free = table.gpu_free
+        if b is None or b.gpu.shape != gpu_free.shape or (b.models is not table.models and b.models != table.models):
+            n = len(table)
+            self._entries.clear()
+            b = self._base = _Base(
+                table.models, table.changes, 0, np.full(gpu_free.shape, -2, dtype=np.int32),
+                np.full(n, -1, dtype=np.int64), np.full(n, -2, dtype=np.int32),
+                np.zeros((n, len(self.workload)), dtype=bool), np.zeros(n), np.zeros(n), np.zeros(n, dtype=np.int64))
+            dirty = np.arange(n, dtype=np.intp)
+        elif b.changes is table.changes:  # the rows in the journal since: only free columns changed
+            if b.pos == len(table.changes):
+                return b
+            dirty = np.fromiter(set(table.changes[b.pos:]), dtype=np.intp)
+            b.pos = len(table.changes)
+            return self._refresh(b, table, dirty, b.acc[dirty])
+        else:  # another table (a new cycle's copy, an emptied one): compare the free columns
+            g32 = np.ascontiguousarray(gpu_free, dtype=np.int32)
+            changed = (_packed(b.gpu) != _packed(g32)).any(axis=1)
+            changed |= (b.cpu != table.cpu_free) | (b.model != table.gpu_model)
+            dirty = np.flatnonzero(changed)
+            b.changes = table.changes
+        b.pos = len(table.changes)
+        b.acc[dirty] = acc = self.workload.accessible(table, dirty)
+        return self._refresh(b, table, dirty, acc)
+
+    def _refresh(self, b: _Base, table: NodeTable, dirty: IDX, acc: B) -> _Base:
+        if dirty.size:
+            g = table.gpu_free[dirty]
+            b.gpu[dirty], b.cpu[dirty], b.model[dirty] = g, table.cpu_free[dirty], table.gpu_model[dirty]
+            b.before[dirty] = _before_dedup(self.workload, table, dirty, acc)
+            b.free[dirty] = np.maximum(g, 0).sum(axis=1)
+            b.clock += 1
+            b.ver[dirty] = b.clock
+        return b
+
+
+def _before_dedup(wl: TargetWorkload, table: NodeTable, rows: IDX, acc: B) -> F64:
+    """Current fragmentation of ``rows``, each distinct node state computed once."""
+    if rows.size > 64:
+        _, first, inverse = np.unique(_state_key(table, rows), axis=0, return_index=True, return_inverse=True)
+        if first.size < rows.size:
+            sel = rows[first]
+            return node_frag(wl, table.gpu_free[sel], table.cpu_free[sel], acc[first])[inverse.reshape(-1)]
+    return node_frag(wl, table.gpu_free[rows], table.cpu_free[rows], acc)

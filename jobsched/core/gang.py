@@ -12,6 +12,7 @@ from jobsched.core.constraints import NONE, Constraints, constraints_mask, prefe
 from jobsched.core.fit import feasible
 from jobsched.core.framework import GpuChooser, ScorePlugin
 from jobsched.core.nodes import NodeTable
+from jobsched.core.scorecache import ScoreCache
 from jobsched.spec.resources import Resources
 
 
@@ -71,36 +72,61 @@ def place_gang(
     scorer: ScorePlugin,
     gpus: GpuChooser,
     allowed: npt.NDArray[np.bool_] | None = None,
+    cache: ScoreCache | None = None,
 ) -> list[Assignment] | None:
-    """Place all replicas on ``table`` (mutating it), or restore it and return None."""
+    """Place all replicas on ``table`` (mutating it), or restore it and return None. With a
+    ``cache`` (one per cycle) replicas of a row-local scorer reuse their class's scores."""
     if allowed is None:
         allowed = allowed_mask(table, group)
     req = group.request
     done: list[Assignment] = []
     used = np.zeros(len(table), dtype=bool)
     prefer = preference(table, group.constraints)  # preferred node affinity, PreferNoSchedule taints
+    # The score cache holds the scorer's scores only: a gang with preferences scores afresh.
+    cached = cache is not None and prefer is None and cache.covers(group)
     for rank in range(group.replicas):
-        mask = feasible(table, req) & allowed
-        if group.placement == "StrictSpread":
-            mask &= ~used
-        rows = np.flatnonzero(mask)
-        if rows.size == 0:
-            unplace(table, req, done)
-            return None
-        scores = score_rows(scorer, table, req, rows, group)
-        if prefer is not None:
-            scores = scores + prefer[rows]
-        if group.placement == "Pack" and done:
-            scores = scores + np.where(used[rows], 1e3, 0.0)  # keep a gang together
-        elif group.placement == "Spread" and done:
-            scores = scores - np.where(used[rows], 1e3, 0.0)
-        row = int(rows[int(np.argmax(scores))])
+        row = _cached_choice(cache, table, group, allowed, done) if cached else -1
+        if row < 0:
+            mask = feasible(table, req) & allowed
+            if group.placement == "StrictSpread":
+                mask &= ~used
+            rows = np.flatnonzero(mask)
+            if rows.size == 0:
+                unplace(table, req, done)
+                return None
+            scores = score_rows(scorer, table, req, rows, group)
+            if prefer is not None:
+                scores = scores + prefer[rows]
+            if group.placement == "Pack" and done:
+                scores = scores + np.where(used[rows], 1e3, 0.0)  # keep a gang together
+            elif group.placement == "Spread" and done:
+                scores = scores - np.where(used[rows], 1e3, 0.0)
+            row = int(rows[int(np.argmax(scores))])
         concrete = table.resolve(req, row)
         gpu_idx = gpus.choose(table, row, concrete)
         table.allocate(row, concrete, gpu_idx)
         used[row] = True
         done.append(Assignment(rank, table.names[row], row, gpu_idx))
     return done
+
+
+def _cached_choice(cache: ScoreCache | None, table: NodeTable, group: PodGroup, allowed: npt.NDArray[np.bool_],
+                   done: list[Assignment]) -> int:
+    """The row the uncached path would pick, from the class's cached scores (the same gang
+    adjustments); -1 where no row scores above -inf (the uncached path then decides)."""
+    assert cache is not None
+    scores = cache.scores(table, group, allowed)
+    if done:
+        used = np.fromiter({a.row for a in done}, dtype=np.intp)
+        scores = scores.copy()
+        if group.placement == "StrictSpread":
+            scores[used] = -np.inf
+        elif group.placement == "Pack":
+            scores[used] += 1e3
+        elif group.placement == "Spread":
+            scores[used] -= 1e3
+    row = int(np.argmax(scores))
+    return row if scores[row] > -np.inf else -1
 
 
 def score_rows(scorer: ScorePlugin, table: NodeTable, req: Resources, rows: npt.NDArray[np.intp],

@@ -50,6 +50,9 @@ class NodeTable:
     taints: list[tuple[Taint, ...]] = field(default_factory=list)  # per row; [] = no node is tainted
     # core/constraints.py's masks (labels and taints are fixed per table: shared by copies)
     constraint_cache: dict[object, Any] = field(default_factory=dict, init=False, repr=False)
+    # Rows changed since the table was made, in order (allocate/release and every GPU row refresh):
+    # caches of per-row results (FragCache, ScoreCache) refresh just these. A new list per table.
+    changes: list[int] = field(default_factory=list, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.index = {n: i for i, n in enumerate(self.names)}
@@ -238,7 +241,9 @@ class NodeTable:
         self.mem_free[i] -= req.memory
         if gpu_idx:
             self.gpu_free[i, list(gpu_idx)] -= req.gpu_milli
-            self._refresh_gpu_rows(np.array([i]))
+            self._refresh_gpu_row(i)
+        else:
+            self.changes.append(i)
 
     def release(self, i: int, req: Resources, gpu_idx: tuple[int, ...]) -> None:
         req = self.resolve(req, i)
@@ -246,7 +251,15 @@ class NodeTable:
         self.mem_free[i] += req.memory
         if gpu_idx:
             self.gpu_free[i, list(gpu_idx)] += req.gpu_milli
-            self._refresh_gpu_rows(np.array([i]))
+            self._refresh_gpu_row(i)
+        else:
+            self.changes.append(i)
+
+    def _refresh_gpu_row(self, i: int) -> None:
+        g = self.gpu_free[i]
+        self.gpu_full[i] = int((g == 1000).sum())
+        self.gpu_max_free[i] = max(int(g.max()), 0)
+        self.changes.append(i)
 
     def _refresh_gpu_rows(self, rows: npt.NDArray[np.intp]) -> None:
         if not hasattr(self, "gpu_full"):
@@ -255,3 +268,5 @@ class NodeTable:
         g = self.gpu_free[rows]
         self.gpu_full[rows] = (g == 1000).sum(axis=1)
         self.gpu_max_free[rows] = np.maximum(g.max(axis=1, initial=-1), 0)
+        if hasattr(self, "changes"):  # code that writes the free columns directly refreshes its rows
+            self.changes.extend(np.asarray(rows).tolist())

@@ -91,18 +91,3 @@ def test_memory_mode_dispatches_to_run_memory_mode(monkeypatch: pytest.MonkeyPat
     code, out = invoke("--mode", "memory", "--pods", PODS, "--seeds", "2", "-o", "json")
     assert code == 0, out
     assert calls == [(PODS, [42, 43])] and json.loads(out) == {"mode": "memory"}
-
-
-def test_progress_is_a_rich_bar_on_a_terminal_and_lines_otherwise(monkeypatch, capsys):
-    from jobsched.cli.simulate import _Progress
-
-    with _Progress() as p:  # not a terminal (pytest captures stderr): plain lines
-        p("packing: fgd: done in 1.0 s")
-    assert "packing: fgd: done in 1.0 s" in capsys.readouterr().err
-    monkeypatch.setattr("sys.stderr.isatty", lambda: True)
-    with _Progress() as p:
-        p("packing: fgd: 10 seed(s)")
-        p("packing: fgd: done in 1.0 s")
-        p("packing: random: done in 0.5 s")
-        task = p._bar.tasks[0]
-        assert task.completed == 2 and task.description == "packing: random: done in 0.5 s"

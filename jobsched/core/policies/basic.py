@@ -87,6 +87,12 @@ class JobschedDefault:
 
     name = "jobsched"
 
+    @property
+    def row_local(self) -> bool:
+        """A node's score depends on that node and the request only (see core.scorecache), unless
+        pods pin GPU models: then the model-demand cost reads every node's free GPUs."""
+        return not self.demand
+
     def __init__(self, workload: TargetWorkload | None = None) -> None:
         self.set_workload(workload or TargetWorkload.default())
 
