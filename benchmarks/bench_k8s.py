@@ -174,14 +174,15 @@ def _submit(rt: Any, name: str, replicas: int, times: dict[str, float]) -> None:
     rt.service.submit(job_manifest(name, replicas))
 
 
-def _jobsched_child(kubeconfig: str, home: str, nodes: int, conn: Any) -> None:
+def _jobsched_child(kubeconfig: str, home: str, nodes: int, conn: Any, extra: dict[str, Any] | None = None) -> None:
     import logging
 
     from jobsched.server.runtime import Runtime
 
     logging.basicConfig(level=logging.WARNING)
     rt = Runtime(home, backend="kubernetes", backend_options={"kubeconfig": kubeconfig,
-                                                              "lease_name": f"bench-{uuid.uuid4().hex[:6]}"})
+                                                              "lease_name": f"bench-{uuid.uuid4().hex[:6]}",
+                                                              **(extra or {})})
     writes = WriteCounter(rt.backend.api_client.rest_client)
     rt.start()
     while not (rt.backend.is_leader() and len(rt.backend.nodes_inf.cache) >= nodes):
@@ -240,11 +241,11 @@ def top_frames(raw: Path, n: int = 15) -> list[tuple[str, float]]:
 
 
 def run_jobsched(kubeconfig: Path, nodes: int, pods: int, gang: int, trials: int, tag: str,
-                 prof_dir: Path | None = None) -> dict[str, Any]:
+                 prof_dir: Path | None = None, extra: dict[str, Any] | None = None) -> dict[str, Any]:
     ctx = mp.get_context("spawn")
     parent, child = ctx.Pipe()
     home = tempfile.mkdtemp(prefix="bench-k8s-js-")
-    proc = ctx.Process(target=_jobsched_child, args=(str(kubeconfig), home, nodes, child), daemon=True)
+    proc = ctx.Process(target=_jobsched_child, args=(str(kubeconfig), home, nodes, child, extra), daemon=True)
     proc.start()
     try:
         if not parent.poll(300):
@@ -390,6 +391,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--gang-trials", type=int, default=3)
     ap.add_argument("--ks-qps", type=int, nargs="*", default=[1000], help="extra kube-scheduler runs with this QPS")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "out" / "k8s.json")
+    ap.add_argument("--backend-option", action="append", default=[], metavar="KEY=JSON",
+                    help="a KubernetesBackend option for jobsched, e.g. record_events=false or qps=200")
     ap.add_argument("--profile", type=Path, default=None, help="sample jobsched with py-spy into this folder")
     args = ap.parse_args(argv)
     if not (BIN / "kube-apiserver").exists():
@@ -408,11 +411,12 @@ def main(argv: list[str] | None = None) -> int:
         for f in sorted((ROOT / "manifests" / "crds").glob("*.yaml")):
             utils.create_from_yaml(api, str(f))
         prov = KwokProvider(api, NodePool.model_validate(POOL), workers=32)
+        options = {k: json.loads(v) for k, v in (o.split("=", 1) for o in args.backend_option)}
         for n in sorted(args.nodes):
             rnd: dict[str, Any] = {"nodes": n, "node_creation": grow_nodes(api, prov, n)}
             print(f"[{n} nodes] created {rnd['node_creation']}", flush=True)
             rnd["jobsched"] = run_jobsched(kubeconfig, n, args.pods, args.gang, args.gang_trials, f"n{n}",
-                                           args.profile / f"n{n}" if args.profile else None)
+                                           args.profile / f"n{n}" if args.profile else None, options)
             print(f"[{n} nodes] jobsched {rnd['jobsched']}", flush=True)
             clear_pods(core)
             for qps in [None, *args.ks_qps]:

@@ -217,7 +217,7 @@ class Controller:
         return [QueueInfo.from_spec(Queue.model_validate(m)) for m in self.store.queues().values()]
 
     def snapshot(self) -> tuple[Snapshot, dict[str, JobRow]]:
-        live = self.store.live_attempts()
+        live = self.store.live_attempts(light=True)
         # Running gangs need the job's key, queue and priority, not its manifest (not parsed here).
         jobs = self.store.jobs_by_uid({a.job_uid for a in live}, with_manifest=False) if live else {}
         running = [convert.running_gang(jobs[a.job_uid], a) for a in live if a.job_uid in jobs]

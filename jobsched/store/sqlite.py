@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from jobsched.fastjson import loads
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
     uid TEXT PRIMARY KEY,
@@ -409,8 +411,10 @@ class Store:
     def attempts(self, uid: str) -> list[AttemptRow]:
         return [_att(r) for r in self._q("SELECT * FROM attempts WHERE job_uid = ? ORDER BY idx", (uid,))]
 
-    def live_attempts(self) -> list[AttemptRow]:
-        return [_att(r) for r in self._q("SELECT * FROM attempts WHERE state != 'ended'")]
+    def live_attempts(self, light: bool = False) -> list[AttemptRow]:
+        """Attempts not ended. ``light``: without their launch (the largest JSON column; the
+        scheduling snapshot reads requests and assignments only): ``launch`` is ``{}``."""
+        return [_att(r, light) for r in self._q("SELECT * FROM attempts WHERE state != 'ended'")]
 
     # events, queues, history ------------------------------------------------------------------
     def add_event(self, uid: str, time: float, type_: str, reason: str, message: str,
@@ -509,15 +513,15 @@ def _encode(d: dict[str, Any], json_cols: set[str]) -> dict[str, Any]:
 def _job(r: sqlite3.Row, manifest: dict[str, Any] | None = None) -> JobRow:
     d = dict(r)
     for k in _JSON_JOB:
-        d[k] = manifest if k == "manifest" and manifest is not None else json.loads(d[k])
+        d[k] = manifest if k == "manifest" and manifest is not None else loads(d[k])
     d["sizing_ready"] = bool(d["sizing_ready"])
     d["cancel_requested"] = bool(d["cancel_requested"])
     return JobRow(**d)
 
 
-def _att(r: sqlite3.Row) -> AttemptRow:
+def _att(r: sqlite3.Row, light: bool = False) -> AttemptRow:
     d = dict(r)
     for k in _JSON_ATT:
-        d[k] = json.loads(d[k])
+        d[k] = {} if light and k == "launch" else loads(d[k])
     d["resumed"] = bool(d["resumed"])
     return AttemptRow(**d)

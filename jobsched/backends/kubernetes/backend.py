@@ -59,8 +59,10 @@ class KubernetesBackend:
     node_provider: str | None = None  # kwok | karpenter: adds nodes when gangs pend (with --node-pool)
     node_class: str | None = None  # Karpenter NodeClass reference group/kind/name
     parallel_starts: int = 32  # gangs started at once (server/binder.py workers)
-    qps: float = 200.0  # client-side rate limit on API writes (client-go's QPS; <= 0: none)
-    burst: int = 400  # writes allowed at once above qps (client-go's Burst)
+    # client-side rate limit on API writes (client-go's QPS; <= 0: none): a pod costs two writes
+    # (create, bind), so 500 lets ~250 pods/s through
+    qps: float = 500.0
+    burst: int = 1000  # writes allowed at once above qps (client-go's Burst)
     api_workers: int = 32  # the long-lived pool that creates and binds a gang's pods in parallel
     # Finished jobs' pods and Service are deleted this long after (spec.ttlSecondsAfterFinished wins;
     # None: kept until the job is deleted). See ttl.py.

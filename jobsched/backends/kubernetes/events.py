@@ -56,6 +56,7 @@ class EventRecorder:
     _buckets: dict[str, _Bucket] = field(default_factory=dict)
     _stop: threading.Event = field(default_factory=threading.Event)
     written: int = 0
+    max_defer: float = 30.0  # seconds Events wait for starts in flight before they are written anyway
 
     def start(self) -> None:
         self._last = self.store.last_event_before(time.time() - REPLAY_SECONDS)
@@ -65,9 +66,18 @@ class EventRecorder:
         self._stop.set()
 
     def _loop(self) -> None:
+        busy_since: float | None = None
         while not self._stop.wait(self.interval):
             if not self.backend.is_leader():
                 continue
+            # Events are the lowest-priority writes (as client-go's recorder): while pods are being
+            # started they wait, up to max_defer seconds, so that they never take API room from binds.
+            now = time.monotonic()
+            if getattr(self.backend, "starting", lambda: 0)():
+                busy_since = busy_since if busy_since is not None else now
+                if now - busy_since < self.max_defer:
+                    continue
+            busy_since = None
             try:
                 self.flush()
             except Exception as e:  # API server away for a moment: the store keeps them; next round

@@ -7,12 +7,13 @@ objects (that conversion cost about a quarter of the scheduler's GIL time at 1,0
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
 from collections.abc import Callable
 from typing import Any
+
+from jobsched.fastjson import loads
 
 log = logging.getLogger("jobsched.k8s.informer")
 
@@ -110,7 +111,7 @@ class Informer:
             for line in iter_resp_lines(resp):
                 if not line:
                     continue
-                ev = json.loads(line)
+                ev = loads(line)
                 typ, obj = ev["type"], ev["object"]
                 if typ == "BOOKMARK":
                     rv = obj_rv(obj)
@@ -136,7 +137,7 @@ class Informer:
     def _relist(self) -> str:
         resp = self.list_fn(_preload_content=False, **self.list_kwargs)
         try:
-            data = json.loads(resp.data)
+            data = loads(resp.data)
         finally:
             resp.release_conn()
         items, rv = data.get("items") or [], data["metadata"]["resourceVersion"]
