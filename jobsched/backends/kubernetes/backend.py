@@ -96,6 +96,7 @@ class KubernetesBackend:
             self.parallel_starts + self.api_workers + 8
         self.writer = Writer(self.qps, self.burst, self.api_workers, self.api_client)
         self._starting = 0  # starts in flight (lower-priority writes yield to them)
+        self._last_start = float("-inf")  # time.monotonic() when the last start ended
         self.core = client.CoreV1Api(self.api_client)
         self.custom = client.CustomObjectsApi(self.api_client)
         self._lock = threading.Lock()
@@ -284,12 +285,17 @@ class KubernetesBackend:
         finally:
             with self._lock:
                 self._starting -= 1
+                self._last_start = time.monotonic()
         return {r.rank: {"namespace": ns, "pod": b["metadata"]["name"], "node": r.node}
                 for r, b in zip(gang.replicas, bodies, strict=True)}
 
     def starting(self) -> int:
-        """Starts in flight: the TrainingJob mirror and status writes wait while there are any."""
-        return self._starting
+        """Starts in flight, or 1 for ``QUIET_AFTER_START`` s after the last one ended (a burst of
+        submissions starts gangs tick after tick, with gaps between): the TrainingJob mirror, its
+        status writes and Events wait while this is non-zero, so binds get the API server first."""
+        if self._starting:
+            return self._starting
+        return int(time.monotonic() - self._last_start < QUIET_AFTER_START)
 
     def _create_and_bind(self, ns: str, body: dict[str, Any], node: str, created: list[str]) -> None:
         self.writer.post("/api/v1/namespaces/{namespace}/pods", body, namespace=ns)
@@ -544,6 +550,9 @@ def _taints(node: dict[str, Any]) -> list[dict[str, str]]:
 def _transient_taint(node: dict[str, Any]) -> bool:
     return any(t["key"].startswith(_TRANSIENT) and t.get("effect") in ("NoSchedule", "NoExecute")
                for t in _spec_taints(node))
+
+
+QUIET_AFTER_START = 2.0  # s after a start during which lower-priority writes still wait
 
 
 def _body(e: Any) -> str:

@@ -31,7 +31,7 @@ log = logging.getLogger("jobsched.k8s.crsync")
 GROUP, VERSION = "jobsched.io", "v1alpha1"
 TERMINAL = ("Succeeded", "Failed", "Cancelled")
 SETTLE, SETTLE_BUSY = 0.4, 3.0  # s a status change must last before it is written (idle, starting pods)
-DEFER_MAX = 10.0  # s a batch of TrainingJob writes waits for the pod starts in flight to finish
+DEFER_MAX = 30.0  # s a batch of TrainingJob writes waits for the pod starts in flight to finish
 
 
 def cr_status(st: Any, prev: dict[str, Any] | None = None, generation: int | None = None) -> dict[str, Any]:
