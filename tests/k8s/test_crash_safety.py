@@ -24,7 +24,7 @@ import pytest
 
 from tests.integration.server_proc import Server
 
-pytestmark = [pytest.mark.k8s, pytest.mark.slow]
+pytestmark = [pytest.mark.k8s, pytest.mark.slow, pytest.mark.timeout(1200)]  # 20 restarts on a loaded machine
 ROOT = Path(__file__).resolve().parents[2]
 KILLS, JOBS = 20, 40
 SEED = int(os.environ.get("KILL_TEST_SEED", "14"))  # another seed: other kill points
@@ -231,7 +231,9 @@ def test_kill_at_random_points_never_runs_a_job_twice(k8s_cluster, tmp_path, wai
             def all_done() -> bool:
                 return all(server.client.get(n).phase.value == "Succeeded" for n in names)
 
-            wait_for(all_done, 240, "every job to succeed")
+            # Liveness after the last restart (safety is checked throughout): a job requeued by
+            # several kills backs off between attempts, so on a loaded machine this can take minutes.
+            wait_for(all_done, 600, "every job to succeed")
             statuses = {n: server.client.get(n) for n in names}
         finally:
             server.stop()
