@@ -137,18 +137,12 @@ def server(ctx: typer.Context, home: Path | None = HOME,
         if ttl_after_finished < 0:
             fail("--ttl-after-finished: must not be negative")
         options["ttl_seconds_after_finished"] = ttl_after_finished  # type: ignore[assignment]
-    if watch_kubeflow:
-        if backend is not Backend.kubernetes:
-            fail("--watch-kubeflow: only with --backend kubernetes")
-        options["watch_kubeflow"] = True  # type: ignore[assignment]
-    if watch_volcano:
-        if backend is not Backend.kubernetes:
-            fail("--watch-volcano: only with --backend kubernetes")
-        options["watch_volcano"] = True  # type: ignore[assignment]
-    if watch_jobs:
-        if backend is not Backend.kubernetes:
-            fail("--watch-jobs: only with --backend kubernetes")
-        options["watch_jobs"] = True  # type: ignore[assignment]
+    for option, on in (("watch_kubeflow", watch_kubeflow), ("watch_volcano", watch_volcano),
+                       ("watch_jobs", watch_jobs)):
+        if on:
+            if backend is not Backend.kubernetes:
+                fail(f"--{option.replace('_', '-')}: only with --backend kubernetes")
+            options[option] = True  # type: ignore[assignment]
     if local_nodes is not None:
         if backend is not Backend.local:
             fail("--local-nodes: only with --backend local")

@@ -30,3 +30,10 @@ def test_ttl_after_finished_flag_needs_the_kubernetes_backend(tmp_path: Path) ->
     r = cli("server", "--home", str(tmp_path / "h"), "--ttl-after-finished", "60")
     assert r.exit_code == 2 and "--ttl-after-finished: only with --backend kubernetes" in r.stderr
     no_traceback(r)
+
+
+def test_watch_flags_need_the_kubernetes_backend(tmp_path: Path) -> None:
+    for flag in ("--watch-kubeflow", "--watch-volcano", "--watch-jobs"):
+        r = cli("server", "--home", str(tmp_path / "h"), flag)
+        assert r.exit_code == 2 and f"{flag}: only with --backend kubernetes" in r.stderr
+        no_traceback(r)
