@@ -23,7 +23,7 @@ from concurrent.futures import Future
 from typing import Any
 
 from jobsched.backends.kubernetes import conditions as C
-from jobsched.backends.kubernetes.informer import Informer
+from jobsched.backends.kubernetes.informer import Informer, leader_rounds
 from jobsched.backends.kubernetes.queuesync import QueueSync
 from jobsched.spec.units import quantity_bytes
 
@@ -196,13 +196,7 @@ class CustomResourceSync:
                 log.warning("status of %s/%s: %s", ns, name, e.reason)
 
     def _status_loop(self) -> None:
-        while not self._stop.wait(0.5):
-            if not self.backend.is_leader():
-                continue
-            try:
-                self._write_statuses()
-            except Exception as e:  # API server unreachable for a moment: try again next round
-                log.warning("status write-back: %s", type(e).__name__)
+        leader_rounds(self._stop, 0.5, self.backend.is_leader, self._write_statuses, "status write-back")
 
     def _write_statuses(self) -> None:
         """Patch the status of each CR whose job changed phase, reason or attempt count since the

@@ -159,3 +159,16 @@ def wait_synced(informers: list[Informer], timeout: float = 30.0) -> None:
     for inf in informers:
         if not inf.synced.wait(max(deadline - time.monotonic(), 0.0)):
             raise TimeoutError(f"informer {inf.name} did not sync within {timeout}s")
+
+
+def leader_rounds(stop: threading.Event, interval: float, is_leader: Callable[[], bool],
+                  step: Callable[[], None], what: str) -> None:
+    """Run ``step`` every ``interval`` s while this replica holds the lease, until ``stop`` is set;
+    a failed round (the API server away for a moment) is logged and tried again next round."""
+    while not stop.wait(interval):
+        if not is_leader():
+            continue
+        try:
+            step()
+        except Exception as e:
+            log.warning("%s: %s", what, type(e).__name__)

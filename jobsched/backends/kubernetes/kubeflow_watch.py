@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from functools import partial
 from typing import Any
 
-from jobsched.backends.kubernetes.informer import Informer
+from jobsched.backends.kubernetes.informer import Informer, leader_rounds
 
 log = logging.getLogger("jobsched.k8s.kubeflow")
 # "<plural>.<group>" (the CRD's name) -> (version, source-kind label, the replica-specs field)
@@ -217,13 +217,7 @@ class KubeflowWatch:
                 log.warning("status of %s %s/%s: %s", plural, ns, name, e.reason)
 
     def _status_loop(self) -> None:
-        while not self._stop.wait(0.5):
-            if not self.backend.is_leader():
-                continue
-            try:
-                self._write_statuses()
-            except Exception as e:  # API server unreachable for a moment: try again next round
-                log.warning("kubeflow status write-back: %s", type(e).__name__)
+        leader_rounds(self._stop, 0.5, self.backend.is_leader, self._write_statuses, "kubeflow status write-back")
 
     def _write_statuses(self) -> None:
         for plural, inf in self.informers.items():

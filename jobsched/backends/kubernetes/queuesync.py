@@ -16,6 +16,7 @@ import threading
 from typing import Any
 
 from jobsched.backends.kubernetes import conditions as C
+from jobsched.backends.kubernetes.informer import leader_rounds
 
 log = logging.getLogger("jobsched.k8s.queuesync")
 GROUP, VERSION = "jobsched.io", "v1alpha1"
@@ -71,13 +72,8 @@ class QueueSync:
 
     # status -----------------------------------------------------------------------------------
     def _loop(self) -> None:
-        while not self._stop.wait(self.interval):
-            if not self.backend.is_leader():
-                continue
-            try:
-                self.write_statuses()
-            except Exception as e:  # API server away for a moment: next round
-                log.warning("queue status write-back: %s", type(e).__name__)
+        leader_rounds(self._stop, self.interval, self.backend.is_leader, self.write_statuses,
+                      "queue status write-back")
 
     def status_for(self, obj: dict[str, Any], qs: Any) -> dict[str, Any]:
         name, gen = obj["metadata"]["name"], obj["metadata"].get("generation")
