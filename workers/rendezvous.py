@@ -89,11 +89,23 @@ def choose_threads(requested: int, rdzv: Rendezvous, env: Mapping[str, str] | No
     return max(1, int(cpus // sharing))
 
 
+def own_peak_rss() -> int:
+    """This process's peak RSS: ``VmHWM`` on Linux, because ``ru_maxrss`` carries the launching
+    process's peak over ``exec``."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024  # kB
+    except OSError:
+        pass
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return rss if sys.platform == "darwin" else rss * 1024  # Linux reports KiB
+
+
 def peak_memory_lines(gpu_peak: int | None = None) -> list[str]:
     """``peak_memory_bytes=N`` (host RSS high-water mark) and, on GPU, ``peak_gpu_memory_bytes=N``."""
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    rss_bytes = rss if sys.platform == "darwin" else rss * 1024  # Linux reports KiB
-    lines = [f"peak_memory_bytes={rss_bytes}"]
+    lines = [f"peak_memory_bytes={own_peak_rss()}"]
     if gpu_peak is not None:
         lines.append(f"peak_gpu_memory_bytes={gpu_peak}")
     return lines

@@ -152,7 +152,8 @@ def test_a_5gb_model_estimates_without_allocating_it() -> None:
         from jobsched.rightsizing.estimator import estimate_factory
         est = estimate_factory("jobsched.rightsizing.zoo:mlp",
                                {"width": 16384, "depth": 5, "in_features": 16384, "batch": 8})
-        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        from jobsched.rightsizing.baseline import peak_rss_bytes
+        rss = peak_rss_bytes()
         print(json.dumps({"estimate": est.to_dict(), "rss": rss}))
     """)
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
@@ -248,3 +249,24 @@ def test_importing_the_estimator_does_not_import_torch() -> None:
             "print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
     assert out.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize("reader", [
+    "from jobsched.rightsizing.baseline import peak_rss_bytes as f; print(f())",
+    "from workers.rendezvous import peak_memory_lines as f; print(f()[0].split('=')[1])",
+])
+def test_a_peak_is_the_process_own_not_its_launchers(reader: str) -> None:
+    # ru_maxrss carries the launcher's peak over exec: a runner started from a 1.4 GB pytest process
+    # reported 1.4 GB for a 0.8 GB run, and the estimator's baseline came out 0.6 GB too high.
+    launcher = textwrap.dedent(f"""
+        import subprocess, sys
+        ballast = bytearray(600 << 20)
+        for i in range(0, len(ballast), 4096):
+            ballast[i] = 1
+        out = subprocess.run([sys.executable, "-c", {reader!r}], capture_output=True, text=True, check=True)
+        print(out.stdout.strip())
+    """)
+    out = subprocess.run([sys.executable, "-c", launcher], capture_output=True, text=True, timeout=120,
+                         cwd=ROOT, check=True)
+    peak = int(out.stdout.strip().splitlines()[-1])
+    assert 1 << 20 < peak < 300 << 20
