@@ -57,6 +57,21 @@ def test_watchdog_enforcement_when_cgroups_are_not_used(make_runtime):
     assert st.attempts[0].enforcement == "watchdog"
 
 
+@pytest.mark.parametrize("mode", [None, "watchdog"])
+def test_a_replica_that_exits_on_its_own_succeeds_with_its_peak(make_runtime, mode):
+    # Under the watchdog (no writable cgroup) the shim reaped its child with poll() and then
+    # failed in wait4 (ECHILD): every replica that exited on its own was Lost, "replica shim vanished".
+    name = f"own-{mode or 'auto'}"
+    rt = make_runtime(enforcement_mode=mode)
+    rt.service.submit(manifest(name, [PY, "-c", "b = b'x' * (100 << 20); import time; time.sleep(0.5)"],
+                               memory="1Gi", maxRetries=0))
+    st = wait_for(rt.service, name)
+    a = st.attempts[0]
+    assert st.phase.value == "Succeeded", (a.reason, a.message)
+    assert a.reason == "Completed" and a.enforcement == (mode or rt.backend.enforcement())
+    assert 100 << 20 <= a.peak_memory_bytes < 400 << 20, a.peak_memory_bytes  # the 100 MB it touched
+
+
 def test_one_failing_replica_stops_the_whole_gang(runtime):
     prog = "import os, sys, time\nif os.environ['RANK'] == '1': sys.exit(3)\ntime.sleep(60)"
     t0 = time.monotonic()

@@ -129,6 +129,25 @@ def _tree_rss(pid: int) -> int:
     return total
 
 
+def _tree_hwm(pid: int) -> int:
+    """Sum of the high-water RSS (``VmHWM``) of ``pid`` and its descendants: unlike sampled RSS it
+    keeps a spike between two samples; unlike ``wait4``'s ``ru_maxrss`` it is the processes' own
+    (``ru_maxrss`` carries the launcher's peak over ``exec``: a replica of a 0.3 GB program
+    reported the 0.7 GB of the server process that started it)."""
+    import psutil
+
+    try:
+        p = psutil.Process(pid)
+        pids = [pid, *(c.pid for c in p.children(recursive=True))]
+    except psutil.Error:
+        return 0
+    total = 0
+    for q in pids:
+        with contextlib.suppress(OSError, ValueError, IndexError), open(f"/proc/{q}/status", encoding="ascii") as f:
+            total += next((int(ln.split()[1]) for ln in f if ln.startswith("VmHWM:")), 0) * 1024
+    return total
+
+
 def run(spec: dict[str, Any]) -> dict[str, Any]:
     driver = CgroupDriver(spec["enforcement"], Path(spec["cgroup_root"]) if spec["cgroup_root"] else None)
     cg = Path(spec["cgroup"]) if spec.get("cgroup") else None
@@ -186,7 +205,10 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
             return driver.usage(cg), driver.peak(cg), driver.failcnt(cg)
     else:
         def read() -> tuple[int | None, int | None, int]:
-            return _tree_rss(child.pid), None, 0
+            nonlocal hwm
+            hwm = max(hwm, _tree_hwm(child.pid))
+            return _tree_rss(child.pid), hwm, 0
+    hwm = 0  # without a cgroup: the replica tree's own high-water RSS, as last seen alive
     sampler = MemorySampler(read, log_dir / f"rank-{rank}.memory.json",
                             extra={"limit": limit, "source": driver.kind})
     sampler.start()
@@ -194,16 +216,18 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
     watchdog_peak = 0
     watchdog_killed = False
     if driver.kind == "watchdog" and limit is not None:
-        while child.poll() is None:
+        # waitid(WNOWAIT), not poll(): poll() reaps the child, and the wait4 below then failed with
+        # ECHILD, so every replica that exited on its own under the watchdog was lost with its shim.
+        while os.waitid(os.P_PID, child.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is None:
             rss = _tree_rss(child.pid)
-            watchdog_peak = max(watchdog_peak, rss)
+            watchdog_peak = max(watchdog_peak, rss, _tree_hwm(child.pid))
             if rss > limit:
                 watchdog_killed = True
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(child.pid, signal.SIGKILL)
                 break
             time.sleep(0.05)
-    _, status, usage = os.wait4(child.pid, 0)
+    _, status, _usage = os.wait4(child.pid, 0)
     child.returncode = os.waitstatus_to_exitcode(status)
     if cg is not None:  # leftovers of the replica (daemonized grandchildren) die with it
         _kill_cgroup(driver, cg)
@@ -214,8 +238,8 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
     rc = child.returncode
     exit_code = 128 - rc if rc < 0 else rc
     oom = (cg is not None and driver.oom_kills(cg) > 0) or watchdog_killed
-    peak = driver.peak(cg) if cg is not None else None
-    peak = max(peak or 0, watchdog_peak, usage.ru_maxrss * 1024) or None
+    # The cgroup's own peak; without one, the tree's high-water RSS (never wait4's ru_maxrss).
+    peak = driver.peak(cg) if cg is not None else (max(watchdog_peak, hwm) or None)
     text = "".join(tail)
     reason, msg, peak = classify_exit(rc, oom, text, limit, peak, driver.kind,
                                       cgroup_enforced=driver.kind != "watchdog")
