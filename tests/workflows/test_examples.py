@@ -58,12 +58,15 @@ def test_gang_step_allreduce(wfh):
     assert by_display(st)["report"].outputs["result"] == "sum of ranks+1 over the gang: 3"
 
 
-def _wait(service, name: str) -> object:
-    deadline = time.monotonic() + 120
+def _succeeded(service, name: str) -> None:
+    deadline = time.monotonic() + 240
     while not (st := service.get("default", name)).phase.is_terminal():
-        assert time.monotonic() < deadline
+        assert time.monotonic() < deadline, f"{name} still {st.phase.value}: {st.message}"
         time.sleep(0.1)
-    return st
+    if st.phase.value != "Succeeded":  # say why: the message, the events and every replica's log tail
+        events = [f"{e.reason}: {e.message}" for e in service.events("default", name)]
+        logs = service.logs("default", name)[0][-3000:]
+        raise AssertionError(f"{name} {st.phase.value}: {st.message}\nevents: {events}\nlogs: {logs}")
 
 
 @pytest.mark.slow
@@ -72,10 +75,10 @@ def test_kubeflow_examples(wfh):
     svc = wfh.runtime.service
     svc.submit(doc("pytorchjob"))
     svc.submit(doc("mxjob"))
-    assert _wait(svc, "pytorch-allreduce").phase.value == "Succeeded"
+    _succeeded(svc, "pytorch-allreduce")
     lines = sorted(ln.split(" ", 2)[2] for ln in svc.logs("default", "pytorch-allreduce")[0].splitlines())
     assert lines == ["rank 0/3: sum 6", "rank 1/3: sum 6", "rank 2/3: sum 6"]
-    assert _wait(svc, "mxnet-roles").phase.value == "Succeeded"
+    _succeeded(svc, "mxnet-roles")
     lines = sorted(ln.split(" ", 2)[2] for ln in svc.logs("default", "mxnet-roles")[0].splitlines())
     assert [ln.split(" at ")[0] for ln in lines] == ["scheduler", "server", "worker", "worker"]
     assert all(ln.endswith("servers=1 workers=2") and "127.0.0.1:" in ln for ln in lines)
