@@ -44,7 +44,8 @@ def runtime(k8s_cluster, tmp_path, **options) -> Runtime:
                                     "lease_name": f"js-{uuid.uuid4().hex[:6]}", **options})
 
 
-@pytest.mark.parametrize("option, value", [("burst", 0), ("qps", -1), ("parallel_starts", 0), ("api_workers", 0)])
+@pytest.mark.parametrize("option, value", [("burst", 0), ("qps", -1), ("parallel_starts", 0), ("api_workers", 0),
+                                           ("bind", "nodeName")])
 def test_bad_rate_options_are_refused_naming_the_option(tmp_path, option, value):
     with pytest.raises(ValueError, match=rf"^{option}: must be"):
         make_backend("kubernetes", home=tmp_path, kubeconfig=str(tmp_path / "none"), **{option: value})
@@ -87,6 +88,31 @@ def test_connections_reused_and_status_written_once_per_change(k8s_cluster, tmp_
         before = sum(writes.counts.values())
         rt.backend.crsync._write_statuses()
         assert sum(writes.counts.values()) == before, writes.counts
+    finally:
+        rt.stop()
+
+
+def test_bind_create_places_each_pod_with_its_create_alone(k8s_cluster, tmp_path):
+    # bind="create": the pod is created with spec.nodeName, no Binding is POSTed, and a gang still
+    # lands whole on the nodes the core chose (two 3-CPU replicas on two 4-CPU nodes: one each).
+    rt = runtime(k8s_cluster, tmp_path, bind="create")
+    pool = label()
+    writes = Writes(rt.backend.api_client.rest_client, f"c{pool}-")
+    rt.start()
+    try:
+        until(rt.backend.is_leader, what="leadership")
+        k8s_cluster.add_nodes(2, cpu="4", memory="8Gi", labels={"pool": pool})
+        until(lambda: sum(n.labels.get("pool") == pool for n in rt.backend.nodes()) == 2, what="nodes seen")
+        gang, single = f"c{pool}-gang", f"c{pool}-one"
+        rt.service.submit(job(gang, 2, pool, cpu="3", memory="1Gi"))
+        rt.service.submit(job(single, 1, pool, cpu="500m", memory="100Mi"))
+        until(lambda: all(rt.service.get("default", n).phase.value == "Running" for n in (gang, single)),
+              timeout=120, what="both running")
+        nodes = [p.spec.node_name for p in pods_of(rt.backend.core, gang)]
+        assert len(nodes) == 2 and len(set(nodes)) == 2 and all(nodes), nodes
+        assert all(p.spec.node_name for p in pods_of(rt.backend.core, single))
+        c = writes.counts
+        assert c["POST pods"] == 3 and c["POST binding"] == 0, c
     finally:
         rt.stop()
 

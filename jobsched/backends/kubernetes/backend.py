@@ -64,6 +64,11 @@ class KubernetesBackend:
     qps: float = 500.0
     burst: int = 1000  # writes allowed at once above qps (client-go's Burst)
     api_workers: int = 32  # the long-lived pool that creates and binds a gang's pods in parallel
+    # How a placed pod reaches its node: "binding" creates it unscheduled, then POSTs the Binding
+    # subresource (kube-scheduler's way: two writes a pod); "create" sets spec.nodeName in the
+    # create itself (one write, one round trip: what the DaemonSet controller did). Either way the
+    # gang is placed as a whole before its first pod exists, and the reconciler sees the same pods.
+    bind: str = "binding"
     # Finished jobs' pods and Service are deleted this long after (spec.ttlSecondsAfterFinished wins;
     # None: kept until the job is deleted). See ttl.py.
     ttl_seconds_after_finished: int | None = None
@@ -83,6 +88,8 @@ class KubernetesBackend:
         for opt in ("parallel_starts", "burst", "api_workers"):  # before any connection is made
             if not isinstance(getattr(self, opt), int) or getattr(self, opt) < 1:
                 raise ValueError(f"{opt}: must be an integer >= 1, got {getattr(self, opt)!r}")
+        if self.bind not in ("binding", "create"):
+            raise ValueError(f"bind: must be 'binding' or 'create', got {self.bind!r}")
         if not isinstance(self.qps, (int, float)) or self.qps < 0:
             raise ValueError(f"qps: must be a number >= 0 (0: no client-side limit), got {self.qps!r}")
 
@@ -298,9 +305,12 @@ class KubernetesBackend:
         return int(time.monotonic() - self._last_start < QUIET_AFTER_START)
 
     def _create_and_bind(self, ns: str, body: dict[str, Any], node: str, created: list[str]) -> None:
+        if self.bind == "create":  # bound by its create: one write
+            body = {**body, "spec": {**body["spec"], "nodeName": node}}
         self.writer.post("/api/v1/namespaces/{namespace}/pods", body, namespace=ns)
         created.append(body["metadata"]["name"])
-        self._bind(ns, body["metadata"]["name"], node)
+        if self.bind == "binding":
+            self._bind(ns, body["metadata"]["name"], node)
 
     def _bind(self, ns: str, pod: str, node: str) -> None:
         body = {"apiVersion": "v1", "kind": "Binding", "metadata": {"name": pod, "namespace": ns},
