@@ -75,13 +75,14 @@ def test_connections_reused_and_status_written_once_per_change(k8s_cluster, tmp_
                                            for o in mine.values())
 
         until(statuses_running, timeout=120, what="every TrainingJob's status Running")
-        # 40 binds and 40 pod creates through 2 workers: the connections go back to the pool
+        # 40 pod creates through 2 workers: the connections go back to the pool
         # (a response left unread would take one connection, and a TLS handshake, per bind).
         api = rt.backend.api_client
         conns = api.rest_client.pool_manager.connection_from_url(api.configuration.host)
         assert conns.num_connections <= 20, conns.num_connections
         c = writes.counts
-        assert c["POST pods"] == 40 and c["POST binding"] == 40 and c["POST trainingjobs"] == 40, c
+        # One write a pod: created on its node (bind="create", the default), no Binding.
+        assert c["POST pods"] == 40 and c["POST binding"] == 0 and c["POST trainingjobs"] == 40, c
         # Status: written on a change of phase, reason or attempts (Pending, Admitted, Running at
         # most), and never again while nothing changes.
         assert 40 <= c["PATCH status"] <= 120, c
@@ -92,10 +93,12 @@ def test_connections_reused_and_status_written_once_per_change(k8s_cluster, tmp_
         rt.stop()
 
 
-def test_bind_create_places_each_pod_with_its_create_alone(k8s_cluster, tmp_path):
-    # bind="create": the pod is created with spec.nodeName, no Binding is POSTed, and a gang still
-    # lands whole on the nodes the core chose (two 3-CPU replicas on two 4-CPU nodes: one each).
-    rt = runtime(k8s_cluster, tmp_path, bind="create")
+@pytest.mark.parametrize("bind", ["binding", "create"])
+def test_both_bind_modes_place_a_gang_whole_on_the_chosen_nodes(k8s_cluster, tmp_path, bind):
+    # "binding": created unscheduled, then one Binding a pod; "create": spec.nodeName in the create
+    # and no Binding. Either way a gang lands whole on the nodes the core chose (two 3-CPU replicas
+    # on two 4-CPU nodes: one each) and a single replica beside it.
+    rt = runtime(k8s_cluster, tmp_path, bind=bind)
     pool = label()
     writes = Writes(rt.backend.api_client.rest_client, f"c{pool}-")
     rt.start()
@@ -112,7 +115,7 @@ def test_bind_create_places_each_pod_with_its_create_alone(k8s_cluster, tmp_path
         assert len(nodes) == 2 and len(set(nodes)) == 2 and all(nodes), nodes
         assert all(p.spec.node_name for p in pods_of(rt.backend.core, single))
         c = writes.counts
-        assert c["POST pods"] == 3 and c["POST binding"] == 0, c
+        assert c["POST pods"] == 3 and c["POST binding"] == (3 if bind == "binding" else 0), c
     finally:
         rt.stop()
 

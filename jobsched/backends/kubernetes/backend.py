@@ -1,5 +1,6 @@
-"""The Kubernetes backend: one pod per replica with ``schedulerName: jobsched``, bound through the
-Binding subresource once the whole gang is placed; replica events read back from pod status through
+"""The Kubernetes backend: one pod per replica with ``schedulerName: jobsched``, created on its node
+(``spec.nodeName``; or bound through the Binding subresource, ``bind="binding"``) once the whole gang
+is placed; replica events read back from pod status through
 list+watch; TrainingJob/Queue custom resources imported and their status written back; a Lease so
 that only one scheduler replica binds."""
 
@@ -59,16 +60,17 @@ class KubernetesBackend:
     node_provider: str | None = None  # kwok | karpenter: adds nodes when gangs pend (with --node-pool)
     node_class: str | None = None  # Karpenter NodeClass reference group/kind/name
     parallel_starts: int = 32  # gangs started at once (server/binder.py workers)
-    # client-side rate limit on API writes (client-go's QPS; <= 0: none): a pod costs two writes
-    # (create, bind), so 500 lets ~250 pods/s through
+    # client-side rate limit on API writes (client-go's QPS; <= 0: none): a pod costs one write
+    # (two with bind="binding"), so 500 lets ~500 pods/s through
     qps: float = 500.0
     burst: int = 1000  # writes allowed at once above qps (client-go's Burst)
     api_workers: int = 32  # the long-lived pool that creates and binds a gang's pods in parallel
-    # How a placed pod reaches its node: "binding" creates it unscheduled, then POSTs the Binding
-    # subresource (kube-scheduler's way: two writes a pod); "create" sets spec.nodeName in the
-    # create itself (one write, one round trip: what the DaemonSet controller did). Either way the
-    # gang is placed as a whole before its first pod exists, and the reconciler sees the same pods.
-    bind: str = "binding"
+    # How a placed pod reaches its node: "create" sets spec.nodeName in the create itself (one
+    # write and one round trip a pod: 1.35x the binds/s of "binding" in benchmarks/bench_k8s.py);
+    # "binding" creates it unscheduled, then POSTs the Binding subresource (kube-scheduler's way:
+    # two writes), for clusters whose admission policy refuses pods created with a node. Either way
+    # the gang is placed as a whole before its first pod exists, and the reconciler sees the same pods.
+    bind: str = "create"
     # Finished jobs' pods and Service are deleted this long after (spec.ttlSecondsAfterFinished wins;
     # None: kept until the job is deleted). See ttl.py.
     ttl_seconds_after_finished: int | None = None
