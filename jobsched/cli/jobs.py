@@ -119,7 +119,10 @@ def submit(file: Path = typer.Argument(..., help="TrainingJob manifest (YAML).")
 
     with sdk_errors():
         client = _client()
-        manifests = job_manifests(file)  # every document validated before the first is sent
+        warnings: list[str] = []
+        manifests = job_manifests(file, warnings)  # every document validated before the first is sent
+        for w in warnings:
+            print(f"warning: {w}", file=sys.stderr)
         if len(manifests) > 1 and (wait or follow):
             from jobsched.cli.output import fail
 

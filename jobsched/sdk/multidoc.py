@@ -38,14 +38,25 @@ def load_documents(path: str | Path) -> list[tuple[dict[str, Any], Any]]:
     return out
 
 
-def job_manifests(path: str | Path) -> list[dict[str, Any]]:
-    """The job manifests of a file, each validated (converted, for other kinds) locally first."""
+def job_manifests(path: str | Path, warnings: list[str] | None = None) -> list[dict[str, Any]]:
+    """The job manifests of a file, each validated (converted, for other kinds) locally first. The
+    Pods of a Kueue pod group become one gang TrainingJob (spec/podgroup.py); that conversion's
+    warnings are appended to ``warnings``."""
     from jobsched.sdk.client import _is_training_job, _working_dir_from_file
     from jobsched.sdk.manifest import validate
     from jobsched.spec.job import TrainingJob
+    from jobsched.spec.podgroup import merge_pod_groups
     from jobsched.spec.sources import to_training_job
 
-    docs = load_documents(path)
+    loaded = load_documents(path)
+    try:
+        merged, found = merge_pod_groups([doc for doc, _ in loaded])
+    except SpecError as e:
+        raise InvalidSpec(f"{path}: {e}") from None
+    if warnings is not None:
+        warnings += found
+    nodes = {id(doc): node for doc, node in loaded}
+    docs = [(doc, nodes.get(id(doc))) for doc in merged]
     out = []
     for i, (doc, node) in enumerate(docs):
         where = f"{path}: document {i + 1}" if len(docs) > 1 else str(path)

@@ -72,8 +72,8 @@ def convert_pod(manifest: dict[str, Any]) -> tuple[TrainingJob, list[str]]:
     meta = _mapping(manifest.get("metadata"), "metadata")
     labels = _optional_mapping(meta.get("labels"), "metadata.labels")
     if "kueue.x-k8s.io/pod-group-name" in labels:
-        warnings.append("metadata.labels.kueue.x-k8s.io/pod-group-name: each Pod is its own job; write "
-                        "the group as one Job (parallelism) to gang it")
+        warnings.append("metadata.labels.kueue.x-k8s.io/pod-group-name: this Pod, submitted alone, is its own "
+                        "job; submit the group's Pods together in one file (`jobsched submit`) to gang them")
     pod = _mapping(manifest.get("spec"), "spec")
     found: list[str] = []
     try:

@@ -5,6 +5,7 @@ and nothing stored."""
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -124,3 +125,37 @@ def test_the_sdk_submits_a_file_of_jobs_and_applies_kueue_queues(live: Any, tmp_
     f = tmp_path / "jobs.yaml"
     f.write_text(BATCH_JOB.format(name="s1", python=sys.executable) + "---\n" + BATCH_JOB.format(name="s2", python=sys.executable))
     assert [(s.name, s.queue, s.replicas) for s in c.submit_file(f)] == [("s1", "user-queue", 2), ("s2", "user-queue", 2)]
+
+
+def _pod_group(tmp_path: Path, keep: int = 2) -> Path:
+    pods = [d for d in yaml.safe_load_all((CORPUS / "kueue" / "pods-kueue_kueue-pod-group.yaml").read_text()) if d]
+    for p in pods:
+        c = p["spec"]["containers"][0]
+        role = p["metadata"]["generateName"].rstrip("-")
+        c["command"] = [sys.executable, "-c", f"import os; print('{role}', os.environ['RANK'], os.environ['WORLD_SIZE'])"]
+        c["resources"] = {"requests": {"cpu": "100m", "memory": "64Mi"}}
+    path = tmp_path / "group.yaml"
+    path.write_text(yaml.safe_dump_all(pods[:keep]))
+    return path
+
+
+def test_a_kueue_pod_group_file_runs_as_one_gang(live: Any, tmp_path: Path) -> None:
+    assert cli("queue", "apply", str(CORPUS / "kueue" / "admin_single-clusterqueue-setup.yaml")).exit_code == 0
+    r = cli("submit", str(_pod_group(tmp_path)))
+    assert r.exit_code == 0, r.output
+    assert r.stdout.splitlines() == ["default/sample-group submitted to queue user-queue (Pending)"]
+    assert stored(live) == ["sample-group"]
+    deadline = time.monotonic() + 120
+    while not (st := live.service.get("default", "sample-group")).phase.is_terminal():
+        assert time.monotonic() < deadline, st.phase
+        time.sleep(0.1)
+    assert st.phase.value == "Succeeded" and st.replicas == 2
+    lines = sorted(ln.split(" ", 2)[2] for ln in live.service.logs("default", "sample-group")[0].splitlines())
+    assert lines == ["sample-leader 0 2", "sample-worker 1 2"]  # one gang: both ranks of one world
+
+
+def test_an_incomplete_pod_group_file_is_refused_and_nothing_stored(live: Any, tmp_path: Path) -> None:
+    r = cli("submit", str(_pod_group(tmp_path, keep=1)))
+    assert r.exit_code == 2
+    assert "pod group 'sample-group': 1 Pod(s) in this file, but kueue.x-k8s.io/pod-group-total-count says 2" in r.output
+    assert stored(live) == []

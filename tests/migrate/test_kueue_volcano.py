@@ -12,6 +12,8 @@ import pytest
 import yaml
 
 from jobsched.spec.errors import SpecError
+from jobsched.spec.job import TrainingJob
+from jobsched.spec.podgroup import merge_pod_groups
 from jobsched.spec.sources import ACCEPTED_JOBS, ACCEPTED_QUEUES, to_queues, to_training_job
 
 CORPUS = Path(__file__).parent / "corpus"
@@ -160,14 +162,50 @@ def test_other_kinds_are_refused_with_the_accepted_kinds(doc: dict[str, Any]) ->
         to_training_job(docs("kueue/admin_single-clusterqueue-setup.yaml")[2])
 
 
-def test_a_kueue_pod_group_is_a_job_per_pod_with_a_warning() -> None:
+def test_a_kueue_pod_group_is_one_gang_with_a_role_per_pod() -> None:
     pods = docs("kueue/pods-kueue_kueue-pod-group.yaml")
-    assert len(pods) == 2
-    for doc in pods:
-        job, warnings = to_training_job(doc)
-        assert (job.spec.replicas, job.spec.queue) == (1, "user-queue")
-        assert warnings == ["metadata.labels.kueue.x-k8s.io/pod-group-name: each Pod is its own job; write the "
-                            "group as one Job (parallelism) to gang it"]
+    (merged,), warnings = merge_pod_groups(pods)
+    job = TrainingJob.model_validate(merged)
+    assert (job.name, job.spec.replicas, job.spec.queue, job.spec.max_retries) == ("sample-group", 2, "user-queue", 0)
+    assert [(r.name, r.replicas) for r in job.spec.roles] == [("sample-leader", 1), ("sample-worker", 1)]
+    assert "leader pod" in job.spec.roles[0].command[-1] and "worker pod" in job.spec.roles[1].command[-1]
+    assert job.requests().cpu_milli == 3000 and warnings == []
+    # Submitted alone (one document to the API), a grouped Pod is its own job, and says how to gang it.
+    single, warnings = to_training_job(pods[0])
+    assert single.spec.replicas == 1 and any("submit the group's Pods together" in w for w in warnings)
+
+
+def test_identical_pods_of_a_group_are_one_role_and_the_largest_request_wins() -> None:
+    leader, worker = docs("kueue/pods-kueue_kueue-pod-group.yaml")
+    workers = []
+    for i in range(3):
+        w = copy.deepcopy(worker)
+        w["metadata"]["annotations"]["kueue.x-k8s.io/pod-group-total-count"] = "4"
+        w["metadata"]["generateName"] = f"w{i}-"
+        workers.append(w)
+    leader["metadata"]["annotations"]["kueue.x-k8s.io/pod-group-total-count"] = "4"
+    leader["spec"]["containers"][0]["resources"]["requests"] = {"cpu": 1, "memory": "8Gi"}
+    other = docs("kueue/pods-kueue_kueue-pod.yaml")[0]
+    (out_other, merged), warnings = merge_pod_groups([other, leader, *workers])
+    assert out_other is other  # documents outside a group are left as they are, in place
+    job = TrainingJob.model_validate(merged)
+    assert [(r.name, r.replicas) for r in job.spec.roles] == [("sample-leader", 1), ("w0", 3)]
+    req = job.requests()
+    assert (req.cpu_milli, req.memory) == (3000, 8 << 30)
+    assert any("request different resources" in w for w in warnings)
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda pods: pods[:1], r"1 Pod\(s\) in this file, but kueue.x-k8s.io/pod-group-total-count says 2"),
+    (lambda pods: [pods[0], {**pods[1], "metadata": {**pods[1]["metadata"], "annotations": {
+        "kueue.x-k8s.io/pod-group-total-count": "3"}}}], r"its Pods disagree on the total count \(2, 3\)"),
+    (lambda pods: [{**p, "metadata": {**p["metadata"], "annotations": {}}} for p in pods],
+     r"must be a whole number from 1 to 10000"),
+])
+def test_an_incomplete_or_inconsistent_pod_group_is_refused_naming_it(edit, message) -> None:
+    with pytest.raises(SpecError, match=r"^metadata.annotations.kueue.x-k8s.io/pod-group-total-count: "
+                                        r"pod group 'sample-group': " + message):
+        merge_pod_groups(edit(docs("kueue/pods-kueue_kueue-pod-group.yaml")))
 
 
 def test_every_pod_and_container_field_not_acted_on_is_named() -> None:
