@@ -73,6 +73,15 @@ PHASES: dict[str, list[str]] = {
 # Commands the host lacks, replaced by an equivalent (and long sleeps shortened, to fit CI).
 REPLACE: dict[str, list[list[str]]] = {
     "conditionals.yaml": [["cowsay hello", "echo hello"]],
+    "suspend-template.yaml": [['duration: "20"', 'duration: "1"']],
+    "intermediate-parameters.yaml": [["- /argosay", "- echo"]],  # the argosay image's binary
+}
+# Workflows that wait on a `suspend: {}` step: the run resumes them (`jobsched workflow resume`),
+# supplying these output parameters, as a person would with `argo resume` / `argo node set`.
+RESUME: dict[str, dict[str, str]] = {
+    "suspend-template.yaml": {},
+    "suspend-template-outputs.yaml": {"message": "approved by the corpus run"},
+    "intermediate-parameters.yaml": {"approve": "YES"},
 }
 SLEEPS = {"sleep 10": "sleep 1", "sleep 20": "sleep 1", "sleep 30": "sleep 1", "sleep 50": "sleep 1",
           "sleep 30s": "sleep 1", "time.sleep(10)": "time.sleep(1)"}
@@ -120,6 +129,8 @@ def main() -> None:
             e["run"] = PHASES.get(f, ["Succeeded"])
         if replace and e["run"]:
             e["replace"] = replace
+        if f in RESUME and e["run"]:
+            e["resume"] = RESUME[f]
         out[f] = e
     expected_path.write_text(yaml.safe_dump({"release": "v3.5.11", "commit":
                                                       "25bbb71cced32b671f9ad35f0ffd1f0ddb8226ee",

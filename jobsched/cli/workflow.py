@@ -184,6 +184,18 @@ def cancel(name: str = typer.Argument(..., help="Workflow name."), namespace: st
     print(f"{st['namespace']}/{st['name']}: {st['phase']}" + (f" ({st['message']})" if st.get("message") else ""))
 
 
+def resume(name: str = typer.Argument(..., help="Workflow name."), namespace: str = NS,
+           node: str | None = typer.Option(None, "--node", help="Only the suspended step of this name."),
+           parameter: list[str] = typer.Option([], "--parameter", "-p",
+                                               help="NAME=VALUE for an output with valueFrom.supplied; repeatable.")
+           ) -> None:
+    """Resume a workflow's suspended steps (`suspend: {}` templates), optionally supplying their outputs."""
+    params = _params(parameter)
+    with sdk_errors():
+        st = _api().resume(name, namespace, node, params)
+    print(f"{st['namespace']}/{st['name']}: {st['phase']}" + (f" ({st['message']})" if st.get("message") else ""))
+
+
 def register(app: typer.Typer) -> None:
     wf = typer.Typer(help="Argo Workflows (argoproj.io/v1alpha1 Workflow) on jobsched.", no_args_is_help=True)
     wf.command()(lint)
@@ -192,4 +204,5 @@ def register(app: typer.Typer) -> None:
     wf.command("list")(list_workflows)
     wf.command()(logs)
     wf.command()(cancel)
+    wf.command()(resume)
     app.add_typer(wf, name="workflow")

@@ -124,6 +124,15 @@ class WorkflowsAPI:
         result: dict[str, Any] = self.client._request("POST", _path(namespace, name, "cancel")).json()
         return result
 
+    def resume(self, name: str, namespace: str = "default", node: str | None = None,
+               parameters: dict[str, str] | None = None) -> dict[str, Any]:
+        """Resume the workflow's suspended nodes (only ``node``, by name or display name, when
+        given), supplying their ``valueFrom.supplied`` output ``parameters``; Conflict when
+        nothing is suspended."""
+        body = {"node": node, "parameters": dict(parameters or {})}
+        result: dict[str, Any] = self.client._request("POST", _path(namespace, name, "resume"), json=body).json()
+        return result
+
     def logs(self, name: str, namespace: str = "default") -> str:
         return self.client._request("GET", _path(namespace, name, "logs")).text
 

@@ -13,7 +13,7 @@ from fastapi.responses import PlainTextResponse, Response
 
 from jobsched.server import tenancy
 from jobsched.server.errors import Conflict, NotFound
-from jobsched.workflows.controller import WorkflowController, WorkflowExists, WorkflowNotFound
+from jobsched.workflows.controller import NotSuspended, WorkflowController, WorkflowExists, WorkflowNotFound
 from jobsched.workflows.state import WorkflowSummary, describe
 
 
@@ -28,7 +28,7 @@ def make_router(runtime: Any, controller: WorkflowController | None = None) -> A
             return fn(*args)
         except WorkflowNotFound as e:
             raise NotFound(str(e)) from None
-        except WorkflowExists as e:
+        except (WorkflowExists, NotSuspended) as e:
             raise Conflict(str(e)) from None
 
     @r.post("/lint")
@@ -69,6 +69,15 @@ def make_router(runtime: Any, controller: WorkflowController | None = None) -> A
     @r.post("/{namespace}/{name}/cancel")
     def cancel(namespace: str, name: str) -> dict[str, Any]:
         return describe(call(ctl.cancel, namespace, name))
+
+    @r.post("/{namespace}/{name}/resume")
+    def resume(namespace: str, name: str,
+               node: str | None = Body(None, embed=True, max_length=253,
+                                       description="only the suspended node of this name or display name"),
+               parameters: dict[str, str] = Body(default_factory=dict, embed=True,
+                                                 description="outputs.parameters with valueFrom.supplied")
+               ) -> dict[str, Any]:
+        return describe(call(ctl.resume, namespace, name, node, parameters))
 
     @r.get("/{namespace}/{name}/logs", response_class=PlainTextResponse)
     def logs(namespace: str, name: str) -> Response:

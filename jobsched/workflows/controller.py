@@ -39,6 +39,10 @@ class WorkflowExists(ValueError):
     pass
 
 
+class NotSuspended(ValueError):
+    """A resume that has nothing to resume: the workflow ended, or no node of it is suspended."""
+
+
 class WorkflowController:
     def __init__(self, runner: JobRunner, store_path: Path | str, workdir: Path | str,
                  clock: Callable[[], float] = time.time, interval: float = 0.1,
@@ -202,6 +206,34 @@ class WorkflowController:
                 self._passed.wait(max(0.0, deadline - time.monotonic()))
         st.cancelled = True
         return st
+
+    def resume(self, namespace: str, name: str, node: str | None = None,
+               parameters: dict[str, str] | None = None) -> WorkflowState:
+        """Resume the workflow's suspended nodes (Argo's ``argo resume``), or only those whose name
+        or display name is ``node``; ``parameters`` are the nodes' ``valueFrom.supplied`` outputs
+        (``argo node set --output-parameter``). Stored with the workflow before it answers; the
+        loop's next pass finishes the nodes. NotSuspended when there is nothing to resume."""
+        st = self.get(namespace, name, archived=0)  # NotFound
+        if st.done:
+            raise NotSuspended(f"workflow {namespace}/{name} has ended ({st.phase}): nothing to resume")
+        with self._lock:
+            entry = self._active.get((namespace, name))
+            if entry is None:
+                raise NotSuspended(f"workflow {namespace}/{name} is not running here: nothing to resume")
+            live = entry[0]
+            waiting = [n for n in live.nodes.values() if n.type == "Suspend" and n.phase == "Running"
+                       and not n.resumed and (node is None or node in (n.name, n.display_name))]
+            if not waiting:
+                which = f"named {node!r} " if node is not None else ""
+                raise NotSuspended(f"workflow {namespace}/{name} has no suspended node {which}to resume")
+            for n in waiting:
+                n.resumed, n.supplied = True, dict(parameters or {})
+            self.store.save(live)
+            self._snap[(namespace, name)] = live.model_copy(deep=True)
+        self._wake.set()
+        if self._thread is None:  # no loop running (tests, tools): act on it here
+            self.reconcile()
+        return self.get(namespace, name)
 
     def _request_cancel(self, namespace: str, name: str) -> None:
         """Record the intent; the next pass acts on it."""

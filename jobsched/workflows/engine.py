@@ -26,7 +26,7 @@ from jobsched.workflows.state import FAILED, NodeStatus, WorkflowState
 from jobsched.workflows.wfvars import failures, workflow_variables
 
 MAX_DEPTH = 60
-_TYPES = {"container": "Pod", "script": "Pod", "dag": "DAG", "steps": "Steps"}
+_TYPES = {"container": "Pod", "script": "Pod", "dag": "DAG", "steps": "Steps", "suspend": "Suspend"}
 
 
 class Operator(LoopMixin, LeafMixin):
@@ -177,6 +177,8 @@ class Operator(LoopMixin, LeafMixin):
                 return n
         if tmpl.leaf is not None:
             return self.run_leaf(n, tmpl, local)
+        if tmpl.suspend is not None:
+            return self.run_suspend(n, tmpl, local)
         try:
             sub = Template.model_validate(substitute_all(
                 tmpl.model_dump(mode="json", by_alias=True, exclude_none=True), local, strict=False))
@@ -187,6 +189,37 @@ class Operator(LoopMixin, LeafMixin):
         if sub.dag is not None:
             return self.run_dag(n, sub, local, depth)
         return self.run_steps(n, sub, local, depth)
+
+    def run_suspend(self, n: NodeStatus, tmpl: Template, local: dict[str, str]) -> NodeStatus:
+        """Running until resumed, or until ``duration`` has passed since it started (Argo: "20" is
+        seconds); then Succeeded, its ``valueFrom.supplied`` outputs from the resume, else their
+        ``default`` (a supplied output with neither fails the node, as Argo's resume refuses it)."""
+        if n.phase == "Pending":
+            n.phase, n.started_at = "Running", n.started_at or self.now
+        assert tmpl.suspend is not None
+        duration = tmpl.suspend.duration
+        if not n.resumed:
+            if duration is None:
+                return n
+            try:
+                seconds = _seconds(substitute(duration, local))
+            except (ValueError, Unresolved) as e:
+                return self.set_phase(n, "Error", f"suspend.duration: {e}")
+            if self.now - (n.started_at or self.now) < seconds:
+                return n
+        params: dict[str, str] = {}
+        for p in tmpl.outputs.parameters:
+            vf = p.value_from
+            if vf is None or vf.supplied is None:
+                continue
+            value = n.supplied.get(p.name, vf.default)
+            if value is None:
+                return self.set_phase(n, "Failed", f"outputs.parameters.{p.name}: not supplied at resume "
+                                                   "and no valueFrom.default")
+            params[p.name] = value
+        if params:
+            n.outputs = {**n.outputs, "parameters": params}
+        return self.set_phase(n, "Succeeded", "resumed" if n.resumed else None)
 
     def resolve_inputs(self, tmpl: Template, args: dict[str, str]) -> dict[str, str]:
         out: dict[str, str] = {}

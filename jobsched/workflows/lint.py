@@ -169,10 +169,13 @@ def _check_template(path: str, t: Template, ref: Any, parameters: dict[str, str]
     if len(kinds) > 1:
         errs.append(f"{path}: several template kinds ({', '.join(kinds)}); use exactly one")
     elif not kinds:
-        errs.append(f"{path}: no template kind (one of container, script, dag, steps)")
+        errs.append(f"{path}: no template kind (one of container, script, dag, steps, suspend)")
     elif kinds[0] in UNSUPPORTED_KINDS:
         errs.append(f"{path}.{kinds[0]}: template kind {kinds[0]!r} is not supported by jobsched")
-    for field, value in (("activeDeadlineSeconds", t.active_deadline_seconds), ("timeout", t.timeout)):
+    durations = [("activeDeadlineSeconds", t.active_deadline_seconds), ("timeout", t.timeout)]
+    if t.suspend is not None:
+        durations.append(("suspend.duration", t.suspend.duration))
+    for field, value in durations:
         if value is not None and "{{" not in value:
             try:
                 parse_duration(value)

@@ -34,7 +34,7 @@ class ValueFrom(ArgoModel):
     parameter: str | None = None
     default: Str | None = None
     expression: str | None = None
-    IGNORED = frozenset({"jsonPath", "jqFilter", "event", "configMapKeyRef", "supplied"})
+    IGNORED = frozenset({"jsonPath", "jqFilter", "event", "configMapKeyRef"})
     json_path: Any = None
     jq_filter: Any = None
     event: Any = None
@@ -211,7 +211,14 @@ class TemplateMeta(ArgoModel):
 
 
 TEMPLATE_KINDS = ("container", "script", "dag", "steps")
-UNSUPPORTED_KINDS = ("resource", "suspend", "data", "http", "containerSet", "plugin")
+UNSUPPORTED_KINDS = ("resource", "data", "http", "containerSet", "plugin")
+
+
+class Suspend(ArgoModel):
+    """Wait: ``duration`` (seconds, or a Go duration such as "2m"), or until resumed
+    (``jobsched workflow resume``), which may supply the node's ``valueFrom.supplied`` outputs."""
+
+    duration: Str | None = None
 
 
 
@@ -224,7 +231,7 @@ class Template(ArgoModel):
     dag: Dag | None = None
     steps: list[list[WorkflowStep]] | None = None
     resource: Any = None
-    suspend: Any = None
+    suspend: Suspend | None = None
     data: Any = None
     http: Any = None
     container_set: Any = None

@@ -68,6 +68,8 @@ class NodeStatus(BaseModel):
     notes: list[str] = Field(default_factory=list)
     loop: LoopState | None = None  # a TaskGroup's lazy expansion
     loop_index: int | None = None  # a loop child's item index
+    resumed: bool = False  # a suspend node: `workflow resume` asked it to go on
+    supplied: dict[str, str] = Field(default_factory=dict)  # its outputs.parameters given at resume
 
     @property
     def fulfilled(self) -> bool:

@@ -174,3 +174,73 @@ def test_cli_multi_document_files_and_stored_templates(server: Runtime, tmp_path
     assert "document 2 (ConfigMap 'c'): apiVersion/kind: expected argoproj.io/v1alpha1" in r.stderr
     assert "Traceback" not in r.stderr
     assert [w["name"] for w in json.loads(cli("list", "-o", "json").stdout)] == ["first", "second"]
+
+
+APPROVAL = """\
+apiVersion: argoproj.io/v1alpha1
+kind: Workflow
+metadata: {name: NAME}
+spec:
+  entrypoint: main
+  templates:
+  - name: main
+    steps:
+    - - {name: build, template: say, arguments: {parameters: [{name: m, value: built}]}}
+    - - {name: approve, template: approve}
+    - - {name: wait, template: delay}
+    - - {name: release, template: say, arguments: {parameters: [{name: m, value: "{{steps.approve.outputs.parameters.version}} {{steps.approve.outputs.parameters.channel}}"}]}}
+  - name: approve
+    suspend: {}
+    outputs:
+      parameters:
+      - {name: version, valueFrom: {supplied: {}}}
+      - {name: channel, valueFrom: {supplied: {}, default: stable}}
+  - name: delay
+    suspend: {duration: "1"}
+  - name: say
+    inputs: {parameters: [{name: m}]}
+    container: {image: alpine, command: [echo, "{{inputs.parameters.m}}"]}
+"""
+
+
+def _suspended(api: WorkflowsAPI, name: str, node: str) -> dict[str, Any]:
+    deadline = __import__("time").monotonic() + 60
+    while True:
+        st = api.get(name)
+        phases = {n["displayName"]: n["phase"] for n in st["nodes"]}
+        if phases.get(node) == "Running":
+            return st
+        assert __import__("time").monotonic() < deadline, phases
+        __import__("time").sleep(0.1)
+
+
+def test_a_suspended_step_waits_for_resume_and_takes_the_supplied_outputs(server: Runtime, tmp_path: Path) -> None:
+    api = WorkflowsAPI(Client())
+    api.submit(__import__("yaml").safe_load(APPROVAL.replace("NAME", "approval")))
+    st = _suspended(api, "approval", "approve")
+    assert st["phase"] == "Running"  # waiting for a person, as Argo's workflow does
+    r = cli("resume", "approval", "--node", "nope")
+    assert r.exit_code != 0 and "has no suspended node named 'nope' to resume" in r.output
+    r = cli("resume", "approval", "-p", "version=v2")
+    assert r.exit_code == 0, r.output
+    final = api.wait("approval", timeout=60, poll=0.1)
+    assert final["phase"] == "Succeeded", final.get("message")
+    nodes = {n["displayName"]: n for n in final["nodes"]}
+    assert nodes["approve"]["outputs"]["parameters"] == {"version": "v2", "channel": "stable"}
+    assert nodes["wait"]["finishedAt"] - nodes["wait"]["startedAt"] >= 1.0  # the 1 s duration passed
+    assert "release: v2 stable" in api.logs("approval")
+    with pytest.raises(Exception, match="has ended"):  # 409: nothing left to resume
+        api.resume("approval")
+
+
+def test_resuming_without_a_supplied_output_fails_the_step(server: Runtime) -> None:
+    api = WorkflowsAPI(Client())
+    api.submit(__import__("yaml").safe_load(APPROVAL.replace("NAME", "no-version")))
+    _suspended(api, "no-version", "approve")
+    api.resume("no-version", node="approve")
+    final = api.wait("no-version", timeout=60, poll=0.1)
+    nodes = {n["displayName"]: n for n in final["nodes"]}
+    assert final["phase"] == "Failed"
+    assert nodes["approve"]["message"] == ("outputs.parameters.version: not supplied at resume and no "
+                                           "valueFrom.default")
+    assert "release" not in nodes

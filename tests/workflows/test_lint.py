@@ -147,8 +147,13 @@ def test_unsupported_kinds_and_refs() -> None:
         "the same file, or submit it first with `jobsched workflow submit`)"]
 
     def s(d: dict[str, Any]) -> None:
-        d["spec"]["templates"][1] = {"name": "echo", "suspend": {}}
-    assert errors_of(s) == ["spec.templates[1].suspend: template kind 'suspend' is not supported by jobsched"]
+        d["spec"]["templates"][1] = {"name": "echo", "http": {"url": "http://example.com"}}
+    assert errors_of(s) == ["spec.templates[1].http: template kind 'http' is not supported by jobsched"]
+
+    def suspend(d: dict[str, Any]) -> None:  # supported: a bad duration is named
+        d["spec"]["templates"][1] = {"name": "echo", "suspend": {"duration": "soon"}}
+    errors = errors_of(suspend)
+    assert len(errors) == 1 and errors[0].startswith("spec.templates[1].suspend.duration: invalid duration 'soon'")
 
 
 def test_workflow_parameters_need_values_and_respect_enums() -> None:
