@@ -49,6 +49,10 @@ NOT_RUN = {
     **dict.fromkeys(["hello-hybrid.yaml", "hello-windows.yaml", "node-selector.yaml"],
                     "needs nodes with a label this host lacks (Windows nodes, a node selector)"),
     "exit-handler-slack.yaml": "posts to Slack: needs network access",
+    **dict.fromkeys(["http-hello-world.yaml", "http-success-condition.yaml", "life-cycle-hooks-tmpl-level.yaml",
+                     "life-cycle-hooks-wf-level.yaml"],
+                    "its http steps call internet hosts (raw.githubusercontent.com, httpstat.us, google.com): "
+                    "needs network access; tests/workflows/test_http.py runs http steps against a local server"),
     "forever.yaml": "runs forever by design",
     "retry-container-to-completion.yaml": "retries without a limit until a 20% chance succeeds: no bound "
                                           "on its run time, too slow for CI",

@@ -61,6 +61,9 @@ class WorkflowController:
         self._thread: threading.Thread | None = None
         self._passed = threading.Condition()  # notified after every pass
         self.cancel_wait = 0.5  # seconds cancel waits for the loop to act before answering
+        from jobsched.workflows.httpstep import HttpCalls
+
+        self.http = HttpCalls()  # requests of http steps, beside the loop (Argo's agent)
         self._templates_path = self.workdir / "workflow-templates.json"
         self.templates: refs.Library = {}  # WorkflowTemplates submitted, for templateRef
         if self._templates_path.exists():
@@ -290,7 +293,8 @@ class WorkflowController:
         key = (st.namespace, st.name)
         hooks = Hooks(self.limits, budget or Budget(self.limits.max_live_steps),
                       cancel_requested=lambda: key in self._cancels, stopping=self._stop.is_set,
-                      archived=lambda parent: self.store.archived(st.namespace, st.name, parent))
+                      archived=lambda parent: self.store.archived(st.namespace, st.name, parent),
+                      http=self.http)
         try:
             Operator(st, wf, self.runner, self.clock(), self.workdir, hooks).operate()
         except Exception as e:  # noqa: BLE001 - a bug must not stop the other workflows
@@ -322,6 +326,7 @@ class WorkflowController:
     def stop(self) -> None:
         self._stop.set()
         self._wake.set()
+        self.http.shutdown()
         if self._thread is not None:
             self._thread.join(timeout=10)
             if self._thread.is_alive():  # still in a pass: it stops at its next check; keep its store

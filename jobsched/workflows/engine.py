@@ -26,7 +26,8 @@ from jobsched.workflows.state import FAILED, NodeStatus, WorkflowState
 from jobsched.workflows.wfvars import failures, workflow_variables
 
 MAX_DEPTH = 60
-_TYPES = {"container": "Pod", "script": "Pod", "dag": "DAG", "steps": "Steps", "suspend": "Suspend"}
+_TYPES = {"container": "Pod", "script": "Pod", "dag": "DAG", "steps": "Steps", "suspend": "Suspend",
+          "http": "HTTP"}
 
 
 class Operator(LoopMixin, LeafMixin):
@@ -179,6 +180,8 @@ class Operator(LoopMixin, LeafMixin):
             return self.run_leaf(n, tmpl, local)
         if tmpl.suspend is not None:
             return self.run_suspend(n, tmpl, local)
+        if tmpl.http is not None:
+            return self.run_http(n, tmpl, local)
         try:
             sub = Template.model_validate(substitute_all(
                 tmpl.model_dump(mode="json", by_alias=True, exclude_none=True), local, strict=False))
@@ -220,6 +223,47 @@ class Operator(LoopMixin, LeafMixin):
         if params:
             n.outputs = {**n.outputs, "parameters": params}
         return self.set_phase(n, "Succeeded", "resumed" if n.resumed else None)
+
+    def run_http(self, n: NodeStatus, tmpl: Template, local: dict[str, str]) -> NodeStatus:
+        """Start the request (on the controller's HttpCalls) and, on a later pass, judge its response
+        (jobsched/workflows/httpstep.py): ``outputs.result`` is the body."""
+        from jobsched.workflows import httpstep
+
+        calls = self.hooks.http
+        if calls is None or not httpstep.enabled():
+            return self.set_phase(n, "Error", "http steps are turned off on this server (JOBSCHED_WORKFLOW_HTTP=0)")
+        try:
+            sub = Template.model_validate(substitute_all(tmpl.model_dump(
+                mode="json", by_alias=True, exclude_none=True, exclude={"metrics"}), {**local, "node.name": n.name}))
+        except (Unresolved, ValueError) as e:
+            return self.set_phase(n, "Error", str(e))
+        h = sub.http
+        assert h is not None
+        req = {"url": h.url, "method": h.method.upper(), "body": h.body, "verify": not h.insecure_skip_verify,
+               "headers": [(x.name, x.value or "") for x in h.headers],
+               "timeout": float(h.timeout_seconds) if h.timeout_seconds else httpstep.DEFAULT_TIMEOUT}
+        key = f"{self.st.namespace}/{self.st.name}/{n.id}"
+        if n.phase == "Pending":
+            n.phase, n.started_at = "Running", n.started_at or self.now
+            calls.start(key, req)
+            return n
+        state, got = calls.outcome(key)
+        if state == "missing":  # started before a restart: send it again
+            calls.start(key, req)
+            return n
+        if state == "running":
+            return n
+        if state == "error":
+            return self.set_phase(n, "Failed", f"{h.method.upper()} {h.url}: {got}")
+        n.outputs = {"result": got["body"]}
+        why = httpstep.verdict(h.success_condition, req, got)
+        if why is not None:
+            return self.set_phase(n, "Failed", why)
+        if sub.outputs.parameters:  # e.g. valueFrom.expression over outputs.result
+            self.template_outputs(n, sub, {**local, "outputs.result": got["body"]})
+            n.outputs = {"result": got["body"], **n.outputs}
+            return n
+        return self.set_phase(n, "Succeeded")
 
     def resolve_inputs(self, tmpl: Template, args: dict[str, str]) -> dict[str, str]:
         out: dict[str, str] = {}

@@ -1,7 +1,8 @@
 """The small expression language of ``when``, ``depends``, ``retryStrategy.expression`` and ``{{=...}}``.
 
 A recursive-descent parser over tokens (no ``eval``): literals (numbers, quoted strings, true/false),
-identifiers resolved by a callback, ``! && || == != < <= > >= =~ !~ matches in + - * / %``, the
+identifiers resolved by a callback, ``! && || == != < <= > >= =~ !~ matches in contains startsWith
+endsWith + - * / %``, the
 ternary ``c ? a : b``, parentheses, and the functions of :mod:`jobsched.workflows.exprfuncs`
 (``asInt``, ``jsonpath``, ``sprig.trim``, ...). :func:`check` parses without resolving anything: lint
 calls it on every expression the engine will evaluate, so what lint accepts parses at run time.
@@ -45,9 +46,9 @@ def tokenize(text: str, dashes: bool) -> list[tuple[str, str]]:
             m = _IDENT_NO_DASH.match(text, pos)
             assert m is not None
         value = m.group(kind)
-        if kind == "ident" and value in ("and", "or", "not", "matches", "in"):
-            kind, value = "op", {"and": "&&", "or": "||", "not": "!", "matches": "=~",
-                                 "in": "in"}[value]
+        if kind == "ident" and value in ("and", "or", "not", "matches", "in", "contains", "startsWith",
+                                         "endsWith"):
+            kind, value = "op", {"and": "&&", "or": "||", "not": "!", "matches": "=~"}.get(value, value)
         out.append((kind, value))
         pos = m.end()
     return out
@@ -167,13 +168,16 @@ class _Parser:
 
     def cmp(self) -> Any:
         v = self.add()
-        if self.at("==", "!=", "<", "<=", ">", ">=", "=~", "!~", "in"):
+        if self.at("==", "!=", "<", "<=", ">", ">=", "=~", "!~", "in", "contains", "startsWith", "endsWith"):
             op = self.take()[1]
             rhs = self.add()
             if self.skip:
                 return False
             if op == "in":
                 return v in (exprfuncs.jsonish(rhs))
+            if op in ("contains", "startsWith", "endsWith"):  # expr-lang's string operators
+                a, b = "" if v is None else str(v), "" if rhs is None else str(rhs)
+                return b in a if op == "contains" else a.startswith(b) if op == "startsWith" else a.endswith(b)
             return _compare(op, v, rhs)
         return v
 

@@ -169,9 +169,19 @@ def _check_template(path: str, t: Template, ref: Any, parameters: dict[str, str]
     if len(kinds) > 1:
         errs.append(f"{path}: several template kinds ({', '.join(kinds)}); use exactly one")
     elif not kinds:
-        errs.append(f"{path}: no template kind (one of container, script, dag, steps, suspend)")
+        errs.append(f"{path}: no template kind (one of container, script, dag, steps, suspend, http)")
     elif kinds[0] in UNSUPPORTED_KINDS:
         errs.append(f"{path}.{kinds[0]}: template kind {kinds[0]!r} is not supported by jobsched")
+    if t.http is not None:
+        h = t.http
+        if "{{" not in h.method and h.method.upper() not in ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD",
+                                                             "OPTIONS"):
+            errs.append(f"{path}.http.method: {h.method!r} is not an HTTP method")
+        if "{{" not in h.url and not re.match(r"https?://", h.url):
+            errs.append(f"{path}.http.url: {h.url!r} must start with http:// or https://")
+        if h.timeout_seconds is not None and h.timeout_seconds < 0:
+            errs.append(f"{path}.http.timeoutSeconds: must not be negative")
+        _expr_ok(f"{path}.http.successCondition", h.success_condition, errs)
     durations = [("activeDeadlineSeconds", t.active_deadline_seconds), ("timeout", t.timeout)]
     if t.suspend is not None:
         durations.append(("suspend.duration", t.suspend.duration))

@@ -211,7 +211,28 @@ class TemplateMeta(ArgoModel):
 
 
 TEMPLATE_KINDS = ("container", "script", "dag", "steps")
-UNSUPPORTED_KINDS = ("resource", "data", "http", "containerSet", "plugin")
+UNSUPPORTED_KINDS = ("resource", "data", "containerSet", "plugin")
+
+
+class HttpHeader(ArgoModel):
+    name: str = Field(min_length=1)
+    value: Str | None = None
+    value_from: Any = None  # secretKeyRef: a cluster's Secret
+    IGNORED = frozenset({"valueFrom"})
+
+
+class Http(ArgoModel):
+    """An HTTP request (jobsched/workflows/httpstep.py); its response body is ``outputs.result``."""
+
+    url: Str = Field(min_length=1)
+    method: Str = "GET"
+    headers: list[HttpHeader] = Field(default_factory=list)
+    body: Str | None = None
+    timeout_seconds: int | None = None
+    success_condition: str | None = None
+    insecure_skip_verify: bool = False
+    body_from: Any = None
+    IGNORED = frozenset({"bodyFrom"})
 
 
 class Suspend(ArgoModel):
@@ -233,7 +254,7 @@ class Template(ArgoModel):
     resource: Any = None
     suspend: Suspend | None = None
     data: Any = None
-    http: Any = None
+    http: Http | None = None
     container_set: Any = None
     plugin: Any = None
     retry_strategy: RetryStrategy | None = None

@@ -147,8 +147,16 @@ def test_unsupported_kinds_and_refs() -> None:
         "the same file, or submit it first with `jobsched workflow submit`)"]
 
     def s(d: dict[str, Any]) -> None:
-        d["spec"]["templates"][1] = {"name": "echo", "http": {"url": "http://example.com"}}
-    assert errors_of(s) == ["spec.templates[1].http: template kind 'http' is not supported by jobsched"]
+        d["spec"]["templates"][1] = {"name": "echo", "resource": {"action": "create", "manifest": "{}"}}
+    assert errors_of(s) == ["spec.templates[1].resource: template kind 'resource' is not supported by jobsched"]
+
+    def http(d: dict[str, Any]) -> None:  # supported: a bad method, url or condition is named
+        d["spec"]["templates"][1] = {"name": "echo", "http": {"url": "ftp://x", "method": "FETCH",
+                                                              "successCondition": "response.statusCode =="}}
+    errors = errors_of(http)
+    assert errors[:2] == ["spec.templates[1].http.method: 'FETCH' is not an HTTP method",
+                          "spec.templates[1].http.url: 'ftp://x' must start with http:// or https://"]
+    assert errors[2].startswith("spec.templates[1].http.successCondition: ") and len(errors) == 3
 
     def suspend(d: dict[str, Any]) -> None:  # supported: a bad duration is named
         d["spec"]["templates"][1] = {"name": "echo", "suspend": {"duration": "soon"}}
