@@ -65,20 +65,12 @@ def probe_factory(batch: int = 32) -> tuple[Any, Any, Any, Any]:
 
 
 def peak_rss_bytes() -> int:
-    """This process's own peak RSS. On Linux that is ``VmHWM``: ``getrusage``'s ``ru_maxrss``
-    carries the *parent's* peak over ``exec`` (a runner started by a 1.4 GB pytest or server process
-    reported 1.4 GB for a 0.8 GB run)."""
-    import resource
+    """This process's own peak RSS (``VmHWM`` on Linux): ``getrusage``'s ``ru_maxrss`` carries the
+    *parent's* peak over ``exec`` (a runner started by a 1.4 GB pytest or server process reported
+    1.4 GB for a 0.8 GB run)."""
+    from workers.rendezvous import own_peak_rss
 
-    try:
-        with open("/proc/self/status", encoding="ascii") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) * 1024  # kB
-    except OSError:
-        pass
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return int(rss if sys.platform == "darwin" else rss * 1024)  # bytes on macOS, KiB on Linux
+    return own_peak_rss()
 
 
 def measure_peak(factory: str, kwargs: dict[str, Any], device: str = "cpu",
