@@ -126,6 +126,11 @@ def main() -> None:
         elif f in NOT_RUN:
             e["run"] = None
             e["why"] = NOT_RUN[f]
+        elif any("resource" in t for d in docs if d.get("kind") == "Workflow"
+                 for t in (d.get("spec") or {}).get("templates") or []):
+            e["run"] = None
+            e["why"] = ("a resource step acts on Kubernetes objects: refused at submit on the local backend "
+                        "(run on the Kubernetes backend, as tests/k8s/test_workflow_resources.py does)")
         elif "command: not set" in " ".join(_warnings(docs, lib)):
             e["run"] = None
             e["why"] = "a step has no command (the image's entrypoint): refused at submit on the local backend"

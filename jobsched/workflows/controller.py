@@ -85,6 +85,9 @@ class WorkflowController:
         runner = ServiceRunner(runtime.service)
         # a backend that can run a container's own entrypoint (a step without `command`) says so
         runner.runs_entrypoints = bool(getattr(runtime.backend, "runs_entrypoints", False))
+        # and one that reaches Kubernetes objects lends them to resource steps
+        actions = getattr(runtime.backend, "object_actions", None)
+        runner.resources = actions() if callable(actions) else None
         return cls(runner, runtime.store_path,
                    Path(runtime.home) / "workflows", **kwargs)
 
@@ -99,9 +102,7 @@ class WorkflowController:
         those submitted before). A step without ``command`` needs a runner that runs entrypoints."""
         lib = {**self.templates, **(library or {})}
         wf, warnings = lint.load(manifest, parameters, self.limits.max_loop_items, lib)
-        missing = lint.entrypoint_only(wf)
-        if missing and not getattr(self.runner, "runs_entrypoints", False):
-            raise lint.LintError([f"{p}: not set; {lint.ENTRYPOINT_HINT}" for p in missing])
+        self._check_runnable(wf)
         manifest = refs.resolve(manifest, lib)
         params = {p.name: (parameters or {}).get(p.name, p.value or "") for p in wf.spec.arguments.parameters}
         ns = wf.metadata.namespace
@@ -134,6 +135,17 @@ class WorkflowController:
         self._wake.set()
         return st.model_copy(deep=True)
 
+    def _check_runnable(self, wf: Workflow) -> None:
+        """Refuse, with a hint, steps this server's backend cannot run: no ``command`` (the image's
+        entrypoint) without a backend that runs images; ``resource`` steps without Kubernetes."""
+        errs = []
+        if not getattr(self.runner, "runs_entrypoints", False):
+            errs += [f"{p}: not set; {lint.ENTRYPOINT_HINT}" for p in lint.entrypoint_only(wf)]
+        if getattr(self.runner, "resources", None) is None:
+            errs += [f"{p}: {lint.RESOURCE_HINT}" for p in lint.resource_steps(wf)]
+        if errs:
+            raise lint.LintError(errs)
+
     def submit_documents(self, docs: list[dict[str, Any]],
                          parameters: dict[str, str] | None = None) -> list[dict[str, Any]]:
         """A multi-document file: every document is linted before anything is kept; then
@@ -141,10 +153,8 @@ class WorkflowController:
         linted = documents.lint_all(docs, parameters, self.templates, self.limits.max_loop_items)
         same_file = refs.library_of(docs)
         for item in linted:
-            if item.kind == "Workflow":
-                missing = lint.entrypoint_only(item.workflow) if item.workflow else []
-                if missing and not getattr(self.runner, "runs_entrypoints", False):
-                    raise lint.LintError([f"{p}: not set; {lint.ENTRYPOINT_HINT}" for p in missing])
+            if item.kind == "Workflow" and item.workflow:
+                self._check_runnable(item.workflow)
         out: list[dict[str, Any]] = []
         for item in linted:
             if item.kind in refs.TEMPLATE_KINDS:

@@ -60,9 +60,14 @@ class HttpCalls:
         self._lock = threading.Lock()
 
     def start(self, key: str, req: dict[str, Any]) -> None:
+        self.call(key, perform, req)
+
+    def call(self, key: str, fn: Any, *args: Any) -> None:
+        """Run ``fn(*args)`` on the pool under ``key`` (unless one is in flight): resource steps' API
+        calls use the same pool."""
         with self._lock:
             if key not in self._calls:
-                self._calls[key] = self._pool.submit(perform, req)
+                self._calls[key] = self._pool.submit(fn, *args)
 
     def outcome(self, key: str) -> tuple[str, Any]:
         """("missing", None): never started here (a restart); ("running", None); ("done", response);

@@ -65,12 +65,55 @@ def load(manifest: dict[str, Any], parameters: dict[str, str] | None = None,
             warnings.append(f"spec.templates[{i}].{field}.command: not set, so the step runs the "
                             f"image's entrypoint: on Kubernetes only ({ENTRYPOINT_HINT})")
     for i, t in enumerate(wf.spec.templates):
+        if t.resource is not None:
+            from jobsched.workflows.resource import parse_flags
+
+            for flag in parse_flags(t.resource.flags).unknown:
+                warnings.append(f"spec.templates[{i}].resource.flags: {flag!r} not acted on by jobsched (ignored; "
+                                "TYPE NAME, --selector/-l, --namespace/-n and --ignore-not-found are)")
         if t.leaf is None and t.retry_strategy is not None:
             warnings.append(f"spec.templates[{i}].retryStrategy: not acted on for a {t.kind} template "
                             "(jobsched retries container and script steps)")
     return wf, warnings
 
 
+def _check_resource(path: str, r: Any, errs: list[str]) -> None:
+    from jobsched.workflows import resource
+
+    if "{{" not in r.action and r.action not in resource.ACTIONS:
+        errs.append(f"{path}.action: {r.action!r} is not one of {', '.join(resource.ACTIONS)}")
+    if r.merge_strategy is not None and r.merge_strategy not in resource.MERGE_STRATEGIES:
+        errs.append(f"{path}.mergeStrategy: {r.merge_strategy!r} is not one of "
+                    f"{', '.join(resource.MERGE_STRATEGIES)}")
+    target = resource.parse_flags(r.flags)
+    if target.type is not None:  # kubectl's `TYPE [NAME]` in flags names the object
+        if target.name is None and target.selector is None:
+            errs.append(f"{path}.flags: {target.type!r} needs a name or --selector")
+        if r.manifest is None and r.action in ("patch", "create", "apply", "replace"):
+            errs.append(f"{path}.manifest: required for {r.action}")
+    elif r.manifest is None:
+        if r.manifest_from is None:
+            errs.append(f"{path}.manifest: required (or name the object in flags: [TYPE, NAME])")
+    elif "{{" not in r.manifest:
+        try:
+            resource.load_manifest(r.manifest)
+        except ValueError as e:
+            errs.append(f"{path}.manifest: {e}")
+    for field, cond in (("successCondition", r.success_condition), ("failureCondition", r.failure_condition)):
+        if cond and "{{" not in cond:
+            try:
+                resource.parse_condition(cond)
+            except resource.ConditionError as e:
+                errs.append(f"{path}.{field}: {e}")
+
+
+def resource_steps(wf: Workflow) -> list[str]:
+    """The templates that act on Kubernetes objects (``resource``)."""
+    return [f"spec.templates[{i}].resource" for i, t in enumerate(wf.spec.templates) if t.resource is not None]
+
+
+RESOURCE_HINT = ("a resource step acts on Kubernetes objects, which only a server with the Kubernetes "
+                 "backend can do: run it there (`jobsched server --backend kubernetes`)")
 ENTRYPOINT_HINT = ("the local backend runs commands on the host and cannot run an image's "
                    "entrypoint: set `command`, or run it on Kubernetes")
 
@@ -172,6 +215,8 @@ def _check_template(path: str, t: Template, ref: Any, parameters: dict[str, str]
         errs.append(f"{path}: no template kind (one of container, script, dag, steps, suspend, http)")
     elif kinds[0] in UNSUPPORTED_KINDS:
         errs.append(f"{path}.{kinds[0]}: template kind {kinds[0]!r} is not supported by jobsched")
+    if t.resource is not None:
+        _check_resource(f"{path}.resource", t.resource, errs)
     if t.http is not None:
         h = t.http
         if "{{" not in h.method and h.method.upper() not in ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD",

@@ -34,7 +34,7 @@ class ValueFrom(ArgoModel):
     parameter: str | None = None
     default: Str | None = None
     expression: str | None = None
-    IGNORED = frozenset({"jsonPath", "jqFilter", "event", "configMapKeyRef"})
+    IGNORED = frozenset({"jqFilter", "event", "configMapKeyRef"})
     json_path: Any = None
     jq_filter: Any = None
     event: Any = None
@@ -211,7 +211,21 @@ class TemplateMeta(ArgoModel):
 
 
 TEMPLATE_KINDS = ("container", "script", "dag", "steps")
-UNSUPPORTED_KINDS = ("resource", "data", "containerSet", "plugin")
+UNSUPPORTED_KINDS = ("data", "containerSet", "plugin")
+
+
+class ResourceTmpl(ArgoModel):
+    """A Kubernetes object to get/create/apply/delete/replace/patch (jobsched/workflows/resource.py)."""
+
+    action: Str
+    manifest: Str | None = None
+    merge_strategy: Str | None = None
+    success_condition: Str | None = None
+    failure_condition: Str | None = None
+    set_owner_reference: bool | None = None
+    flags: list[Str] = Field(default_factory=list)
+    manifest_from: Any = None
+    IGNORED = frozenset({"manifestFrom", "setOwnerReference"})
 
 
 class HttpHeader(ArgoModel):
@@ -251,7 +265,7 @@ class Template(ArgoModel):
     script: Script | None = None
     dag: Dag | None = None
     steps: list[list[WorkflowStep]] | None = None
-    resource: Any = None
+    resource: ResourceTmpl | None = None
     suspend: Suspend | None = None
     data: Any = None
     http: Http | None = None

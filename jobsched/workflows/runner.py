@@ -28,6 +28,7 @@ class ServiceRunner:
     def __init__(self, service: Any) -> None:
         self.service = service
         self.runs_entrypoints = False  # see WorkflowController.for_runtime
+        self.resources: Any = None  # Kubernetes object actions for resource steps (Kubernetes backend)
 
     def submit(self, manifest: dict[str, Any]) -> str:
         return str(self.service.submit(manifest).name)

@@ -70,6 +70,8 @@ class NodeStatus(BaseModel):
     loop_index: int | None = None  # a loop child's item index
     resumed: bool = False  # a suspend node: `workflow resume` asked it to go on
     supplied: dict[str, str] = Field(default_factory=dict)  # its outputs.parameters given at resume
+    resource: dict[str, str] | None = None  # a resource node's object (apiVersion, kind, name, namespace)
+    polled_at: float | None = None  # when a resource node last read its object
 
     @property
     def fulfilled(self) -> bool:

@@ -240,6 +240,14 @@ class KubernetesBackend:
                 log.warning("node %s skipped: %s", md["name"], e)
         return out
 
+    def object_actions(self) -> Any:
+        """Get/create/apply/delete/replace/patch of any Kubernetes object (Argo resource steps)."""
+        from jobsched.backends.kubernetes.objects import ObjectActions
+
+        if getattr(self, "_objects", None) is None:
+            self._objects = ObjectActions(self.api_client)
+        return self._objects
+
     # gangs ------------------------------------------------------------------------------------
     def start(self, gang: GangLaunch) -> dict[int, dict[str, object]]:
         """Create the gang's pods and bind each one as soon as its create returns (a single
