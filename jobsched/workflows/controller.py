@@ -143,6 +143,8 @@ class WorkflowController:
             errs += [f"{p}: not set; {lint.ENTRYPOINT_HINT}" for p in lint.entrypoint_only(wf)]
         if getattr(self.runner, "resources", None) is None:
             errs += [f"{p}: {lint.RESOURCE_HINT}" for p in lint.resource_steps(wf)]
+        if getattr(self.runner, "runs_entrypoints", False):  # a backend of images: one container a pod
+            errs += [f"{p}: {lint.CONTAINER_SET_HINT}" for p in lint.container_set_steps(wf)]
         if errs:
             raise lint.LintError(errs)
 

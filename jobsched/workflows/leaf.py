@@ -225,6 +225,9 @@ class LeafMixin:
             log = ""
             n.notes.append(f"logs unavailable: {e}")
         n.outputs["result"] = pods.result_text(log)
+        if tmpl.container_set is not None:  # its "main" container's output (workers/containerset.py)
+            main_out = self.step_dir(n) / "containerset-result"
+            n.outputs["result"] = pods.result_text(main_out.read_text()) if main_out.exists() else ""
         sub = Template.model_validate(substitute_all(
             tmpl.model_dump(mode="json", by_alias=True, exclude_none=True), local, strict=False))
         params, errors = pods.read_outputs(sub, self.step_dir(n))

@@ -59,11 +59,9 @@ def load(manifest: dict[str, Any], parameters: dict[str, str] | None = None,
     if errors:
         raise LintError(errors)
     warnings = [f"{p}: accepted but not acted on by jobsched (ignored)" for p in ignored_fields(wf)]
-    for i, t in enumerate(wf.spec.templates):
-        if t.leaf is not None and not t.leaf.command and not (t.script and t.script.source):
-            field = "script" if t.script else "container"
-            warnings.append(f"spec.templates[{i}].{field}.command: not set, so the step runs the "
-                            f"image's entrypoint: on Kubernetes only ({ENTRYPOINT_HINT})")
+    for p in entrypoint_only(wf):
+        warnings.append(f"{p}: not set, so the step runs the image's entrypoint: on Kubernetes only "
+                        f"({ENTRYPOINT_HINT})")
     for i, t in enumerate(wf.spec.templates):
         if t.resource is not None:
             from jobsched.workflows.resource import parse_flags
@@ -107,6 +105,30 @@ def _check_resource(path: str, r: Any, errs: list[str]) -> None:
                 errs.append(f"{path}.{field}: {e}")
 
 
+def _check_container_set(path: str, cs: Any, errs: list[str]) -> None:
+    names = [c.name for c in cs.containers]
+    for i, c in enumerate(cs.containers):
+        if names.index(c.name) != i:
+            errs.append(f"{path}.containers[{i}].name: {c.name!r} is used twice")
+        for d in c.dependencies:
+            if d not in names:
+                errs.append(f"{path}.containers[{i}].dependencies: no container named {d!r}")
+    try:
+        graphlib.TopologicalSorter({c.name: set(c.dependencies) & set(names) for c in cs.containers}).prepare()
+    except graphlib.CycleError as e:
+        errs.append(f"{path}.containers: dependency cycle {' -> '.join(e.args[1])}")
+
+
+def container_set_steps(wf: Workflow) -> list[str]:
+    """The templates that run a ``containerSet``."""
+    return [f"spec.templates[{i}].containerSet" for i, t in enumerate(wf.spec.templates) if t.container_set is not None]
+
+
+CONTAINER_SET_HINT = ("a containerSet runs its containers as processes of one replica, which only a backend "
+                      "that runs commands on its hosts can do (local, Ray); on Kubernetes write the "
+                      "containers as steps of a dag")
+
+
 def resource_steps(wf: Workflow) -> list[str]:
     """The templates that act on Kubernetes objects (``resource``)."""
     return [f"spec.templates[{i}].resource" for i, t in enumerate(wf.spec.templates) if t.resource is not None]
@@ -119,10 +141,16 @@ ENTRYPOINT_HINT = ("the local backend runs commands on the host and cannot run a
 
 
 def entrypoint_only(wf: Workflow) -> list[str]:
-    """The leaf templates that rely on the image's entrypoint (no ``command``)."""
-    return [f"spec.templates[{i}].{'script' if t.script else 'container'}.command"
-            for i, t in enumerate(wf.spec.templates)
-            if t.leaf is not None and not t.leaf.command and not (t.script and t.script.source)]
+    """The leaf templates (and containerSet containers) that rely on the image's entrypoint (no
+    ``command``)."""
+    out = []
+    for i, t in enumerate(wf.spec.templates):
+        if t.container_set is not None:
+            out += [f"spec.templates[{i}].containerSet.containers[{j}].command"
+                    for j, c in enumerate(t.container_set.containers) if not c.command]
+        elif t.leaf is not None and not t.leaf.command and not (t.script and t.script.source):
+            out.append(f"spec.templates[{i}].{'script' if t.script else 'container'}.command")
+    return out
 
 
 def _check(wf: Workflow, parameters: dict[str, str], max_loop_items: int = loops.MAX_LOOP_ITEMS,
@@ -217,6 +245,8 @@ def _check_template(path: str, t: Template, ref: Any, parameters: dict[str, str]
         errs.append(f"{path}.{kinds[0]}: template kind {kinds[0]!r} is not supported by jobsched")
     if t.resource is not None:
         _check_resource(f"{path}.resource", t.resource, errs)
+    if t.container_set is not None:
+        _check_container_set(f"{path}.containerSet", t.container_set, errs)
     if t.http is not None:
         h = t.http
         if "{{" not in h.method and h.method.upper() not in ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD",

@@ -118,6 +118,54 @@ class Container(ArgoModel):
     restart_policy: Any = None
 
 
+class SetContainer(Container):
+    """A container of a ``containerSet``: named, and started once its ``dependencies`` succeeded."""
+
+    name: Str = Field(min_length=1)  # type: ignore[assignment]
+    dependencies: list[Str] = Field(default_factory=list)
+    IGNORED = frozenset(_CONTAINER_IGNORED - {"name"})
+
+
+class ContainerSet(ArgoModel):
+    """Containers of one pod in Argo; in jobsched processes of one replica, run in dependency order by
+    ``workers/containerset.py`` (the local backend; a server whose backend runs images refuses it)."""
+
+    containers: list[SetContainer] = Field(min_length=1)
+    volume_mounts: Any = None
+    retry_strategy: Any = None
+    IGNORED = frozenset({"volumeMounts", "retryStrategy"})
+
+    def as_container(self) -> Container:
+        import json
+        import sys
+
+        spec = [{"name": c.name, "argv": [*c.command, *c.args], "env": {e.name: e.value for e in c.env},
+                 "cwd": c.working_dir, "dependencies": list(c.dependencies)} for c in self.containers]
+        main = next((c for c in self.containers if c.name == "main"), self.containers[0])
+        return Container(image=main.image, command=[sys.executable, "-m", "workers.containerset"],
+                         args=[json.dumps(spec)], resources=_summed([c.resources for c in self.containers]))
+
+
+def _summed(parts: list[Resources]) -> Resources:
+    """A pod's request is its containers' together: cpu, memory and GPUs summed, others the largest."""
+    from jobsched.spec.quantity import cpu_milli, memory_bytes, parse_quantity
+
+    out: dict[str, dict[str, Any]] = {"requests": {}, "limits": {}}
+    for part in ("requests", "limits"):
+        for r in parts:
+            for key, value in getattr(r, part).items():
+                cur = out[part].get(key)
+                if key == "cpu":
+                    out[part][key] = f"{(cpu_milli(cur) if cur is not None else 0) + cpu_milli(value)}m"
+                elif key == "memory":
+                    out[part][key] = (memory_bytes(cur) if cur is not None else 0) + memory_bytes(value)
+                elif key.endswith("/gpu"):
+                    out[part][key] = int(cur or 0) + int(parse_quantity(value))
+                elif cur is None or parse_quantity(value) > parse_quantity(cur):
+                    out[part][key] = value
+    return Resources(requests=out["requests"], limits=out["limits"])
+
+
 class Script(Container):
     source: str | None = None  # none: run command + args, like a container
 
@@ -211,7 +259,7 @@ class TemplateMeta(ArgoModel):
 
 
 TEMPLATE_KINDS = ("container", "script", "dag", "steps")
-UNSUPPORTED_KINDS = ("data", "containerSet", "plugin")
+UNSUPPORTED_KINDS = ("data", "plugin")
 
 
 class ResourceTmpl(ArgoModel):
@@ -269,7 +317,7 @@ class Template(ArgoModel):
     suspend: Suspend | None = None
     data: Any = None
     http: Http | None = None
-    container_set: Any = None
+    container_set: ContainerSet | None = None
     plugin: Any = None
     retry_strategy: RetryStrategy | None = None
     active_deadline_seconds: Str | None = None
@@ -317,6 +365,10 @@ class Template(ArgoModel):
 
     @property
     def leaf(self) -> Container | None:
+        """What runs as the step's job: its container or script, or one container that runs a
+        containerSet's containers as processes (workers/containerset.py)."""
+        if self.container_set is not None:
+            return self.container_set.as_container()
         return self.container or self.script
 
 
