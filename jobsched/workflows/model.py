@@ -121,7 +121,7 @@ class Container(ArgoModel):
 class SetContainer(Container):
     """A container of a ``containerSet``: named, and started once its ``dependencies`` succeeded."""
 
-    name: Str = Field(min_length=1)  # type: ignore[assignment]
+    name: Str = Field(min_length=1)
     dependencies: list[Str] = Field(default_factory=list)
     IGNORED = frozenset(_CONTAINER_IGNORED - {"name"})
 
