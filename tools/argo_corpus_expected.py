@@ -126,6 +126,10 @@ def main() -> None:
         elif f in NOT_RUN:
             e["run"] = None
             e["why"] = NOT_RUN[f]
+        elif any("data" in t for d in docs if d.get("kind") == "Workflow"
+                 for t in (d.get("spec") or {}).get("templates") or []):
+            e["run"] = None
+            e["why"] = "a data template reads an artifact repository, which jobsched has not: refused at submit"
         elif any("resource" in t for d in docs if d.get("kind") == "Workflow"
                  for t in (d.get("spec") or {}).get("templates") or []):
             e["run"] = None

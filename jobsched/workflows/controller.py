@@ -137,7 +137,8 @@ class WorkflowController:
 
     def _check_runnable(self, wf: Workflow) -> None:
         """Refuse, with a hint, steps this server's backend cannot run: no ``command`` (the image's
-        entrypoint) without a backend that runs images; ``resource`` steps without Kubernetes."""
+        entrypoint) without a backend that runs images; ``resource`` steps without Kubernetes;
+        ``containerSet`` on a backend of images; ``data`` anywhere (no artifact repositories)."""
         errs = []
         if not getattr(self.runner, "runs_entrypoints", False):
             errs += [f"{p}: not set; {lint.ENTRYPOINT_HINT}" for p in lint.entrypoint_only(wf)]
@@ -145,6 +146,7 @@ class WorkflowController:
             errs += [f"{p}: {lint.RESOURCE_HINT}" for p in lint.resource_steps(wf)]
         if getattr(self.runner, "runs_entrypoints", False):  # a backend of images: one container a pod
             errs += [f"{p}: {lint.CONTAINER_SET_HINT}" for p in lint.container_set_steps(wf)]
+        errs += [f"{p}: {lint.DATA_HINT}" for p in lint.data_steps(wf)]  # on every backend
         if errs:
             raise lint.LintError(errs)
 

@@ -187,6 +187,10 @@ class Operator(LoopMixin, LeafMixin):
             return self.run_http(n, tmpl, local)
         if tmpl.resource is not None:
             return self.run_resource(n, tmpl, local)
+        if tmpl.data is not None:  # refused at submit; a workflow stored before that rule ends here
+            from jobsched.workflows.lint import DATA_HINT
+
+            return self.set_phase(n, "Error", DATA_HINT)
         try:
             sub = Template.model_validate(substitute_all(
                 tmpl.model_dump(mode="json", by_alias=True, exclude_none=True), local, strict=False))

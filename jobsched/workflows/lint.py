@@ -129,6 +129,15 @@ CONTAINER_SET_HINT = ("a containerSet runs its containers as processes of one re
                       "containers as steps of a dag")
 
 
+def data_steps(wf: Workflow) -> list[str]:
+    return [f"spec.templates[{i}].data" for i, t in enumerate(wf.spec.templates) if t.data is not None]
+
+
+DATA_HINT = ("a data template lists and transforms the files of an artifact repository, and jobsched has no "
+             "artifact repositories (artifacts are ignored): list the files in a script step and pass them on "
+             "as its result")
+
+
 def resource_steps(wf: Workflow) -> list[str]:
     """The templates that act on Kubernetes objects (``resource``)."""
     return [f"spec.templates[{i}].resource" for i, t in enumerate(wf.spec.templates) if t.resource is not None]
@@ -247,6 +256,14 @@ def _check_template(path: str, t: Template, ref: Any, parameters: dict[str, str]
         _check_resource(f"{path}.resource", t.resource, errs)
     if t.container_set is not None:
         _check_container_set(f"{path}.containerSet", t.container_set, errs)
+    if t.data is not None:
+        if "artifactPaths" not in t.data.source:
+            errs.append(f"{path}.data.source: artifactPaths is required (the only source Argo has)")
+        for j, tr in enumerate(t.data.transformation):
+            if not isinstance(tr.get("expression"), str):
+                errs.append(f"{path}.data.transformation[{j}].expression: required")
+            else:
+                _expr_ok(f"{path}.data.transformation[{j}].expression", tr["expression"], errs)
     if t.http is not None:
         h = t.http
         if "{{" not in h.method and h.method.upper() not in ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD",

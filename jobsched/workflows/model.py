@@ -259,7 +259,16 @@ class TemplateMeta(ArgoModel):
 
 
 TEMPLATE_KINDS = ("container", "script", "dag", "steps")
-UNSUPPORTED_KINDS = ("data", "plugin")
+UNSUPPORTED_KINDS = ("plugin",)
+
+
+class DataTmpl(ArgoModel):
+    """Argo's ``data``: list an artifact repository's files (``source.artifactPaths``) and filter or
+    map them (``transformation``). Valid Argo, linted as such; refused at submit on every backend,
+    since jobsched has no artifact repositories."""
+
+    source: dict[str, Any]
+    transformation: list[dict[str, Any]] = Field(default_factory=list)
 
 
 class ResourceTmpl(ArgoModel):
@@ -315,7 +324,7 @@ class Template(ArgoModel):
     steps: list[list[WorkflowStep]] | None = None
     resource: ResourceTmpl | None = None
     suspend: Suspend | None = None
-    data: Any = None
+    data: DataTmpl | None = None
     http: Http | None = None
     container_set: ContainerSet | None = None
     plugin: Any = None

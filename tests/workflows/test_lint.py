@@ -147,8 +147,8 @@ def test_unsupported_kinds_and_refs() -> None:
         "the same file, or submit it first with `jobsched workflow submit`)"]
 
     def s(d: dict[str, Any]) -> None:
-        d["spec"]["templates"][1] = {"name": "echo", "data": {"source": {}, "transformation": []}}
-    assert errors_of(s) == ["spec.templates[1].data: template kind 'data' is not supported by jobsched"]
+        d["spec"]["templates"][1] = {"name": "echo", "plugin": {"hello": {}}}
+    assert errors_of(s) == ["spec.templates[1].plugin: template kind 'plugin' is not supported by jobsched"]
 
     def http(d: dict[str, Any]) -> None:  # supported: a bad method, url or condition is named
         d["spec"]["templates"][1] = {"name": "echo", "http": {"url": "ftp://x", "method": "FETCH",

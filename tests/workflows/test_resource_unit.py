@@ -73,3 +73,21 @@ def test_the_local_backend_refuses_a_resource_step_at_submit_with_a_hint(wfh) ->
         wfh.ctl.submit(doc)
     assert e.value.errors == [f"spec.templates[0].resource: {RESOURCE_HINT}"]
     assert wfh.ctl.list() == []
+
+
+@pytest.mark.slow
+def test_a_data_template_lints_as_argo_and_is_refused_at_submit_everywhere(wfh) -> None:
+    from jobsched.workflows.lint import DATA_HINT
+
+    doc = {"apiVersion": "argoproj.io/v1alpha1", "kind": "Workflow", "metadata": {"name": "d"},
+           "spec": {"entrypoint": "d", "templates": [{"name": "d", "data": {
+               "source": {"artifactPaths": {"name": "b", "s3": {"bucket": "x"}}},
+               "transformation": [{"expression": 'filter(data, {# endsWith "main.log"})'}]}}]}}
+    load(doc)  # valid Argo
+    bad = yaml.safe_load(yaml.safe_dump(doc))
+    bad["spec"]["templates"][0]["data"]["transformation"] = [{"expression": "filter(data, {#"}]
+    with pytest.raises(LintError, match=r"data.transformation\[0\].expression: "):
+        load(bad)
+    with pytest.raises(LintError) as e:
+        wfh.ctl.submit(doc)
+    assert e.value.errors == [f"spec.templates[0].data: {DATA_HINT}"]
