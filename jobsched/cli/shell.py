@@ -44,6 +44,8 @@ EXAMPLES: dict[str, list[str]] = {
     "workflow list": ["jobsched workflow list"],
     "workflow logs": ["jobsched workflow logs ml-pipeline-x7k2q"],
     "workflow cancel": ["jobsched workflow cancel ml-pipeline-x7k2q"],
+    "workflow resume": ["jobsched workflow resume release-8fq2z",
+                        "jobsched workflow resume release-8fq2z --node approve -p version=v2"],
     "token": ["jobsched token create alice --namespace team-a --role user", "jobsched token list"],
     "token create": ["jobsched token create alice --namespace team-a --role user",
                      "jobsched token create ci --namespace team-a --namespace team-b --role viewer"],
