@@ -52,9 +52,37 @@ class Parameter(ArgoModel):
     global_name: str | None = None
 
 
+class Artifact(ArgoModel):
+    """An artifact, checked against Argo v3.5's fields (an unknown one is a lint error, as in ``argo
+    lint``) and then ignored: jobsched has no artifact repositories (its parent warns about it)."""
+
+    name: str = Field(min_length=1)
+    path: Any = None
+    mode: Any = None
+    from_: Any = Field(None, alias="from")
+    archive_logs: Any = None
+    s3: Any = None
+    git: Any = None
+    http: Any = None
+    artifactory: Any = None
+    hdfs: Any = None
+    raw: Any = None
+    oss: Any = None
+    gcs: Any = None
+    azure: Any = None
+    global_name: Any = None
+    archive: Any = None
+    optional: Any = None
+    sub_path: Any = None
+    recurse_mode: Any = None
+    from_expression: Any = None
+    artifact_gc: Any = Field(None, alias="artifactGC")
+    deleted: Any = None
+
+
 class Arguments(ArgoModel):
     parameters: list[Parameter] = Field(default_factory=list)
-    artifacts: Any = None
+    artifacts: list[Artifact] | None = None
     IGNORED = frozenset({"artifacts"})
 
 
@@ -64,7 +92,7 @@ class Inputs(Arguments):
 
 class Outputs(ArgoModel):
     parameters: list[Parameter] = Field(default_factory=list)
-    artifacts: Any = None
+    artifacts: list[Artifact] | None = None
     result: str | None = None
     exit_code: str | None = None
     IGNORED = frozenset({"artifacts"})
