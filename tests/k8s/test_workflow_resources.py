@@ -101,40 +101,42 @@ def _mine(core, tag: str) -> list:
     return core.list_namespaced_config_map("default", label_selector=f"tag={tag}").items
 
 
-def test_resource_steps_create_wait_patch_get_and_delete(rt):  # noqa: F811
+@pytest.fixture
+def started(rt):  # noqa: F811
+    """The workflow controller over the Kubernetes runtime, and a flow of our own, submitted: its
+    ConfigMap exists when this returns (the create step ran)."""
     ctl = WorkflowController.for_runtime(rt, interval=0.05)
     ctl.start()
-    try:
+
+    def start(name: str) -> tuple[str, object]:
         tag = f"cm{label()}"
-        ctl.submit(_flow("objects", tag))
-        core = rt.backend.core
-        until(lambda: len(_mine(core, tag)) == 1, timeout=30, what="the ConfigMap created")
-        (cm,) = _mine(core, tag)
-        assert cm.metadata.name.startswith(f"{tag}-") and cm.data["owner"] == "objects"
-        time.sleep(1.5)  # it waits on its successCondition while nothing changes
-        assert ctl.get("default", "objects").nodes["objects[0].make"].phase == "Running"
-        core.patch_namespaced_config_map(cm.metadata.name, "default", {"data": {"state": "done"}})
-        st = ctl.wait("default", "objects", 60)
-        assert st.phase == "Succeeded", (st.message, {n.display_name: n.message for n in st.nodes.values()})
-        assert st.nodes["objects[0].make"].outputs["parameters"] == {"cm": cm.metadata.name}
-        assert _mine(core, tag) == []  # labelled, noted, checked, then deleted by its label selector
-    finally:
-        ctl.stop()
+        ctl.submit(_flow(name, tag))
+        until(lambda: len(_mine(rt.backend.core, tag)) == 1, timeout=30, what="the ConfigMap created")
+        return tag, _mine(rt.backend.core, tag)[0]
+
+    yield ctl, start
+    ctl.stop()
 
 
-def test_a_failure_condition_fails_the_step(rt):  # noqa: F811
-    ctl = WorkflowController.for_runtime(rt, interval=0.05)
-    ctl.start()
-    try:
-        tag = f"cm{label()}"
-        ctl.submit(_flow("breaks", tag))
-        core = rt.backend.core
-        until(lambda: len(_mine(core, tag)) == 1, timeout=30, what="the ConfigMap created")
-        core.patch_namespaced_config_map(_mine(core, tag)[0].metadata.name, "default", {"data": {"state": "broken"}})
-        st = ctl.wait("default", "breaks", 60)
-        make = st.nodes["breaks[0].make"]
-        assert st.phase == "Failed"
-        assert make.message == "failureCondition 'data.state in (failed, broken)' matched"
-        assert "breaks[1].label" not in st.nodes
-    finally:
-        ctl.stop()
+def test_resource_steps_create_wait_patch_get_and_delete(rt, started):  # noqa: F811
+    ctl, start = started
+    tag, cm = start("objects")
+    core = rt.backend.core
+    assert cm.metadata.name.startswith(f"{tag}-") and cm.data["owner"] == "objects"
+    time.sleep(1.5)  # it waits on its successCondition while nothing changes
+    assert ctl.get("default", "objects").nodes["objects[0].make"].phase == "Running"
+    core.patch_namespaced_config_map(cm.metadata.name, "default", {"data": {"state": "done"}})
+    st = ctl.wait("default", "objects", 60)
+    assert st.phase == "Succeeded", (st.message, {n.display_name: n.message for n in st.nodes.values()})
+    assert st.nodes["objects[0].make"].outputs["parameters"] == {"cm": cm.metadata.name}
+    assert _mine(core, tag) == []  # labelled, noted, checked, then deleted by its label selector
+
+
+def test_a_failure_condition_fails_the_step(rt, started):  # noqa: F811
+    ctl, start = started
+    _, cm = start("breaks")
+    rt.backend.core.patch_namespaced_config_map(cm.metadata.name, "default", {"data": {"state": "broken"}})
+    st = ctl.wait("default", "breaks", 60)
+    assert st.phase == "Failed"
+    assert st.nodes["breaks[0].make"].message == "failureCondition 'data.state in (failed, broken)' matched"
+    assert "breaks[1].label" not in st.nodes
