@@ -29,28 +29,24 @@ def load_workflow(source: WorkflowLike) -> dict[str, Any]:
     """A manifest dict from a dict, a YAML file path or YAML text; errors name the file and line."""
     if isinstance(source, dict):
         return source
-    from jobsched.spec import yamlsafe
-    from jobsched.spec.errors import SpecError
-    from jobsched.workflows.lint import LintError, parse_yaml
+    from jobsched.workflows.lint import parse_yaml
 
-    text: str | bytes = str(source)
-    name = "<manifest>"
-    try:
-        if isinstance(source, Path) or "\n" not in str(source):
-            name = str(Path(source))
-            text = yamlsafe.load_file(name)
-        return parse_yaml(text, name)
-    except (LintError, SpecError) as e:
-        raise InvalidSpec(str(e)) from None
+    return _parsed(source, parse_yaml)
 
 
 def load_documents(source: WorkflowLike) -> list[dict[str, Any]]:
     """Every document of a file or YAML text (Workflows, WorkflowTemplates, CronWorkflows...)."""
     if isinstance(source, dict):
         return [source]
+    from jobsched.workflows.documents import parse_all
+
+    return _parsed(source, parse_all)
+
+
+def _parsed(source: str | Path, parse: Callable[[str | bytes, str], Any]) -> Any:
+    """``parse(text, name)`` of a file path (read safely, named in errors) or of YAML text."""
     from jobsched.spec import yamlsafe
     from jobsched.spec.errors import SpecError
-    from jobsched.workflows.documents import parse_all
     from jobsched.workflows.lint import LintError
 
     text: str | bytes = str(source)
@@ -59,7 +55,7 @@ def load_documents(source: WorkflowLike) -> list[dict[str, Any]]:
         if isinstance(source, Path) or "\n" not in str(source):
             name = str(Path(source))
             text = yamlsafe.load_file(name)
-        return parse_all(text, name)
+        return parse(text, name)
     except (LintError, SpecError) as e:
         raise InvalidSpec(str(e)) from None
 
