@@ -13,7 +13,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import quote
 
 from jobsched.sdk.errors import InvalidSpec, WaitTimeout
@@ -22,6 +22,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from jobsched.sdk.client import Client
 
 WorkflowLike = dict[str, Any] | str | Path
+T = TypeVar("T")
 DONE = ("Succeeded", "Failed", "Error")
 
 
@@ -43,7 +44,7 @@ def load_documents(source: WorkflowLike) -> list[dict[str, Any]]:
     return _parsed(source, parse_all)
 
 
-def _parsed(source: str | Path, parse: Callable[[str | bytes, str], Any]) -> Any:
+def _parsed(source: str | Path, parse: Callable[[str | bytes, str], T]) -> T:
     """``parse(text, name)`` of a file path (read safely, named in errors) or of YAML text."""
     from jobsched.spec import yamlsafe
     from jobsched.spec.errors import SpecError

@@ -21,6 +21,7 @@ from typing import Any
 
 from jobsched.spec.base import _dns_label
 from jobsched.workflows import documents, lint, refs
+from jobsched.workflows.agent import Calls
 from jobsched.workflows.cronctl import CronScheduler
 from jobsched.workflows.engine import Operator
 from jobsched.workflows.fanout import Budget, Hooks
@@ -61,9 +62,7 @@ class WorkflowController:
         self._thread: threading.Thread | None = None
         self._passed = threading.Condition()  # notified after every pass
         self.cancel_wait = 0.5  # seconds cancel waits for the loop to act before answering
-        from jobsched.workflows.httpstep import HttpCalls
-
-        self.http = HttpCalls()  # requests of http steps, beside the loop (Argo's agent)
+        self.calls = Calls()  # http requests and Kubernetes calls of agent steps, beside the loop
         self._templates_path = self.workdir / "workflow-templates.json"
         self.templates: refs.Library = {}  # WorkflowTemplates submitted, for templateRef
         if self._templates_path.exists():
@@ -308,7 +307,7 @@ class WorkflowController:
         hooks = Hooks(self.limits, budget or Budget(self.limits.max_live_steps),
                       cancel_requested=lambda: key in self._cancels, stopping=self._stop.is_set,
                       archived=lambda parent: self.store.archived(st.namespace, st.name, parent),
-                      http=self.http)
+                      calls=self.calls)
         try:
             Operator(st, wf, self.runner, self.clock(), self.workdir, hooks).operate()
         except Exception as e:  # noqa: BLE001 - a bug must not stop the other workflows
@@ -340,7 +339,7 @@ class WorkflowController:
     def stop(self) -> None:
         self._stop.set()
         self._wake.set()
-        self.http.shutdown()
+        self.calls.shutdown()
         if self._thread is not None:
             self._thread.join(timeout=10)
             if self._thread.is_alive():  # still in a pass: it stops at its next check; keep its store

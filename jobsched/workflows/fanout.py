@@ -42,7 +42,7 @@ class Hooks:
     cancel_requested: Callable[[], bool] = lambda: False
     stopping: Callable[[], bool] = lambda: False
     archived: Callable[[str], list[NodeStatus]] = lambda parent: []
-    http: Any = None  # httpstep.HttpCalls: the controller's requests of http steps in flight
+    calls: Any = None  # agent.Calls: the controller's pool for http and resource steps' blocking calls
 
 
 class LoopMixin:

@@ -1,8 +1,8 @@
 """Argo ``http`` templates: the request, sent beside the workflow loop (Argo's agent), and its verdict.
 
-:class:`HttpCalls` runs requests on a small thread pool owned by the controller, so a slow endpoint
-never holds up a pass; the engine starts a request when the node starts and reads the outcome on a
-later pass. A request in flight when the server stops is sent again after the restart (the node is
+Requests run on the controller's call pool (:class:`jobsched.workflows.agent.Calls`), so a slow
+endpoint never holds up a pass; the step starts a request when the node starts and reads the outcome
+on a later pass. A request in flight when the server stops is sent again after the restart (the node is
 still Running, and nothing records that it went out). The response body becomes ``outputs.result``
 (at most :data:`MAX_BODY` bytes; a larger one fails the step). ``successCondition`` is an expression
 over ``request.url``, ``request.method``, ``request.body``, ``request.headers``,
@@ -16,8 +16,6 @@ server turns http steps off (each then fails, saying so).
 from __future__ import annotations
 
 import os
-import threading
-from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 from jobsched.workflows import expr
@@ -49,43 +47,6 @@ def perform(req: dict[str, Any]) -> dict[str, Any]:
             headers.setdefault(name.lower(), []).append(value)
         return {"statusCode": resp.status_code, "body": b"".join(chunks).decode("utf-8", "replace"),
                 "headers": headers}
-
-
-class HttpCalls:
-    """Requests in flight, by key (the node and attempt), on ``workers`` threads."""
-
-    def __init__(self, workers: int = 4) -> None:
-        self._pool = ThreadPoolExecutor(workers, thread_name_prefix="wf-http")
-        self._calls: dict[str, Future[dict[str, Any]]] = {}
-        self._lock = threading.Lock()
-
-    def start(self, key: str, req: dict[str, Any]) -> None:
-        self.call(key, perform, req)
-
-    def call(self, key: str, fn: Any, *args: Any) -> None:
-        """Run ``fn(*args)`` on the pool under ``key`` (unless one is in flight): resource steps' API
-        calls use the same pool."""
-        with self._lock:
-            if key not in self._calls:
-                self._calls[key] = self._pool.submit(fn, *args)
-
-    def outcome(self, key: str) -> tuple[str, Any]:
-        """("missing", None): never started here (a restart); ("running", None); ("done", response);
-        ("error", message)."""
-        with self._lock:
-            f = self._calls.get(key)
-            if f is None:
-                return "missing", None
-            if not f.done():
-                return "running", None
-            del self._calls[key]
-        e = f.exception()
-        if e is not None:
-            return "error", f"{type(e).__name__}: {e}"
-        return "done", f.result()
-
-    def shutdown(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)
 
 
 def verdict(condition: str | None, req: dict[str, Any], resp: dict[str, Any]) -> str | None:
