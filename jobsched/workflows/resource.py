@@ -166,14 +166,17 @@ def parse_flags(flags: list[str]) -> Target:
 
 
 def json_path(obj: Any, path: str) -> str:
-    """A Kubernetes jsonPath (``{.metadata.name}``) on ``obj``, as Argo's output parameter: a string
-    value as is, anything else as JSON."""
+    """A Kubernetes jsonPath (``{.metadata.name}``) on ``obj`` (the expression language's
+    ``jsonpath``), as Argo's output parameter: a string value as is, anything else as JSON."""
     import json
+
+    from jobsched.workflows.exprfuncs import FuncError, jsonpath
 
     inner = path.strip()
     if inner.startswith("{") and inner.endswith("}"):
         inner = inner[1:-1]
-    found, value = _lookup(obj, [p for p in re.split(r"\.|\[|\]", inner.lstrip("$")) if p])
-    if not found:
-        raise ValueError(f"jsonPath {path!r}: not in the object")
+    try:
+        value = jsonpath(obj, inner if inner.startswith("$") else "$" + inner)
+    except FuncError:
+        raise ValueError(f"jsonPath {path!r}: not in the object") from None
     return value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))
