@@ -22,6 +22,7 @@ from jobsched.backends.base import GangLaunch, ReplicaEvent, StartError
 from jobsched.backends.kubernetes import pods as P
 from jobsched.backends.kubernetes import views as V
 from jobsched.backends.kubernetes.informer import Informer, wait_synced
+from jobsched.backends.kubernetes.objects import ObjectActions
 from jobsched.backends.kubernetes.reconcile import Reconciler, add_usage
 from jobsched.backends.kubernetes.ttl import Janitor
 from jobsched.backends.kubernetes.writes import Writer
@@ -107,6 +108,7 @@ class KubernetesBackend:
         self._starting = 0  # starts in flight (lower-priority writes yield to them)
         self._last_start = float("-inf")  # time.monotonic() when the last start ended
         self.core = client.CoreV1Api(self.api_client)
+        self.objects = ObjectActions(self.api_client)  # discovers the API on first use
         self.custom = client.CustomObjectsApi(self.api_client)
         self._lock = threading.Lock()
         self._tracked: dict[tuple[str, int, int], _Tracked] = {}
@@ -240,13 +242,9 @@ class KubernetesBackend:
                 log.warning("node %s skipped: %s", md["name"], e)
         return out
 
-    def object_actions(self) -> Any:
+    def object_actions(self) -> ObjectActions:
         """Get/create/apply/delete/replace/patch of any Kubernetes object (Argo resource steps)."""
-        from jobsched.backends.kubernetes.objects import ObjectActions
-
-        if getattr(self, "_objects", None) is None:
-            self._objects = ObjectActions(self.api_client)
-        return self._objects
+        return self.objects
 
     # gangs ------------------------------------------------------------------------------------
     def start(self, gang: GangLaunch) -> dict[int, dict[str, object]]:
