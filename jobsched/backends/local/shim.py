@@ -115,37 +115,41 @@ def _pump(src: Any, sink: LogSink, tail: deque[str] | None) -> None:
 
 
 def _tree_rss(pid: int) -> int:
+    return _tree_memory(pid)[0]
+
+
+def _tree_memory(pid: int) -> tuple[int, int]:
+    """(RSS now, high-water RSS) of ``pid`` and its descendants, each summed over the tree. The
+    high-water mark (``VmHWM``) keeps a spike between two samples, and is the processes' own, unlike
+    ``wait4``'s ``ru_maxrss``, which carries the launcher's peak over ``exec`` (a replica of a 0.3 GB
+    program reported the 0.7 GB of the server process that started it)."""
     import psutil
 
     try:
         p = psutil.Process(pid)
         procs = [p, *p.children(recursive=True)]
     except psutil.Error:
-        return 0
-    total = 0
+        return 0, 0
+    rss = hwm = 0
     for q in procs:
-        with contextlib.suppress(psutil.Error):
-            total += q.memory_info().rss
-    return total
+        now, high = _proc_memory(q)
+        rss, hwm = rss + now, hwm + high
+    return rss, hwm
 
 
-def _tree_hwm(pid: int) -> int:
-    """Sum of the high-water RSS (``VmHWM``) of ``pid`` and its descendants: unlike sampled RSS it
-    keeps a spike between two samples; unlike ``wait4``'s ``ru_maxrss`` it is the processes' own
-    (``ru_maxrss`` carries the launcher's peak over ``exec``: a replica of a 0.3 GB program
-    reported the 0.7 GB of the server process that started it)."""
+def _proc_memory(q: Any) -> tuple[int, int]:
+    """(VmRSS, VmHWM) of one process from /proc (one read); psutil's RSS for both elsewhere."""
     import psutil
 
     try:
-        p = psutil.Process(pid)
-        pids = [pid, *(c.pid for c in p.children(recursive=True))]
-    except psutil.Error:
-        return 0
-    total = 0
-    for q in pids:
-        with contextlib.suppress(OSError, ValueError, IndexError), open(f"/proc/{q}/status", encoding="ascii") as f:
-            total += next((int(ln.split()[1]) for ln in f if ln.startswith("VmHWM:")), 0) * 1024
-    return total
+        with open(f"/proc/{q.pid}/status", encoding="ascii") as f:
+            kb = {k: int(v.split()[0]) for k, v in (ln.split(":", 1) for ln in f if ln.startswith(("VmRSS:", "VmHWM:")))}
+        return kb["VmRSS"] * 1024, kb["VmHWM"] * 1024
+    except (OSError, KeyError, ValueError):
+        with contextlib.suppress(psutil.Error):
+            rss = int(q.memory_info().rss)
+            return rss, rss
+        return 0, 0
 
 
 def run(spec: dict[str, Any]) -> dict[str, Any]:
@@ -206,8 +210,9 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
     else:
         def read() -> tuple[int | None, int | None, int]:
             nonlocal hwm
-            hwm = max(hwm, _tree_hwm(child.pid))
-            return _tree_rss(child.pid), hwm, 0
+            rss, high = _tree_memory(child.pid)
+            hwm = max(hwm, high)
+            return rss, hwm, 0
     hwm = 0  # without a cgroup: the replica tree's own high-water RSS, as last seen alive
     sampler = MemorySampler(read, log_dir / f"rank-{rank}.memory.json",
                             extra={"limit": limit, "source": driver.kind})
@@ -219,8 +224,8 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
         # waitid(WNOWAIT), not poll(): poll() reaps the child, and the wait4 below then failed with
         # ECHILD, so every replica that exited on its own under the watchdog was lost with its shim.
         while os.waitid(os.P_PID, child.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is None:
-            rss = _tree_rss(child.pid)
-            watchdog_peak = max(watchdog_peak, rss, _tree_hwm(child.pid))
+            rss, high = _tree_memory(child.pid)
+            watchdog_peak = max(watchdog_peak, rss, high)
             if rss > limit:
                 watchdog_killed = True
                 with contextlib.suppress(ProcessLookupError):
