@@ -15,7 +15,7 @@ from pydantic import ValidationError
 
 from jobsched.spec import yamlsafe
 from jobsched.spec.errors import SpecError, format_validation_error
-from jobsched.workflows import expr, loops, refs
+from jobsched.workflows import expr, loops, refs, resource
 from jobsched.workflows.model import UNSUPPORTED_KINDS, DagTask, Template, Workflow, ignored_fields
 from jobsched.workflows.util import ANN_MEMORY_POLICY, ANN_PLACEMENT, ANN_REPLICAS, parse_duration
 
@@ -64,9 +64,7 @@ def load(manifest: dict[str, Any], parameters: dict[str, str] | None = None,
                         f"({ENTRYPOINT_HINT})")
     for i, t in enumerate(wf.spec.templates):
         if t.resource is not None:
-            from jobsched.workflows.resource import parse_flags
-
-            for flag in parse_flags(t.resource.flags).unknown:
+            for flag in resource.parse_flags(t.resource.flags).unknown:
                 warnings.append(f"spec.templates[{i}].resource.flags: {flag!r} not acted on by jobsched (ignored; "
                                 "TYPE NAME, --selector/-l, --namespace/-n and --ignore-not-found are)")
         if t.leaf is None and t.retry_strategy is not None:
@@ -76,8 +74,6 @@ def load(manifest: dict[str, Any], parameters: dict[str, str] | None = None,
 
 
 def _check_resource(path: str, r: Any, errs: list[str]) -> None:
-    from jobsched.workflows import resource
-
     if "{{" not in r.action and r.action not in resource.ACTIONS:
         errs.append(f"{path}.action: {r.action!r} is not one of {', '.join(resource.ACTIONS)}")
     if r.merge_strategy is not None and r.merge_strategy not in resource.MERGE_STRATEGIES:
