@@ -82,6 +82,7 @@ class Scheduler:
         self.scorer, self.gpus = make_policy(policy, seed)
         self.preemption = preemption
         self._scores = ScoreCache(self.scorer)
+        self._masks: dict[tuple[object, ...], npt.NDArray[np.bool_]] = {}
 
     def cycle(self, snap: Snapshot, pending: Sequence[PodGroup], now: float) -> CycleResult:
         result = CycleResult(now)
@@ -90,6 +91,7 @@ class Scheduler:
         # 2. snapshot
         table = snap.table.copy()
         self._scores = ScoreCache(self.scorer)  # scores of this copy only, kept in step with it
+        self._masks = {}  # allowed rows per set of static constraints, for this copy
         usage = snap.queue_usage()
         total = Resources(int(table.cpu_cap.sum()), int(table.mem_cap.sum()), int(table.gpu_count.sum()))
         # 3. nominate
@@ -121,7 +123,8 @@ class Scheduler:
             for d in decision:
                 result.decisions.append(d)
             if isinstance(decision[-1], Admit):
-                usage[g.queue] = usage.get(g.queue, Resources()) + group_usage(g)
+                if q.has_quota:  # usage only feeds quota checks from here on
+                    usage[g.queue] = usage.get(g.queue, Resources()) + group_usage(g)
             else:
                 blocked_queues.setdefault(g.queue, g.key)
         # 6. requeue: Wait decisions above carry the reasons.
@@ -138,9 +141,8 @@ class Scheduler:
         yielding: list[RunningGang],
         victims_taken: set[str],
     ) -> list[Decision]:
-        used = usage.get(g.queue, Resources())
-        over = q.exceeded(used + group_usage(g))
-        allowed = allowed_mask(table, g)
+        over = q.exceeded(usage.get(g.queue, Resources()) + group_usage(g)) if q.has_quota else []
+        allowed = self._allowed(table, g)
         if yielding:
             # Gangs are already stopping for g: hold their room for it so nobody else takes it.
             release_gangs(table, yielding)
@@ -221,17 +223,31 @@ class Scheduler:
         out.append(Wait(g.key, f"preempting {names}"))
         return out
 
+    def _allowed(self, table: NodeTable, g: PodGroup) -> npt.NDArray[np.bool_]:
+        """:func:`allowed_mask`, once per distinct set of static constraints in a cycle (read-only)."""
+        key = (tuple(sorted(g.node_selector.items())), g.constraints, g.gpu_models if g.request.gpus else ())
+        mask = self._masks.get(key)
+        if mask is None:
+            mask = self._masks[key] = allowed_mask(table, g)
+            mask.flags.writeable = False
+        return mask
+
     def _unresolvable(self, snap: Snapshot, g: PodGroup, memo: dict[tuple[object, ...], str | None]) -> str | None:
+        """Why ``g`` can never be admitted (no queue, over its quota even alone, too big for the
+        empty cluster), or None; memoized per queue and gang shape."""
+        key = (g.queue, g.shape())
+        if key not in memo:
+            memo[key] = self._never(snap, g)
+        return memo[key]
+
+    def _never(self, snap: Snapshot, g: PodGroup) -> str | None:
         q = snap.queues.get(g.queue)
         if q is None:
             return f"queue {g.queue!r} does not exist"
         over = q.exceeded(group_usage(g))
         if over:
             return f"gang needs more than queue {g.queue!r} quota allows ({', '.join(over)}), even when idle"
-        key = g.shape()
-        if key not in memo:
-            memo[key] = self._never_fits(snap, g)
-        return memo[key]
+        return self._never_fits(snap, g)
 
     def _never_fits(self, snap: Snapshot, g: PodGroup) -> str | None:
         empty = snap.table.emptied()

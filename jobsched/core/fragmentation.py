@@ -54,6 +54,8 @@ class TargetWorkload:
         object.__setattr__(self, "group_level", np.array([p[0] for p in pairs], dtype=np.intp))
         object.__setattr__(self, "group_gpus", np.array([p[1] for p in pairs], dtype=np.int32))
         object.__setattr__(self, "group_milli", levels.astype(np.int32)[[p[0] for p in pairs]])
+        object.__setattr__(self, "cpu_by_group", self.cpu[order])
+        object.__setattr__(self, "freq_by_group", self.freq[order])
         object.__setattr__(self, "_access", {})
 
     levels: I64 = field(init=False, repr=False)  # distinct gpu_milli values
@@ -62,6 +64,8 @@ class TargetWorkload:
     group_milli: npt.NDArray[np.int32] = field(init=False, repr=False)  # per group: gpu_milli
     group_order: IDX = field(init=False, repr=False)  # shapes sorted by group
     group_starts: IDX = field(init=False, repr=False)  # first position of each group in that order
+    cpu_by_group: I64 = field(init=False, repr=False)  # cpu in group order
+    freq_by_group: F64 = field(init=False, repr=False)  # freq in group order
     _access: dict[tuple[str, ...], B] = field(init=False, repr=False, compare=False)  # model lookup per table
 
     def __len__(self) -> int:
@@ -137,8 +141,7 @@ class TargetWorkload:
 
 def _weights(wl: TargetWorkload, cpu_left: I64, acc: B) -> F64:
     """(R, Q): frequency of the shapes of each group that the row's CPU and GPU model admit."""
-    o = wl.group_order
-    a = np.where(acc[:, o] & (cpu_left[:, None] >= wl.cpu[o]), wl.freq[o], 0.0)
+    a = np.where(acc[:, wl.group_order] & (cpu_left[:, None] >= wl.cpu_by_group), wl.freq_by_group, 0.0)
     return np.add.reduceat(a, wl.group_starts, axis=1)  # (no BLAS: it oversubscribes small CPUs)
 
 
@@ -147,31 +150,48 @@ def node_frag(wl: TargetWorkload, gpu_free: npt.NDArray[np.integer], cpu_left: I
     (R, S) from :meth:`TargetWorkload.accessible`."""
     g = gpu_free.astype(np.int32)
     free = np.maximum(g, 0)
-    total = free.sum(axis=1, dtype=np.int64).astype(np.float64)
+    total = np.add.reduce(free, axis=1, dtype=np.int64).astype(np.float64)
     ge = g[:, :, None] >= wl.group_milli  # (R, G, Q): device can host one replica of group q
-    usable = (ge * free[:, :, None]).sum(axis=1, dtype=np.int32)  # (R, Q)
-    fits = ge.sum(axis=1, dtype=np.int32) >= wl.group_gpus
-    return total - (_weights(wl, cpu_left, acc) * (fits * usable)).sum(axis=1)
+    usable = np.add.reduce(ge * free[:, :, None], axis=1, dtype=np.int32)  # (R, Q)
+    fits = np.add.reduce(ge, axis=1, dtype=np.int32) >= wl.group_gpus
+    return total - np.add.reduce(_weights(wl, cpu_left, acc) * (fits * usable), axis=1)
 
 
 def frag_after_share(wl: TargetWorkload, gpu_free: npt.NDArray[np.integer], cpu_left: I64, acc: B,
                      req: Resources) -> F64:
     """(R, G): fragmentation after putting a GPU-share replica on device g of row r (+inf where the
     device has too little free). Only device g's terms change, so this is one pass, not G."""
+    return share_before_after(wl, gpu_free, cpu_left, acc, req, before=False)[1]
+
+
+def share_before_after(wl: TargetWorkload, gpu_free: npt.NDArray[np.integer], cpu_left: I64, acc: B,
+                       req: Resources, before: bool = True) -> tuple[F64 | None, F64]:
+    """(the rows' current fragmentation as :func:`node_frag`, or None; :func:`frag_after_share`),
+    from one pass over the devices."""
     d = req.gpu_milli
     g = gpu_free.astype(np.int32)
     free = np.maximum(g, 0)
-    total = free.sum(axis=1, dtype=np.int64).astype(np.float64)
+    total = np.add.reduce(free, axis=1, dtype=np.int64).astype(np.float64)
     ge = g[:, :, None] >= wl.group_milli  # (R, G, Q)
-    usable = (ge * free[:, :, None]).sum(axis=1, dtype=np.int32)  # (R, Q)
-    count = ge.sum(axis=1, dtype=np.int32)
+    usable = np.add.reduce(ge * free[:, :, None], axis=1, dtype=np.int32)  # (R, Q)
+    count = np.add.reduce(ge, axis=1, dtype=np.int32)
     new = g - d  # (R, G): the device's free share after placement
     ge_new = new[:, :, None] >= wl.group_milli
     usable2 = usable[:, None, :] - ge * free[:, :, None] + ge_new * np.maximum(new, 0)[:, :, None]
     fits2 = (count[:, None, :] - ge + ge_new) >= wl.group_gpus  # (R, G, Q)
     w = _weights(wl, cpu_left - req.cpu_milli, acc)[:, None, :]
-    frag = (total - d)[:, None] - (w * (fits2 * usable2)).sum(axis=2)
-    return np.where(g >= d, frag, np.inf)
+    frag = (total - d)[:, None] - np.add.reduce(w * (fits2 * usable2), axis=2)
+    now = None
+    if before:
+        now = total - np.add.reduce(_weights(wl, cpu_left, acc) * ((count >= wl.group_gpus) * usable), axis=1)
+    return now, np.where(g >= d, frag, np.inf)
+
+
+def share_device(after: F64, gpu_free: npt.NDArray[np.integer]) -> IDX:
+    """Per row, the device whose use for a GPU share leaves the least fragmentation, given
+    :func:`frag_after_share`'s ``after`` (lowest index on ties; among equals, the fullest device)."""
+    key = np.where(np.isfinite(after), after + gpu_free.astype(np.float64) * 1e-6, np.inf)
+    return np.argmin(key, axis=1)
 
 
 def take_whole(gpu_free: npt.NDArray[np.integer], n: int) -> npt.NDArray[np.int64]:
@@ -189,9 +209,7 @@ def frag_delta(wl: TargetWorkload, table: NodeTable, req: Resources, rows: IDX,
     if rows.size <= 64:
         return frag_delta_rows(wl, table, req, rows, acc)
     # Nodes in the same state score alike: compute each distinct state once.
-    key = np.concatenate([table.gpu_free[rows], table.cpu_free[rows, None], table.gpu_model[rows, None]],
-                         axis=1, dtype=np.int64)
-    _, first, inverse = np.unique(key, axis=0, return_index=True, return_inverse=True)
+    _, first, inverse = np.unique(state_key(table, rows), axis=0, return_index=True, return_inverse=True)
     inverse = inverse.reshape(-1)
     if first.size < rows.size:
         b, a = frag_delta_rows(wl, table, req, rows[first], None if acc is None else acc[first])
@@ -223,141 +241,11 @@ def best_share_device(wl: TargetWorkload, table: NodeTable, row: int, req: Resou
     on ties; among equals, the fullest device first)."""
     rows = np.array([row], dtype=np.intp)
     g = table.gpu_free[rows]
-    after = frag_after_share(wl, g, table.cpu_free[rows], wl.accessible(table, rows), req)[0]
-    free = g[0].astype(np.float64)
-    key = np.where(np.isfinite(after), after + free * 1e-6, np.inf)
-    return int(np.argmin(key))
+    after = frag_after_share(wl, g, table.cpu_free[rows], wl.accessible(table, rows), req)
+    return int(share_device(after, g)[0])
 
 
-def _state_key(table: NodeTable, rows: IDX) -> I64:
+def state_key(table: NodeTable, rows: IDX) -> I64:
+    """What a row's fragmentation depends on: its free GPU shares, free CPU and GPU model."""
     return np.concatenate([table.gpu_free[rows], table.cpu_free[rows, None], table.gpu_model[rows, None]],
                           axis=1, dtype=np.int64)
-
-
-def _after_dedup(wl: TargetWorkload, table: NodeTable, req: Resources, rows: IDX, acc: B) -> F64:
-    """:func:`frag_after_rows`, each distinct node state computed once (as :func:`frag_delta`)."""
-    if rows.size <= 64:
-        return frag_after_rows(wl, table, req, rows, acc)
-    _, first, inverse = np.unique(_state_key(table, rows), axis=0, return_index=True, return_inverse=True)
-    if first.size == rows.size:
-        return frag_after_rows(wl, table, req, rows, acc)
-    return frag_after_rows(wl, table, req, rows[first], acc[first])[inverse.reshape(-1)]
-
-
-@dataclass
-class _Base:
-    """Per-row state shared by every request shape: the node's state when last seen, its current
-    fragmentation, free milli-GPU and shape access, and a version bumped whenever the row changed."""
-
-    models: list[str]
-    changes: list[int]  # the journal (``NodeTable.changes``) of the table last seen
-    pos: int
-    gpu: npt.NDArray[np.int32]
-    cpu: I64
-    model: npt.NDArray[np.int32]
-    acc: B
-    before: F64
-    free: F64
-    ver: I64
-    clock: int = 0
-
-
-@dataclass
-class _Entry:
-    after: F64
-    seen: I64  # the row's version when ``after`` was computed
-
-
-def _packed(a: npt.NDArray[np.int32]) -> npt.NDArray[np.generic]:
-    """The same bytes as fewer, wider items (two int32 per int64) so that row comparisons are cheaper."""
-    if a.ndim == 2 and a.shape[1] % 2 == 0 and a.dtype == np.int32 and a.flags.c_contiguous:
-        return a.view(np.int64)
-    return a
-
-
-class FragCache:
-    """Memoized :func:`frag_delta`: a node's fragmentation depends only on its free GPU shares, free
-    CPU and GPU model, so each row is recomputed only after it changed.
-
-    The current fragmentation (``before``) is shared by all request shapes; ``after`` is kept per
-    shape with the version of each row it was computed at. Changed rows come from the table's
-    journal (``NodeTable.changes``: the rows allocate/release touched, no scan); for a table not
-    seen before, from a comparison of its free columns with the last state seen.
-    """
-
-    def __init__(self, workload: TargetWorkload, max_shapes: int = 512) -> None:
-        self.workload = workload
-        self.max_shapes = max_shapes
-        self._entries: dict[tuple[int, int, int], _Entry] = {}
-        self._base: _Base | None = None
-
-    def delta(self, table: NodeTable, req: Resources, rows: IDX) -> tuple[F64, F64]:
-        before, after, _ = self.delta_with_free(table, req, rows)
-        return before, after
-
-    def delta_with_free(self, table: NodeTable, req: Resources, rows: IDX) -> tuple[F64, F64, F64]:
-        """(before, after, total free milli-GPU) of each row in ``rows``."""
-        b = self._sync(table)
-        key = (req.cpu_milli, req.gpus, req.gpu_milli)
-        e = self._entries.get(key)
-        n = len(table)
-        if e is None:
-            if len(self._entries) >= self.max_shapes:
-                self._entries.clear()
-            e = self._entries[key] = _Entry(np.zeros(n), np.full(n, -1, dtype=np.int64))
-        full = rows.size == n
-        stale = np.flatnonzero(e.seen != b.ver) if full else rows[e.seen[rows] != b.ver[rows]]
-        if stale.size:
-            e.after[stale] = _after_dedup(self.workload, table, req, stale, b.acc[stale])
-            e.seen[stale] = b.ver[stale]
-        if full:
-            return b.before.copy(), e.after.copy(), b.free.copy()
-        return b.before[rows], e.after[rows], b.free[rows]
-
-    def _sync(self, table: NodeTable) -> _Base:
-        """Bring the shared per-row state up to ``table``; returns it."""
-        b = self._base
-        gpu_free = table.gpu_free
-        if b is None or b.gpu.shape != gpu_free.shape or (b.models is not table.models and b.models != table.models):
-            n = len(table)
-            self._entries.clear()
-            b = self._base = _Base(
-                table.models, table.changes, 0, np.full(gpu_free.shape, -2, dtype=np.int32),
-                np.full(n, -1, dtype=np.int64), np.full(n, -2, dtype=np.int32),
-                np.zeros((n, len(self.workload)), dtype=bool), np.zeros(n), np.zeros(n), np.zeros(n, dtype=np.int64))
-            dirty = np.arange(n, dtype=np.intp)
-        elif b.changes is table.changes:  # the rows in the journal since: only free columns changed
-            if b.pos == len(table.changes):
-                return b
-            dirty = np.fromiter(set(table.changes[b.pos:]), dtype=np.intp)
-            b.pos = len(table.changes)
-            return self._refresh(b, table, dirty, b.acc[dirty])
-        else:  # another table (a new cycle's copy, an emptied one): compare the free columns
-            g32 = np.ascontiguousarray(gpu_free, dtype=np.int32)
-            changed = (_packed(b.gpu) != _packed(g32)).any(axis=1)
-            changed |= (b.cpu != table.cpu_free) | (b.model != table.gpu_model)
-            dirty = np.flatnonzero(changed)
-            b.changes = table.changes
-        b.pos = len(table.changes)
-        b.acc[dirty] = acc = self.workload.accessible(table, dirty)
-        return self._refresh(b, table, dirty, acc)
-
-    def _refresh(self, b: _Base, table: NodeTable, dirty: IDX, acc: B) -> _Base:
-        if dirty.size:
-            g = table.gpu_free[dirty]
-            b.gpu[dirty], b.cpu[dirty], b.model[dirty] = g, table.cpu_free[dirty], table.gpu_model[dirty]
-            b.before[dirty] = _before_dedup(self.workload, table, dirty, acc)
-            b.free[dirty] = np.maximum(g, 0).sum(axis=1)
-            b.clock += 1
-            b.ver[dirty] = b.clock
-        return b
-
-
-def _before_dedup(wl: TargetWorkload, table: NodeTable, rows: IDX, acc: B) -> F64:
-    """Current fragmentation of ``rows``, each distinct node state computed once."""
-    if rows.size > 64:
-        _, first, inverse = np.unique(_state_key(table, rows), axis=0, return_index=True, return_inverse=True)
-        if first.size < rows.size:
-            sel = rows[first]
-            return node_frag(wl, table.gpu_free[sel], table.cpu_free[sel], acc[first])[inverse.reshape(-1)]
-    return node_frag(wl, table.gpu_free[rows], table.cpu_free[rows], acc)

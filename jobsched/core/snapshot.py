@@ -25,6 +25,11 @@ class QueueInfo:
         cpu, mem, gpu = q.quota_limits()
         return cls(q.name, cpu, mem, gpu, q.spec.weight, q.spec.strategy == "StrictFIFO")
 
+    @property
+    def has_quota(self) -> bool:
+        """Whether any quota limits the queue (without one, usage need not be counted)."""
+        return self.cpu_quota is not None or self.memory_quota is not None or self.gpu_quota is not None
+
     def exceeded(self, usage: Resources) -> list[str]:
         """Names of the resources over quota at ``usage`` (gpus counted in milli-GPU)."""
         out = []

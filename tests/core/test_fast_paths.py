@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from jobsched.core.cycle import Admit, Scheduler, Wait
-from jobsched.core.fragmentation import FragCache, TargetWorkload, frag_delta
+from jobsched.core.fragcache import FragCache
+from jobsched.core.fragmentation import TargetWorkload, best_share_device, frag_delta
 from jobsched.core.gang import PodGroup
 from jobsched.core.nodes import NodeTable
 from jobsched.core.policies.basic import BestFit, JobschedDefault
@@ -94,6 +95,9 @@ def test_frag_cache_matches_the_definition_across_changes_and_tables() -> None:
         np.testing.assert_array_equal(b, b0)
         np.testing.assert_array_equal(a, a0)
         np.testing.assert_array_equal(free, np.maximum(t.gpu_free[sub], 0).sum(axis=1))
+        if req.gpu_milli < 1000:  # the device kept with a share's score is the one the chooser computes
+            for row in sub[:8]:
+                assert cache.share_device(t, int(row), req) == best_share_device(wl, t, int(row), req)
         r = int(rng.integers(len(t)))
         if t.cpu_free[r] >= 1000 and t.gpu_max_free[r] >= 250:
             t.allocate(r, Resources(1000, 0, 1, 250), (int(np.argmax(t.gpu_free[r])),))

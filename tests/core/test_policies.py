@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from jobsched.core.fragmentation import FragCache, TargetWorkload, frag_after_share, frag_delta, node_frag
+from jobsched.core.fragcache import FragCache
+from jobsched.core.fragmentation import TargetWorkload, frag_after_share, frag_delta, node_frag
 from jobsched.core.gang import PodGroup, place_gang
 from jobsched.core.nodes import NodeTable
 from jobsched.core.policies import make_policy, names

@@ -21,7 +21,8 @@ import numpy as np
 import numpy.typing as npt
 
 from jobsched.core.fit import choose_gpus_bestfit
-from jobsched.core.fragmentation import FragCache, TargetWorkload, frag_after_share, frag_delta
+from jobsched.core.fragcache import FragCache
+from jobsched.core.fragmentation import TargetWorkload, frag_after_share, frag_delta
 from jobsched.core.nodes import NodeTable
 from jobsched.core.policies import register
 from jobsched.spec.resources import Resources

@@ -8,7 +8,8 @@ import numpy as np
 import numpy.typing as npt
 
 from jobsched.core.fit import BestFitGpus, choose_gpus_bestfit
-from jobsched.core.fragmentation import FragCache, TargetWorkload, best_share_device
+from jobsched.core.fragcache import FragCache
+from jobsched.core.fragmentation import TargetWorkload
 from jobsched.core.framework import GpuChooser, ScorePlugin
 from jobsched.core.nodes import NodeTable
 from jobsched.core.policies.gpuspec import ModelDemand
@@ -22,8 +23,7 @@ IDX = npt.NDArray[np.intp]
 
 
 def _share(free: npt.NDArray[np.int64], cap: npt.NDArray[np.int64], need: int) -> F64:
-    cap_f = np.maximum(cap.astype(np.float64), 1.0)
-    return (free - need) / cap_f  # remaining share after placement, 0..1
+    return (free - need) / np.maximum(cap, 1)  # remaining share after placement, 0..1 (true division)
 
 
 class BestFit:
@@ -119,30 +119,31 @@ class JobschedDefault:
     w_model = 1.0  # weight of taking GPUs of a model that pods pinned to it need (gpuspec.ModelDemand)
 
     def score(self, table: NodeTable, req: Resources, rows: IDX, group: PodGroup) -> F64:
-        cpu = _share(table.cpu_free[rows], table.cpu_cap[rows], req.cpu_milli)
+        cpu_free = table.cpu_free[rows]
+        cpu = _share(cpu_free, table.cpu_cap[rows], req.cpu_milli)
         mem = _share(table.mem_free[rows], table.mem_cap[rows], req.memory)
         gcount = table.gpu_count[rows]
         before, after, gfree = self.cache.delta_with_free(table, req, rows)
         grow = (after - before) / 1000.0  # GPUs newly fragmented (can be negative)
-        grow = grow + self.w_strand * self._strand_growth(table, req, rows, gfree)
+        grow = grow + self.w_strand * self._strand_growth(cpu_free, req, gfree)
         if req.gpus:
             grow = grow + self.w_model * self.demand.cost(table, req, rows)
             gpu_left = (gfree - req.gpu_total_milli) / (np.maximum(gcount, 1) * 1000.0)
             return -(grow + self.w_fit * (4.0 * gpu_left + cpu + mem))
         on_gpu_node = (gcount > 0).astype(np.float64)
-        cpu_per_gpu = (table.cpu_free[rows] - req.cpu_milli) / np.maximum(gfree / 1000.0, 0.5) / 1e5
+        cpu_per_gpu = (cpu_free - req.cpu_milli) / np.maximum(gfree / 1000.0, 0.5) / 1e5
         return -(10.0 * on_gpu_node + grow + self.w_fit * (cpu + mem)) + self.w_fit * np.minimum(cpu_per_gpu, 1.0)
 
-    def _strand_growth(self, table: NodeTable, req: Resources, rows: IDX, gfree: F64) -> F64:
-        """Growth (in GPUs) of the free GPU share a node cannot use for want of CPU, at the
-        workload's average CPU per GPU: max(0, free GPU - free CPU / (CPU per GPU))."""
+    def _strand_growth(self, cpu: npt.NDArray[np.int64], req: Resources, gfree: F64) -> F64:
+        """Growth (in GPUs) of the free GPU share a node cannot use for want of CPU (``cpu``: the
+        rows' free CPU), at the workload's average CPU per GPU: max(0, free GPU - free CPU / (CPU
+        per GPU))."""
         ratio = self._gpu_per_cpu
-        cpu = table.cpu_free[rows].astype(np.float64)
         before = np.maximum(gfree - cpu * ratio, 0.0)
         after = np.maximum(gfree - req.gpu_total_milli - (cpu - req.cpu_milli) * ratio, 0.0)
         return (after - before) / 1000.0
 
     def choose(self, table: NodeTable, row: int, req: Resources) -> tuple[int, ...]:
         if req.gpus and req.gpu_milli < 1000:
-            return (best_share_device(self.workload, table, row, req),)
+            return (self.cache.share_device(table, row, req),)
         return choose_gpus_bestfit(table, row, req)
