@@ -2,8 +2,9 @@
 
 Within one cycle, replicas with the same request, node selector and accepted GPU models see the same
 feasible nodes and, under a *row-local* scorer, the same scores: a scorer whose score for a node
-depends only on that node's state and the request (``row_local = True`` on the scorer class; not the
-seeded-jitter baselines, whose random draws depend on how many rows are scored). For such a class
+depends only on that node's state, the request and fixed per-node data such as the baselines' node
+order (``row_local = True`` on the scorer class; not ``random``, whose draws depend on how many rows
+are scored, nor jobsched's model-demand cost once pods pin GPU models). For such a class
 the cache keeps one score per node (``-inf`` where the replica does not fit) and, before each use,
 rescores only the rows the table's journal (``NodeTable.changes``) says changed since: one placement
 changes one node, so a placement costs a handful of rows plus one ``argmax`` over the cluster instead

@@ -15,6 +15,8 @@ from jobsched.core.fragcache import FragCache
 from jobsched.core.fragmentation import TargetWorkload, best_share_device, frag_delta
 from jobsched.core.gang import PodGroup
 from jobsched.core.nodes import NodeTable
+from jobsched.core.policies import make_policy
+from jobsched.core.policies.baselines import FGD
 from jobsched.core.policies.basic import BestFit, JobschedDefault
 from jobsched.core.snapshot import Snapshot
 from jobsched.sim.packing import run_packing
@@ -58,20 +60,22 @@ def decisions(policy: str, table: NodeTable, pods: list[PodGroup]) -> list[tuple
     return [(d.key, d.assignments if isinstance(d, Admit) else getattr(d, "reason", "")) for d in res.decisions]
 
 
-@pytest.mark.parametrize("policy", ["jobsched", "bestfit"])
+@pytest.mark.parametrize("policy", ["jobsched", "bestfit", "fgd", "packing", "dotprod"])
 def test_cycle_with_score_cache_places_exactly_as_scoring_every_node(policy: str, monkeypatch) -> None:
     table, pods = cluster(60, 1), pending(400, 2)
     fast = decisions(policy, table, pods)
     assert sum(1 for _, a in fast if isinstance(a, tuple)) > 100  # most of them placed, some waiting
-    monkeypatch.setattr(JobschedDefault, "row_local", False)
-    monkeypatch.setattr(BestFit, "row_local", False, raising=False)
+    monkeypatch.setattr(type(make_policy(policy, 0)[0]), "row_local", False)
     assert decisions(policy, table, pods) == fast
 
 
 def test_scores_that_read_more_than_one_node_are_never_cached() -> None:
-    """Best fit breaks ties at random (a draw per scoring) and jobsched's model-demand cost reads
-    every node's free GPUs once pods pin GPU models: neither may reuse a cached score."""
-    assert not getattr(BestFit(0), "row_local", False)
+    """Random draws per scoring and jobsched's model-demand cost reads every node's free GPUs once
+    pods pin GPU models: neither may reuse a cached score. The baselines' node order is fixed per
+    node, so theirs may."""
+    assert not getattr(make_policy("random", 0)[0], "row_local", False)
+    for name in ("bestfit", "dotprod", "packing", "clustering", "fgd"):
+        assert make_policy(name, 0)[0].row_local
     assert JobschedDefault().row_local
     pinned = TargetWorkload.from_shapes({(2000, 1, 1000, ()): 3, (1000, 1, 1000, ("T4",)): 1})
     assert not JobschedDefault(pinned).row_local
@@ -123,7 +127,8 @@ def test_packing_placements_unchanged_with_the_caches(monkeypatch) -> None:
 
     monkeypatch.setattr(FragCache, "delta_with_free", uncached)
     monkeypatch.setattr(JobschedDefault, "row_local", False)
-    monkeypatch.setattr(BestFit, "row_local", False, raising=False)
+    monkeypatch.setattr(BestFit, "row_local", False)
+    monkeypatch.setattr(FGD, "row_local", False)
     assert digest() == fast
 
 

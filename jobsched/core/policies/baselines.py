@@ -1,8 +1,11 @@
 """Baseline placement policies, reimplemented from their published definitions.
 
 The FGD paper (Weng et al., USENIX ATC'23) and its simulator (hkust-adsl/kubernetes-scheduler-simulator)
-score nodes as integers 0..100 and kube-scheduler breaks ties at random; each policy here adds a seeded
-jitter below one point so that equal integer scores tie-break the same way.
+score nodes as integers 0..100. Ties do not go to a random node: the simulator's kube-scheduler fork
+(``selectHost`` in its vendored ``generic_scheduler.go``) keeps the node with the smallest name, and the
+simulator names the nodes after a seeded random permutation (``syncClusterResourceList``), so a run has
+one fixed random order of the nodes and every tie goes to the first of them. Each policy here adds that
+order as a per-node priority below one point (:class:`NodeOrder`).
 
 * ``dotprod``  - Tetris-style alignment: prefer the node whose free (CPU, GPU) vector has the smallest
   dot product with the request, both normalized by the largest node's size.
@@ -25,6 +28,7 @@ from jobsched.core.fragcache import FragCache
 from jobsched.core.fragmentation import TargetWorkload, frag_after_share, frag_delta
 from jobsched.core.nodes import NodeTable
 from jobsched.core.policies import register
+from jobsched.core.policies.nodeorder import NodeOrder
 from jobsched.spec.resources import Resources
 
 if TYPE_CHECKING:
@@ -41,20 +45,21 @@ def sigmoid_score(before: F64, after: F64) -> F64:
     return np.floor(100.0 / (1.0 + np.exp(-(before - after) / 1000.0)))
 
 
-class _Jittered:
+class _Ordered:
     name = "base"
+    row_local = True  # a score reads its node and the fixed node order only (see core.scorecache)
 
     def __init__(self, seed: int) -> None:
-        self.rng = np.random.default_rng(seed)
+        self.order = NodeOrder(seed)
 
-    def jitter(self, n: int) -> F64:
-        return self.rng.random(n) * 0.5
+    def tiebreak(self, table: NodeTable, rows: IDX) -> F64:
+        return self.order.of(table)[rows]
 
     def choose(self, table: NodeTable, row: int, req: Resources) -> tuple[int, ...]:
         return choose_gpus_bestfit(table, row, req)
 
 
-class DotProduct(_Jittered):
+class DotProduct(_Ordered):
     """The authors' run configuration (DotProd, ``-dimext merge -norm max``): the node's free (CPU,
     total GPU) vector and the request's (CPU, total GPU), both divided by the largest node's
     size, ``int(100 * (1 - dot / 2))``; the device of a GPU share is the best fit."""
@@ -66,15 +71,15 @@ class DotProduct(_Jittered):
         gfree = np.maximum(table.gpu_free[rows], 0).sum(axis=1)
         gpu_dot = (gfree / MAX_SPEC_GPU) * (req.gpu_total_milli / MAX_SPEC_GPU)
         score = np.floor(100.0 * (1.0 - (cpu_dot + gpu_dot) / 2.0))
-        return score + self.jitter(rows.size)
+        return score + self.tiebreak(table, rows)
 
 
-class GpuPacking(_Jittered):
+class GpuPacking(_Ordered):
     name = "packing"
 
     def score(self, table: NodeTable, req: Resources, rows: IDX, group: PodGroup) -> F64:
-        if not req.gpus:
-            return self.jitter(rows.size)
+        if not req.gpus:  # MinNodeScore everywhere: the first node in the order that fits
+            return self.tiebreak(table, rows)
         full = table.gpu_full[rows].astype(np.int64)
         idle = full == table.gpu_count[rows]
         g = table.gpu_free[rows].astype(np.int64)
@@ -85,10 +90,10 @@ class GpuPacking(_Jittered):
         else:
             score = np.full(rows.size, max(50 - req.gpus, 33))
         score = np.where(idle, np.maximum(33 - full, full), score)
-        return score + self.jitter(rows.size)
+        return score + self.tiebreak(table, rows)
 
 
-class GpuClustering(_Jittered):
+class GpuClustering(_Ordered):
     name = "clustering"
 
     def __init__(self, seed: int) -> None:
@@ -113,7 +118,7 @@ class GpuClustering(_Jittered):
 
     def score(self, table: NodeTable, req: Resources, rows: IDX, group: PodGroup) -> F64:
         if not req.gpus:
-            return self.jitter(rows.size)
+            return self.tiebreak(table, rows)
         me = self.tag(req)
         n_tags = np.fromiter((len(self.tags.get(int(r), ())) for r in rows), dtype=np.int64, count=rows.size)
         has_me = np.fromiter((self.tags.get(int(r), Counter())[me] > 0 for r in rows), dtype=bool,
@@ -121,16 +126,16 @@ class GpuClustering(_Jittered):
         left = np.maximum(table.gpu_free[rows], 0).sum(axis=1)
         base = 25 * (MAX_SPEC_GPU - left) // MAX_SPEC_GPU
         band = np.where(has_me, np.where(n_tags == 1, 75, 50), np.where(n_tags == 0, 25, 0))
-        return (base + band) + self.jitter(rows.size)
+        return (base + band) + self.tiebreak(table, rows)
 
 
-class FGD(_Jittered):
+class FGD(_Ordered):
     """Fragmentation gradient descent against the target workload (``set_workload``)."""
 
     name = "fgd"
     # The authors' typical pods (scripts/generate_config_and_run.py): CPU-only pods included, the most
     # frequent shapes covering 95 % of pods, one shape at a time. See PodTrace.workload.
-    workload_options = {"popularity": 1.0, "step": 1, "cpu_pods": True}
+    workload_options = {"popularity": 0.95, "step": 1, "cpu_pods": True}
 
     def __init__(self, seed: int) -> None:
         super().__init__(seed)
@@ -142,7 +147,7 @@ class FGD(_Jittered):
 
     def score(self, table: NodeTable, req: Resources, rows: IDX, group: PodGroup) -> F64:
         before, after = self.cache.delta(table, req, rows)
-        return sigmoid_score(before, after) + self.jitter(rows.size)
+        return sigmoid_score(before, after) + self.tiebreak(table, rows)
 
     def choose(self, table: NodeTable, row: int, req: Resources) -> tuple[int, ...]:
         if not (req.gpus and req.gpu_milli < 1000):
@@ -156,7 +161,7 @@ class FGD(_Jittered):
         return (int(np.argmax(scores)),)  # the first device with the best score, as published
 
 
-def _pair(cls: type[_Jittered]):  # type: ignore[no-untyped-def]
+def _pair(cls: type[_Ordered]):  # type: ignore[no-untyped-def]
     def make(seed: int):  # type: ignore[no-untyped-def]
         obj = cls(seed)
         return obj, obj

@@ -13,6 +13,7 @@ from jobsched.core.fragmentation import TargetWorkload
 from jobsched.core.framework import GpuChooser, ScorePlugin
 from jobsched.core.nodes import NodeTable
 from jobsched.core.policies.gpuspec import ModelDemand
+from jobsched.core.policies.nodeorder import NodeOrder
 from jobsched.spec.resources import Resources
 
 if TYPE_CHECKING:
@@ -29,14 +30,16 @@ def _share(free: npt.NDArray[np.int64], cap: npt.NDArray[np.int64], need: int) -
 class BestFit:
     """The published best fit (the FGD authors' ``best_fit_score.go``): the node left with the least
     free CPU and GPU, each weighed 0.5 against the largest node's size (128 cores, 8 GPUs),
-    ``int(100 * (1 - score))``; equal integer scores tie-break at random (seeded)."""
+    ``int(100 * (1 - score))``; equal integer scores go to the first node of a seeded random node
+    order, as in the authors' simulator (``nodeorder.NodeOrder``)."""
 
     name = "bestfit"
     max_cpu = 128_000
     max_gpu = 8_000
+    row_local = True
 
     def __init__(self, seed: int = 0) -> None:
-        self.rng = np.random.default_rng(seed)
+        self.order = NodeOrder(seed)
 
     @classmethod
     def make(cls, seed: int) -> tuple[ScorePlugin, GpuChooser]:
@@ -47,7 +50,7 @@ class BestFit:
         gfree = np.maximum(table.gpu_free[rows], 0).sum(axis=1)
         gpu = (gfree - req.gpu_total_milli) / self.max_gpu
         score = np.floor(100.0 * (1.0 - (0.5 * cpu + 0.5 * gpu)))
-        return score + self.rng.random(rows.size) * 0.5
+        return score + self.order.of(table)[rows]
 
 
 class RandomFit:
