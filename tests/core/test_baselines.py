@@ -1,8 +1,9 @@
 """Baseline scores against cases computed by hand from the FGD authors' simulator
 (hkust-adsl/kubernetes-scheduler-simulator, pkg/simulator/plugin/*_score.go, pkg/utils/frag.go).
 
-Scores there are integers 0..100 and kube-scheduler breaks ties at random; ours add a seeded jitter
-below 0.5, so ``floor(score)`` is the published integer.
+Scores there are integers 0..100; ties go to the first node of one seeded node order per run (the
+authors' kube-scheduler fork keeps the smallest node name, names carry a seeded permutation). Ours add
+that order below half a point, so ``floor(score)`` is the published integer.
 """
 
 from __future__ import annotations
