@@ -133,6 +133,8 @@ def train(t: MXTrainer, stopper: Stopper) -> int:
             loss = sum(float(v.asscalar()) for v in pending) / len(pending)
             rate = len(pending) * bs / (time.perf_counter() - t0)
             print(f"step={t.step} loss={loss:.4f} samples/s={rate:.1f} rank={rdzv.rank}", flush=True)
+            if rdzv.world_size > 1:  # replicas in step hold the same weights
+                print(f"weights step={t.step} digest={t.mk.param_digest(t.net)} rank={rdzv.rank}", flush=True)
             pending, t0 = [], time.perf_counter()
         if opts.checkpoint_every and t.step % opts.checkpoint_every == 0:
             with stopper.lock:
@@ -177,6 +179,7 @@ def run(opts: argparse.Namespace, cfg: Common, rdzv: Rendezvous) -> int:
               f"job={rdzv.job or '-'} attempt={rdzv.attempt}", flush=True)
         holder["t"] = MXTrainer(opts, cfg, rdzv, kvstore)
         holder["t"].resume()
+        holder["t"].mk.start_in_step(holder["t"].trainer, kvstore)
         code = train(holder["t"], stopper)
         del kvstore
     except ValueError as e:

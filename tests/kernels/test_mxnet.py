@@ -7,6 +7,7 @@ Create it with: bash tools/setup_mxnet_env.sh
 from __future__ import annotations
 
 import json
+import re
 import signal
 import subprocess
 import time
@@ -77,12 +78,18 @@ def test_two_worker_dist_sync_run(tmp_path, venv_python):
     args = ["--kernel", "mlp", "--fast", "--steps", "120", "--log-interval", "20", "--checkpoint-every", "60"]
     procs = [_launch(args, rank=r, world=2, port=port, ckpt=ckpt, log=tmp_path / f"r{r}.log") for r in (0, 1)]
     assert [p.wait(timeout=120) for p in procs] == [0, 0]
+    digests = []
     for r in (0, 1):
         text = (tmp_path / f"r{r}.log").read_text()
         assert "kvstore=dist_sync" in text and f"done step=120 rank={r}" in text
         curve = steps(text)
         # the loss goes down (each rank logs its own shard's loss, so the curve is noisy)
         assert min(loss for _, loss in curve[-2:]) < 0.9 * curve[0][1], curve
+        digests.append(re.findall(r"^weights step=(\d+) digest=(\S+) rank=", text, re.M))
+    # Both replicas hold the same weights at every logged step. Before the kvstore was set up ahead
+    # of the first step, a replica's initial pull could return the first summed gradients instead
+    # of weights (about one run in three under load): the replicas then differed from step 1.
+    assert len(digests[0]) == 6 and digests[0] == digests[1]
     assert sorted(p.name for p in ckpt.iterdir()) == ["ckpt-00000060.mxnet", "ckpt-00000120.mxnet"]
 
 
