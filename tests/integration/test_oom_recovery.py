@@ -103,7 +103,11 @@ def test_big_plateau_is_not_a_leak(rt):
     assert st.phase.value == "Succeeded", events(st)
     assert oom_kills(st) <= 2
     tl = st.attempts[-1].memory_timeline
-    assert tl.shape == "plateau", (tl.text, [u >> 20 for u in tl.usage])
+    # Not a leak: never growing, no MemoryLeak event. (On a loaded machine the sampler can catch the
+    # exit's partial free as an irregular tail, 1 CI dry run in about 10; the shapes themselves are
+    # held to synthetic timelines in tests/rightsizing/test_recovery.py.)
+    assert tl.shape in ("plateau", "irregular"), (tl.text, [u >> 20 for u in tl.usage][-12:])
+    assert not any(r == "MemoryLeak" for r, _ in events(st)), events(st)
 
 
 def test_node_pressure_evicts_the_replica_above_its_request_not_its_neighbour(make_runtime):
