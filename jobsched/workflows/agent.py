@@ -9,20 +9,18 @@ from __future__ import annotations
 
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from jobsched.spec.duration import parse_duration
+from jobsched.workflows.fanout import OperatorParts
 from jobsched.workflows.model import Template
 from jobsched.workflows.render import Unresolved, substitute, substitute_all
 from jobsched.workflows.state import NodeStatus
 
 if TYPE_CHECKING:
-    from jobsched.workflows.model import Workflow
-    from jobsched.workflows.runner import JobRunner
-    from jobsched.workflows.state import WorkflowState
+    pass
 
 AGENT_KINDS = ("suspend", "http", "resource", "data")
 RESOURCE_POLL_S = 1.0  # a resource step with conditions reads its object at most this often
@@ -61,13 +59,7 @@ class Calls:
         self._pool.shutdown(wait=False, cancel_futures=True)
 
 
-class AgentMixin:
-    st: WorkflowState
-    wf: Workflow
-    runner: JobRunner
-    now: float
-    workdir: Path
-    hooks: Any  # fanout.Hooks
+class AgentMixin(OperatorParts):
 
     def set_phase(self, n: NodeStatus, phase: str, message: str | None = None) -> NodeStatus:
         raise NotImplementedError

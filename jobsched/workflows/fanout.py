@@ -22,7 +22,10 @@ from jobsched.workflows.state import LoopState, NodeStatus
 from jobsched.workflows.util import item_label, item_text
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from jobsched.workflows.model import DagTask, Workflow, WorkflowStep
+    from jobsched.workflows.runner import JobRunner
     from jobsched.workflows.state import WorkflowState
 
 
@@ -45,10 +48,18 @@ class Hooks:
     calls: Any = None  # agent.Calls: the controller's pool for http and resource steps' blocking calls
 
 
-class LoopMixin:
+class OperatorParts:
+    """What the operator's mixins (loops here, leaf and agent steps) read from the operator."""
+
     st: WorkflowState
     wf: Workflow
+    runner: JobRunner
+    now: float
+    workdir: Path
     hooks: Hooks
+
+
+class LoopMixin(OperatorParts):
 
     def node(self, name: str, display: str, type_: str, template: str | None,
              parent: NodeStatus | None, phase: str = "Pending", message: str | None = None) -> NodeStatus:

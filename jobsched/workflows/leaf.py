@@ -16,27 +16,20 @@ from typing import TYPE_CHECKING, Any
 
 from jobsched.spec.status import JobPhase
 from jobsched.workflows import expr, pods
+from jobsched.workflows.fanout import OperatorParts
 from jobsched.workflows.model import RetryStrategy, Template
 from jobsched.workflows.render import Unresolved, substitute, substitute_all
 from jobsched.workflows.state import AttemptRecord, NodeStatus
 from jobsched.workflows.util import parse_duration
 
 if TYPE_CHECKING:
-    from jobsched.workflows.model import Workflow
-    from jobsched.workflows.runner import JobRunner
-    from jobsched.workflows.state import WorkflowState
+    pass
 
 UNLIMITED_RETRIES = 100
 _RETRIES = re.compile(r"{{\s*retries\s*}}|{{=[^}]*\bretries\b")
 
 
-class LeafMixin:
-    st: WorkflowState
-    wf: Workflow
-    runner: JobRunner
-    now: float
-    workdir: Path
-    hooks: Any  # fanout.Hooks
+class LeafMixin(OperatorParts):
     _running: list[NodeStatus] | None
 
     def halted(self) -> bool:
